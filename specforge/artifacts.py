@@ -1,0 +1,80 @@
+"""Files on disk: atomic writes, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder + rename: readers see the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def unified_diff(path: Path, old: str | None, new: str | None) -> str:
+    """A unified diff from what is on disk (old) to what compile produces (new)."""
+    import difflib
+
+    label = path.as_posix()
+    return "".join(
+        difflib.unified_diff(
+            (old or "").splitlines(keepends=True),
+            (new or "").splitlines(keepends=True),
+            fromfile=f"a/{label}" if old is not None else "/dev/null",
+            tofile=f"b/{label}" if new is not None else "/dev/null",
+        )
+    )
+
+
+def read_text_or_none(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return None
+
+
+def changes(out_dir: Path, files: dict[str, str]) -> list[tuple[Path, str | None, str]]:
+    """(path, on disk, wanted) for every file whose bytes differ from the fresh compile."""
+    found = []
+    for name, text in sorted(files.items()):
+        path = out_dir / name
+        current = read_text_or_none(path)
+        if current != text:
+            found.append((path, current, text))
+    return found
+
+
+def strays(out_dir: Path, files: dict[str, str]) -> list[Path]:
+    """Files in an owned output folder that the compile does not produce."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.name not in files and p.name != "__pycache__")
+
+
+def write_all(outputs: list[tuple[Path, dict[str, str]]]) -> list[Path]:
+    """Write compiled outputs, each file atomically; only after every spec compiled cleanly."""
+    written = []
+    for out_dir, files in outputs:
+        for name, text in sorted(files.items()):
+            path = out_dir / name
+            if read_text_or_none(path) != text:
+                write_atomic(path, text.encode("utf-8"))
+                written.append(path)
+    return written

@@ -1,0 +1,129 @@
+"""Render the plan through the Jinja templates into checked Python source.
+
+Imports are derived from the rendered code itself (only what is used is imported), and the result
+is `ast.parse`d before anyone can write it.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from specforge.codegen.plan import Plan
+
+# name used in generated code -> the import that provides it (stdlib first, then third party)
+STDLIB_IMPORTS = {
+    "argparse": "import argparse",
+    "copy": "import copy",
+    "csv": "import csv",
+    "hashlib": "import hashlib",
+    "importlib": "import importlib.util",
+    "json": "import json",
+    "os": "import os",
+    "shutil": "import shutil",
+    "sys": "import sys",
+    "time": "import time",
+    "Path": "from pathlib import Path",
+}
+THIRD_PARTY_IMPORTS = {
+    "huggingface_hub": ("huggingface_hub", None),
+    "torch": ("torch", None),
+    "Dataset": ("datasets", "Dataset"),
+    "load_dataset": ("datasets", "load_dataset"),
+    "LoraConfig": ("peft", "LoraConfig"),
+    "PeftModel": ("peft", "PeftModel"),
+    "get_peft_model": ("peft", "get_peft_model"),
+    "prepare_model_for_kbit_training": ("peft", "prepare_model_for_kbit_training"),
+    "TrainableTokensWrapper": ("peft.utils.other", "TrainableTokensWrapper"),
+    "AutoModelForCausalLM": ("transformers", "AutoModelForCausalLM"),
+    "AutoTokenizer": ("transformers", "AutoTokenizer"),
+    "BitsAndBytesConfig": ("transformers", "BitsAndBytesConfig"),
+    "TrainerCallback": ("transformers", "TrainerCallback"),
+    "set_seed": ("transformers", "set_seed"),
+    "SFTConfig": ("trl", "SFTConfig"),
+    "SFTTrainer": ("trl", "SFTTrainer"),
+}
+LINE_LIMIT = 88
+
+
+class RenderError(Exception):
+    pass
+
+
+def templates_dir() -> Path:
+    """templates/ in a source checkout; specforge/templates inside an installed wheel."""
+    packaged = Path(__file__).resolve().parent.parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent.parent / "templates"
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _used_names(source: str) -> set[str]:
+    tree = ast.parse(source)
+    defined = {
+        node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+    }
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    return names - defined
+
+
+def _from_import(module: str, names: list[str]) -> str:
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= LINE_LIMIT:
+        return line
+    return f"from {module} import (\n" + "".join(f"    {n},\n" for n in names) + ")"
+
+
+def import_lines(source: str) -> list[str]:
+    """The import block a rendered body needs: stdlib, blank line, third party (isort order)."""
+    used = _used_names(source)
+    stdlib = sorted(
+        (line for name, line in STDLIB_IMPORTS.items() if name in used),
+        key=lambda line: (line.startswith("from"), line.split()[1].lower()),
+    )
+    modules: dict[str, list[str]] = {}
+    plain: list[str] = []
+    for name, (module, member) in THIRD_PARTY_IMPORTS.items():
+        if name in used:
+            if member is None:
+                plain.append(module)
+            else:
+                modules.setdefault(module, []).append(member)
+    third = [f"import {m}" for m in sorted(plain)] + [
+        _from_import(m, sorted(names, key=lambda n: (not n[0].isupper(), n.lower())))
+        for m, names in sorted(modules.items())
+    ]
+    return stdlib + ([""] if stdlib and third else []) + third
+
+
+def render_script(template: str, plan: Plan) -> str:
+    """Render one script: body first, then its exact imports; the result must parse."""
+    env = environment()
+    key = "train_imports" if template.startswith("train") else "infer_imports"
+    draft = env.get_template(template).render(plan=plan, **{key: []})
+    try:
+        lines = import_lines(draft)
+    except SyntaxError as err:
+        raise RenderError(f"{template} rendered invalid Python: {err}") from err
+    source = env.get_template(template).render(plan=plan, **{key: lines})
+    source = "\n".join(line.rstrip() for line in source.splitlines()) + "\n"
+    try:
+        ast.parse(source)
+    except SyntaxError as err:
+        raise RenderError(f"{template} rendered invalid Python: {err}") from err
+    return source

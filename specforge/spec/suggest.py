@@ -1,0 +1,47 @@
+"""Did-you-mean and migration hints."""
+
+from __future__ import annotations
+
+import difflib
+
+# Names users bring from the 2024 recipes, axolotl and TRL, and where they live in a spec now.
+MIGRATIONS: dict[str, str] = {
+    "evaluation_strategy": "`evaluation_strategy` was renamed `eval_strategy` (training.eval_strategy)",
+    "torch_dtype": "`torch_dtype` is now `dtype` (model.dtype)",
+    "max_seq_length": "`max_seq_length` was renamed `max_length` (training.max_length)",
+    "fp16": "use `training.precision: fp16` (one enum, never two booleans)",
+    "bf16": "use `training.precision: bf16` (one enum, never two booleans)",
+    "tf32": "tf32 is not a spec setting; use `training.precision`",
+    "lora_alpha": "write `lora.alpha`",
+    "lora_dropout": "write `lora.dropout`",
+    "lora_r": "write `lora.r`",
+    "tokenizer_name": "tokenizers load from `model.name`",
+    "base_model": "write `model.name`",
+    "micro_batch_size": "write `training.per_device_train_batch_size`",
+    "num_epochs": "write `training.num_train_epochs`",
+    "sequence_len": "write `training.max_length`",
+    "warmup_steps": "write `training.warmup_ratio` (a fraction of the steps)",
+    "additional_special_tokens": "write `tokenizer.special_tokens.additional`",
+    "gradient_checkpointing_kwargs": "non-reentrant checkpointing is always used; set `training.gradient_checkpointing`",
+    "output_dir": "outputs go to runs/<name>/<run-id>/; there is no output_dir key",
+    "dataset_text_field": "write `prompt.template` and `prompt.completion`",
+    "task_type": "specforge trains causal LMs (CAUSAL_LM); remove the key",
+}
+
+
+def closest(word: str, choices: list[str]) -> str | None:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def unknown_key_hints(key: str, allowed: list[str]) -> list[str]:
+    hints = []
+    if key in MIGRATIONS:
+        hints.append(MIGRATIONS[key])
+    else:
+        guess = closest(key, allowed)
+        if guess:
+            hints.append(f"did you mean `{guess}`?")
+    if allowed and not hints:
+        hints.append("allowed keys here: " + ", ".join(sorted(allowed)))
+    return hints
