@@ -26,7 +26,7 @@ def plot_losses(metrics_path: Path, out_path: Path) -> bool:
         ax.plot(*zip(*evals), label="eval loss", marker="o")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.set_title(metrics_path.parent.name)
+    ax.set_title(f"{metrics_path.parent.parent.name} / {metrics_path.parent.name}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

