@@ -1,3 +1,3 @@
-from specforge.cli import main
+from specforge.cli import entry
 
-main()
+entry()

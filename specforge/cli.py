@@ -1,49 +1,28 @@
 """The `specforge` command: verbs and exit codes only.
 
 Exit codes: 0 ok, 1 invalid spec / stale output / failed run, 2 usage error.
-validate, compile, check, diff and schema never import torch, transformers, peft, trl or datasets.
+validate, compile, check, diff and schema never import torch, transformers, peft, trl or datasets;
+they run in every pre-commit hook, so the CLI uses argparse (no click/typer import cost) and loads
+rich only when writing to a terminal.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
 
 from specforge import __version__
 from specforge.diagnostics_out import print_diagnostics, print_json, say
 from specforge.spec.errors import SpecError
 from specforge.spec.load import LoadedSpec, UsageError, load_spec
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Compile a YAML experiment spec into reviewable train.py / infer.py, and run it.",
-)
-
 SPECS_DIR = Path("specs")
 
 
-class Format(str, Enum):
-    text = "text"
-    json = "json"
-
-
-SpecArgs = Annotated[
-    Optional[list[Path]],
-    typer.Argument(help="Spec files (default: specs/*.yaml, except _partials).", show_default=False),
-]
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", help="Override a value: --set lora.r=8 (repeatable).", show_default=False),
-]
-RemoteOpt = Annotated[
-    bool, typer.Option("--allow-remote-code", help="Permit model.trust_remote_code: true.")
-]
+class Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
 
 
 def default_specs() -> list[Path]:
@@ -60,9 +39,7 @@ def resolve_spec_paths(specs: list[Path] | None) -> list[Path]:
     return paths
 
 
-def load_all(
-    paths: list[Path], overrides: list[str] | None, allow_remote_code: bool
-) -> tuple[list[LoadedSpec], list]:
+def load_all(paths: list[Path], overrides, allow_remote_code: bool) -> tuple[list[LoadedSpec], list]:
     """Load every spec, collecting all diagnostics (errors and warnings) across them."""
     loaded, diagnostics = [], []
     for path in paths:
@@ -76,26 +53,11 @@ def load_all(
     return loaded, diagnostics
 
 
-def _fail_usage(message: str) -> typer.Exit:
-    print(f"specforge: error: {message}", file=sys.stderr)
-    return typer.Exit(2)
-
-
-@app.command()
-def validate(
-    specs: SpecArgs = None,
-    set_: SetOpt = None,
-    fmt: Annotated[Format, typer.Option("--format", help="text or json")] = Format.text,
-    allow_remote_code: RemoteOpt = False,
-) -> None:
-    """Check specs against the schema and the cross-field rules; report every problem with its location."""
-    try:
-        paths = resolve_spec_paths(specs)
-        loaded, diagnostics = load_all(paths, set_, allow_remote_code)
-    except UsageError as err:
-        raise _fail_usage(str(err)) from None
+def cmd_validate(args) -> int:
+    paths = resolve_spec_paths(args.specs)
+    loaded, diagnostics = load_all(paths, args.set, args.allow_remote_code)
     failed = any(d.severity == "error" for d in diagnostics)
-    if fmt is Format.json:
+    if args.format == "json":
         print_json(
             {
                 "valid": not failed,
@@ -107,77 +69,65 @@ def validate(
         print_diagnostics(diagnostics)
         for item in loaded:
             say(f"[green]ok[/] {item.label} ({item.spec.name})")
-    raise typer.Exit(1 if failed else 0)
+    return 1 if failed else 0
 
 
-@app.command()
-def schema(
-    output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write to a file instead of stdout.")
-    ] = None,
-) -> None:
-    """Print the spec's JSON Schema (checked in as schema/specforge.schema.json)."""
+def cmd_schema(args) -> int:
     from specforge.spec.schema import schema_text
 
     text = schema_text()
-    if output is None:
+    if args.output is None:
         sys.stdout.write(text)
     else:
         from specforge.artifacts import write_atomic
 
-        write_atomic(output, text.encode())
+        write_atomic(args.output, text.encode())
+    return 0
 
 
-def _compile_or_exit(specs, set_, allow_remote_code):
+def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None = None):
     """Load and compile every spec in memory; on any invalid spec print all and exit 1."""
     from specforge.codegen.compiler import GENERATED_DIR, compile_files
 
-    try:
-        paths = resolve_spec_paths(specs)
-        loaded, diagnostics = load_all(paths, set_, allow_remote_code)
-    except UsageError as err:
-        raise _fail_usage(str(err)) from None
+    out_root = out_root or Path(GENERATED_DIR)
+    loaded, diagnostics = load_all(resolve_spec_paths(specs), overrides, allow_remote_code)
     print_diagnostics(diagnostics)
     if any(d.severity == "error" for d in diagnostics):
-        raise typer.Exit(1)
-    names: dict[str, str] = {}
+        raise Exit(1)
+    owners: dict[str, str] = {}
     for item in loaded:
-        if item.spec.name in names:
-            say(f"[red]error[/]: {item.label} and {names[item.spec.name]} share name {item.spec.name!r}")
-            raise typer.Exit(1)
-        names[item.spec.name] = item.label
-    return [(Path(GENERATED_DIR) / item.spec.name, compile_files(item)) for item in loaded]
+        if item.spec.name in owners:
+            say(f"[red]error[/]: {item.label} and {owners[item.spec.name]} share the name "
+                f"{item.spec.name!r}")
+            raise Exit(1)
+        owners[item.spec.name] = item.label
+    return [
+        (out_root / item.spec.name, compile_files(item, (out_root / item.spec.name).as_posix()))
+        for item in loaded
+    ]
 
 
-@app.command("compile")
-def compile_(
-    specs: SpecArgs = None,
-    set_: SetOpt = None,
-    allow_remote_code: RemoteOpt = False,
-) -> None:
-    """Write generated/<name>/train.py, infer.py and spec.resolved.yaml (atomically, all or nothing)."""
+def cmd_compile(args) -> int:
     from specforge.artifacts import write_all
 
-    if set_:
-        raise _fail_usage("compile writes generated/, which must match the checked-in specs; "
-                          "use `specforge run --set ...` for an overridden run")
-    outputs = _compile_or_exit(specs, set_, allow_remote_code)
+    if args.set and args.out is None:
+        raise UsageError(
+            "compile --set needs --out DIR: generated/ must match the checked-in specs "
+            "(`specforge run --set ...` compiles an overridden run into its run folder)"
+        )
+    outputs = compile_all(args.specs, args.set, args.allow_remote_code, args.out)
     written = write_all(outputs)
     for out_dir, _ in outputs:
         say(f"[green]compiled[/] {out_dir}")
     say(f"{len(written)} file(s) changed")
+    return 0
 
 
-@app.command()
-def check(
-    specs: SpecArgs = None,
-    allow_remote_code: RemoteOpt = False,
-) -> None:
-    """Fail with a diff when generated/ is stale or edited by hand, or holds folders no spec owns."""
+def cmd_check(args) -> int:
     from specforge.artifacts import changes, strays, unified_diff
     from specforge.codegen.compiler import GENERATED_DIR
 
-    outputs = _compile_or_exit(specs, None, allow_remote_code)
+    outputs = compile_all(args.specs, args.set, args.allow_remote_code)
     problems = 0
     for out_dir, files in outputs:
         for path, old, new in changes(out_dir, files):
@@ -187,7 +137,7 @@ def check(
         for path in strays(out_dir, files):
             problems += 1
             say(f"[red]stray[/] {path}: not produced by the spec")
-    if not specs:  # every spec was compiled: folders nobody owns are leftovers
+    if not args.specs and not args.set:  # every spec was compiled: folders that none owns are leftovers
         owned = {out_dir.name for out_dir, _ in outputs}
         root = Path(GENERATED_DIR)
         for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
@@ -196,69 +146,122 @@ def check(
                 say(f"[red]orphan[/] {folder}: no spec in specs/ is named {folder.name!r}")
     if problems:
         say("run `specforge compile` and commit the result")
-        raise typer.Exit(1)
+        return 1
     say(f"[green]ok[/] {len(outputs)} spec(s) match generated/")
+    return 0
 
 
-@app.command()
-def diff(
-    spec: Annotated[Path, typer.Argument(help="Spec file.")],
-    allow_remote_code: RemoteOpt = False,
-) -> None:
-    """Show what `compile` would change, without writing (exit 1 when something would)."""
+def cmd_diff(args) -> int:
     from specforge.artifacts import changes, unified_diff
 
-    outputs = _compile_or_exit([spec], None, allow_remote_code)
+    outputs = compile_all([args.spec], args.set, args.allow_remote_code)
     found = [c for out_dir, files in outputs for c in changes(out_dir, files)]
     for path, old, new in found:
         sys.stdout.write(unified_diff(path, old, new))
     if not found:
         say("no changes")
-    raise typer.Exit(1 if found else 0)
+    return 1 if found else 0
 
 
-@app.command()
-def run(
-    spec: Annotated[Path, typer.Argument(help="Spec file.")],
-    set_: SetOpt = None,
-    compile_first: Annotated[
-        bool, typer.Option("--compile", help="Recompile generated/<name> first if it is stale.")
-    ] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print what would run.")] = False,
-    allow_remote_code: RemoteOpt = False,
-) -> None:
-    """Compile, then run train.py and infer.py, recording everything under runs/<name>/<run-id>/."""
+def cmd_run(args) -> int:
     from specforge.runner import StaleScripts, describe, execute
 
+    if not args.spec.is_file():
+        raise UsageError(f"{args.spec}: no such spec file")
     try:
-        if not spec.is_file():
-            raise UsageError(f"{spec}: no such spec file")
-        loaded = load_spec(spec, set_, allow_remote_code=allow_remote_code)
-    except UsageError as err:
-        raise _fail_usage(str(err)) from None
+        loaded = load_spec(args.spec, args.set, allow_remote_code=args.allow_remote_code)
     except SpecError as err:
         print_diagnostics(err.diagnostics)
-        raise typer.Exit(1) from None
+        return 1
     print_diagnostics(loaded.warnings)
     try:
-        if dry_run:
-            describe(loaded, compile_first=compile_first)
-            raise typer.Exit(0)
-        code = execute(loaded, compile_first=compile_first)
+        if args.dry_run:
+            describe(loaded, compile_first=args.compile)
+            return 0
+        return execute(loaded, compile_first=args.compile)
     except StaleScripts as err:
         say(f"[red]error[/]: {err}")
-        raise typer.Exit(1) from None
-    raise typer.Exit(code)
+        return 1
 
 
-@app.callback(invoke_without_command=True)
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
-) -> None:
-    if version:
-        print(f"specforge {__version__}")
-        raise typer.Exit(0)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specforge",
+        description="Compile a YAML experiment spec into reviewable train.py / infer.py, and run it.",
+    )
+    parser.add_argument("--version", action="version", version=f"specforge {__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def spec_list(sub):
+        sub.add_argument("specs", nargs="*", type=Path, metavar="SPEC",
+                         help="spec files (default: specs/*.yaml, except _partials)")
+
+    def remote(sub):
+        sub.add_argument("--allow-remote-code", action="store_true",
+                         help="permit model.trust_remote_code: true")
+
+    def overrides(sub):
+        sub.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                         help="override a value, e.g. --set lora.r=8 (repeatable)")
+
+    sub = add("validate", cmd_validate, "Check specs: schema and cross-field rules, every problem located.")
+    spec_list(sub)
+    overrides(sub)
+    remote(sub)
+    sub.add_argument("--format", choices=["text", "json"], default="text")
+
+    sub = add("schema", cmd_schema, "Print the spec's JSON Schema.")
+    sub.add_argument("--output", "-o", type=Path, help="write to a file instead of stdout")
+
+    sub = add("compile", cmd_compile, "Write generated/<name>/ (atomically, all or nothing).")
+    spec_list(sub)
+    overrides(sub)
+    remote(sub)
+    sub.add_argument("--out", type=Path, help="output root instead of generated/ (needed with --set)")
+
+    sub = add("check", cmd_check, "Fail with a diff when generated/ is stale or edited by hand.")
+    spec_list(sub)
+    overrides(sub)
+    remote(sub)
+
+    sub = add("diff", cmd_diff, "Show what compile would change, without writing "
+              "(with --set: what an override would change in the code).")
+    sub.add_argument("spec", type=Path, metavar="SPEC")
+    overrides(sub)
+    remote(sub)
+
+    sub = add("run", cmd_run, "Compile-check, then run train.py and infer.py; record the run.")
+    sub.add_argument("spec", type=Path, metavar="SPEC")
+    overrides(sub)
+    remote(sub)
+    sub.add_argument("--compile", action="store_true", help="recompile generated/<name> if stale")
+    sub.add_argument("--dry-run", action="store_true", help="print what would run")
+    return parser
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        print(f"specforge: error: {err}", file=sys.stderr)
+        return 2
+    except Exit as exit_:
+        return exit_.code
+
+
+def entry() -> None:
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `specforge diff ... | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    sys.exit(code)

@@ -137,9 +137,9 @@ def test_diff_shows_without_writing(repo_copy):
 
 def test_cli_compile_path_imports_no_ml_stack(repo_copy):
     code = (
-        "import sys\nfrom specforge.cli import app\n"
+        "import sys\nfrom specforge.cli import main\n"
         "for verb in (['compile'], ['check'], ['diff', 'specs/quickstart.yaml']):\n"
-        "    try:\n        app(verb, standalone_mode=False)\n    except SystemExit:\n        pass\n"
+        "    main(verb)\n"
         "heavy = {'torch', 'transformers', 'trl', 'peft', 'datasets'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )

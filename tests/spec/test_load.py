@@ -36,7 +36,10 @@ def test_diagnostic_is_file_line_col_error_key_message(write_spec):
     text = spec_text(lora={"r": 0})
     line, col = line_col(text, "r: 0")
     diag = only_error(write_spec(text))
-    assert diag.render() == f"spec.yaml:{line}:{col + 3}: error: lora.r: must be greater than 0 (got 0)"
+    assert (
+        diag.render()
+        == f"spec.yaml:{line}:{col + 3}: error: lora.r: must be greater than 0 (got 0)"
+    )
 
 
 def test_diagnostic_render_from_handwritten_text(write_spec):
@@ -201,7 +204,7 @@ def test_missing_required_key(write_spec):
 
 def test_missing_nested_required_key_is_located_at_its_mapping(write_spec):
     text = spec_text(model={"name": DROP, "dtype": "float32"})
-    line, col = line_col(text, "dtype: float32")
+    line, _ = line_col(text, "dtype: float32")
     diag = only_error(write_spec(text))
     assert diag.key == "model"
     assert diag.message == "required key `name` is missing"
@@ -272,7 +275,10 @@ def test_error_in_an_inherited_value_is_located_in_the_base_file(write_spec):
     child = write_spec("extends: base.yaml\nname: child\nlora:\n  alpha: 4\n", name="child.yaml")
     line, col = line_col(base.read_text(), "r: 0")
     diag = only_error(child)
-    assert diag.render() == f"base.yaml:{line}:{col + 3}: error: lora.r: must be greater than 0 (got 0)"
+    assert (
+        diag.render()
+        == f"base.yaml:{line}:{col + 3}: error: lora.r: must be greater than 0 (got 0)"
+    )
 
 
 def test_error_in_the_child_is_located_in_the_child(write_spec):
@@ -358,7 +364,9 @@ def test_set_parses_values_as_yaml(write_spec):
 
 
 def test_set_list_index(write_spec):
-    spec = load_spec(write_spec(lora={"target_modules": ["q_proj", "v_proj"]}), ["lora.target_modules.1=o_proj"]).spec
+    spec = load_spec(
+        write_spec(lora={"target_modules": ["q_proj", "v_proj"]}), ["lora.target_modules.1=o_proj"]
+    ).spec
     assert spec.lora.target_modules == ["q_proj", "o_proj"]
 
 
@@ -370,7 +378,10 @@ def test_set_error_is_located_at_the_override(write_spec):
 
 def test_set_boolean_for_a_number(write_spec):
     diag = only_error(write_spec(), ["lora.alpha=true"])
-    assert diag.render() == "--set lora.alpha=true: error: lora.alpha: must be a number, not a boolean (got true)"
+    assert (
+        diag.render()
+        == "--set lora.alpha=true: error: lora.alpha: must be a number, not a boolean (got true)"
+    )
 
 
 def test_set_fixes_a_bad_file_value(write_spec):
@@ -392,7 +403,9 @@ def test_set_unknown_key_is_located_at_the_override(write_spec):
 
 def test_set_python_tag_is_an_error_and_runs_nothing(write_spec, workdir):
     marker = workdir / "pwned"
-    diagnostics = errors_of(write_spec(), [f"description=!!python/object/apply:os.system ['touch {marker}']"])
+    diagnostics = errors_of(
+        write_spec(), [f"description=!!python/object/apply:os.system ['touch {marker}']"]
+    )
     assert "tag not allowed" in diagnostics[0].message
     assert not marker.exists()
 

@@ -1,0 +1,317 @@
+"""Cross-field rules: each id fires on a minimal spec that breaks it, and on none of the shipped specs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specforge.spec.errors import Diagnostic, SpecError
+from specforge.spec.load import load_spec
+
+from .conftest import REPO, spec_text
+
+SHIPPED = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.startswith("_"))
+
+
+def diagnose(path, **kwargs) -> list[Diagnostic]:
+    """Every diagnostic of a spec: errors when it fails, warnings when it loads."""
+    try:
+        return load_spec(path, **kwargs).warnings
+    except SpecError as err:
+        return err.diagnostics
+
+
+def fired(diagnostics: list[Diagnostic], rule: str) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.rule == rule]
+
+
+def only_rule(diagnostics: list[Diagnostic], rule: str, severity: str = "error") -> Diagnostic:
+    assert {d.rule for d in diagnostics} == {rule}, "\n".join(d.render() for d in diagnostics)
+    [diag] = diagnostics
+    assert diag.severity == severity
+    assert diag.render().splitlines()[0].endswith(f"[{rule}]")
+    return diag
+
+
+def write_jsonl(path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=lambda p: p.name)
+def test_shipped_specs_break_no_rule(spec, monkeypatch):
+    monkeypatch.chdir(REPO)  # their relative data paths resolve from the project root
+    loaded = load_spec(spec.relative_to(REPO))
+    assert loaded.warnings == [], "\n".join(d.render() for d in loaded.warnings)
+
+
+def test_there_are_shipped_specs():
+    assert {p.name for p in SHIPPED} >= {"quickstart.yaml", "fingpt.yaml"}
+
+
+# --- SF001 -------------------------------------------------------------------------------------
+
+
+def test_sf001_remote_code_is_refused_by_default(write_spec):
+    text = spec_text(model={"trust_remote_code": True})
+    diag = only_rule(diagnose(write_spec(text)), "SF001")
+    assert diag.key == "model.trust_remote_code"
+    assert "--allow-remote-code" in diag.hints[0]
+
+
+def test_sf001_remote_code_is_allowed_on_request(write_spec):
+    path = write_spec(model={"trust_remote_code": True})
+    loaded = load_spec(path, allow_remote_code=True)
+    assert loaded.spec.model.trust_remote_code is True
+    assert fired(loaded.warnings, "SF001") == []
+
+
+# --- SF002 / SF003 / SF004: validation data and schedules ----------------------------------------
+
+
+def test_sf002_two_validation_sources(write_spec):
+    path = write_spec(dataset={"validation_fraction": 0.1, "validation_split": "test"})
+    diag = only_rule(diagnose(path), "SF002")
+    assert diag.key == "dataset.validation_split"
+
+
+def test_sf002_local_file_has_no_named_splits(write_spec, workdir):
+    write_jsonl(workdir / "train.jsonl", [{"question": "q", "answer": "a"}])
+    path = write_spec(dataset={"path": "train.jsonl", "validation_split": "test"})
+    diag = only_rule(diagnose(path), "SF002")
+    assert diag.hints == ("use dataset.validation_fraction",)
+
+
+@pytest.mark.parametrize("strategy", ["steps", "epoch"])
+def test_sf003_eval_strategy_without_validation_data(write_spec, strategy):
+    path = write_spec(training={"eval_strategy": strategy, "eval_steps": 10})
+    diag = only_rule(diagnose(path), "SF003")
+    assert diag.key == "training.eval_strategy"
+    assert any("validation_fraction" in h for h in diag.hints)
+
+
+def test_sf003_not_fired_with_validation_data(write_spec):
+    path = write_spec(dataset={"validation_fraction": 0.1}, training={"eval_strategy": "epoch"})
+    assert diagnose(path) == []
+
+
+def test_sf004_eval_steps_missing(write_spec):
+    path = write_spec(dataset={"validation_fraction": 0.1}, training={"eval_strategy": "steps"})
+    diag = only_rule(diagnose(path), "SF004")
+    assert diag.key == "training.eval_steps"
+
+
+def test_sf004_save_steps_missing(write_spec):
+    diag = only_rule(diagnose(write_spec(training={"save_strategy": "steps"})), "SF004")
+    assert diag.key == "training.save_steps"
+
+
+def test_sf004_save_best_needs_evaluation(write_spec):
+    diag = only_rule(diagnose(write_spec(training={"save_strategy": "best"})), "SF004")
+    assert diag.key == "training.save_strategy"
+
+
+# --- SF005: precision and dtype ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [("fp16", "bfloat16"), ("bf16", "float16"), ("fp32", "float16"), ("fp32", "bfloat16")],
+)
+def test_sf005_precision_does_not_fit_dtype(write_spec, precision, dtype):
+    text = spec_text(model={"dtype": dtype}, training={"precision": precision})
+    diag = only_rule(diagnose(write_spec(text)), "SF005")
+    assert diag.key == "training.precision"
+    assert diag.message == f"precision {precision} does not fit weights loaded as {dtype}"
+
+
+@pytest.mark.parametrize(
+    ("precision", "dtype"),
+    [("fp16", "float16"), ("bf16", "bfloat16"), ("fp16", "float32"), ("bf16", "auto")],
+)
+def test_sf005_matching_precision_is_fine(write_spec, precision, dtype):
+    path = write_spec(model={"dtype": dtype}, training={"precision": precision})
+    assert diagnose(path) == []
+
+
+def test_sf005_flash_attention_in_float32(write_spec):
+    path = write_spec(model={"dtype": "float32", "attn_implementation": "flash_attention_2"})
+    diag = only_rule(diagnose(path), "SF005")
+    assert diag.key == "model.attn_implementation"
+
+
+# --- SF006 / SF007 / SF008: tokens ---------------------------------------------------------------
+
+
+def test_sf006_completion_without_stop_token_is_a_warning(write_spec):
+    loaded = load_spec(write_spec(prompt={"completion": "{answer}"}))  # still loads
+    diag = only_rule(loaded.warnings, "SF006", severity="warning")
+    assert diag.key == "prompt.completion"
+    assert diag.render().startswith("spec.yaml:")
+    assert ": warning: prompt.completion: " in diag.render()
+
+
+def test_sf006_additional_token_counts_as_a_stop_token(write_spec):
+    path = write_spec(
+        tokenizer={"special_tokens": {"eos": None, "additional": ["<response>", "<end>"]}},
+        prompt={"completion": "{answer}<end>"},
+    )
+    assert diagnose(path) == []
+
+
+def test_sf007_undeclared_token_in_template_is_a_warning(write_spec):
+    text = spec_text(prompt={"template": "<user> {question}\n<response>"})
+    loaded = load_spec(write_spec(text))
+    diag = only_rule(loaded.warnings, "SF007", severity="warning")
+    assert diag.key == "prompt.template"
+    assert diag.message == "<user> is not a declared special token"
+
+
+def test_sf007_token_in_a_chat_message_is_checked(write_spec):
+    path = write_spec(
+        prompt={"template": None, "messages": [{"role": "user", "content": "<q> {question}"}]}
+    )
+    diag = only_rule(load_spec(path).warnings, "SF007", severity="warning")
+    assert diag.key == "prompt.messages.0.content"
+
+
+def test_sf007_with_a_readable_vocabulary_is_an_error(write_spec, workdir):
+    model_dir = workdir / "model"
+    model_dir.mkdir()
+    tokenizer = {"model": {"vocab": {"<user>": 0, "a": 1}}, "added_tokens": [{"content": "<bot>"}]}
+    (model_dir / "tokenizer.json").write_text(json.dumps(tokenizer))
+    known = spec_text(
+        model={"name": "./model"}, prompt={"template": "<user> {question} <bot>\n<response>"}
+    )
+    assert diagnose(write_spec(known)) == []
+    unknown = spec_text(
+        model={"name": "./model"}, prompt={"template": "<who> {question}\n<response>"}
+    )
+    diag = only_rule(diagnose(write_spec(unknown)), "SF007")
+    assert diag.message == "<who> is neither declared nor in the base vocabulary"
+
+
+def test_sf008_new_token_init_for_an_undeclared_token(write_spec):
+    path = write_spec(tokenizer={"new_token_init": {"<other>": "</s>"}})
+    diag = only_rule(diagnose(path), "SF008")
+    assert diag.key == "tokenizer.new_token_init.<other>"
+
+
+# --- SF009 / SF010 / SF011: data files and columns ----------------------------------------------
+
+
+def test_sf009_missing_local_dataset(write_spec):
+    text = spec_text(dataset={"path": "data/missing.jsonl"})
+    diag = only_rule(diagnose(write_spec(text)), "SF009")
+    assert diag.key == "dataset.path"
+    assert diag.message == "local dataset data/missing.jsonl does not exist"
+
+
+def test_sf009_not_checked_when_files_are_not_checked(write_spec):
+    path = write_spec(dataset={"path": "data/missing.jsonl"})
+    assert diagnose(path, check_files=False) == []
+
+
+def test_sf009_missing_eval_data_and_model_dir(write_spec):
+    path = write_spec(model={"name": "./no-such-model"}, inference={"eval_data": "held.jsonl"})
+    found = diagnose(path)
+    assert {d.key for d in fired(found, "SF009")} == {"model.name", "inference.eval_data"}
+
+
+def test_sf009_eval_data_must_be_jsonl(write_spec, workdir):
+    (workdir / "held.csv").write_text("question,answer\nq,a\n")
+    diag = only_rule(diagnose(write_spec(inference={"eval_data": "held.csv"})), "SF009")
+    assert diag.message == "eval data must be a .jsonl file"
+
+
+def test_local_dataset_with_the_right_columns_is_fine(write_spec, workdir):
+    write_jsonl(workdir / "train.jsonl", [{"question": "q", "answer": "a", "extra": 1}])
+    assert diagnose(write_spec(dataset={"path": "train.jsonl"})) == []
+
+
+def test_sf010_prompt_field_not_in_the_dataset_columns(write_spec, workdir):
+    write_jsonl(workdir / "train.jsonl", [{"question": "q", "label": "a"}, {"question": "r"}])
+    diag = only_rule(diagnose(write_spec(dataset={"path": "train.jsonl"})), "SF010")
+    assert diag.key == "prompt"
+    assert diag.message == "field(s) answer not in the dataset's columns (label, question)"
+
+
+def test_sf010_csv_header_is_peeked(write_spec, workdir):
+    (workdir / "train.csv").write_text("query,answer\nq,a\n")
+    diag = only_rule(diagnose(write_spec(dataset={"path": "train.csv"})), "SF010")
+    assert "question" in diag.message
+
+
+def test_sf010_example_lacks_a_prompt_field(write_spec):
+    path = write_spec(inference={"examples": [{"question": "ok"}, {"input": "wrong column"}]})
+    diag = only_rule(diagnose(path), "SF010")
+    assert diag.key == "inference.examples.1"
+    assert diag.message == "example lacks field(s) question"
+
+
+def test_sf011_labels_without_a_determinable_answer_column(write_spec):
+    path = write_spec(
+        prompt={"completion": "{answer} because {reason}<eos>"}, inference={"labels": ["a", "b"]}
+    )
+    diag = only_rule(diagnose(path), "SF011")
+    assert diag.key == "inference.labels"
+    assert diag.hints == ("set inference.answer_column",)
+
+
+def test_sf011_answer_column_resolves_it(write_spec):
+    path = write_spec(
+        prompt={"completion": "{answer} because {reason}<eos>"},
+        inference={"labels": ["a", "b"], "answer_column": "answer"},
+    )
+    assert diagnose(path) == []
+
+
+# --- SF012 / SF013: batching and sampling ---------------------------------------------------------
+
+
+def test_sf012_packing_and_padding_free(write_spec):
+    path = write_spec(
+        model={"dtype": "bfloat16", "attn_implementation": "flash_attention_2"},
+        training={"precision": "bf16", "packing": True, "padding_free": True},
+    )
+    diag = only_rule(diagnose(path), "SF012")
+    assert diag.key == "training.padding_free"
+    assert diag.message == "packing and padding_free exclude each other"
+
+
+def test_sf012_packing_without_flash_attention_is_a_warning(write_spec):
+    loaded = load_spec(write_spec(training={"packing": True}))
+    diag = only_rule(loaded.warnings, "SF012", severity="warning")
+    assert diag.key == "training.packing"
+
+
+def test_sf013_sampling_knobs_under_greedy_decoding(write_spec):
+    loaded = load_spec(write_spec(inference={"temperature": 0.7}))
+    diag = only_rule(loaded.warnings, "SF013", severity="warning")
+    assert diag.key == "inference.do_sample"
+
+
+# --- all rules at once -----------------------------------------------------------------------------
+
+
+def test_several_rules_are_reported_together(write_spec):
+    path = write_spec(
+        model={"trust_remote_code": True, "dtype": "bfloat16"},
+        dataset={"validation_fraction": 0.1, "validation_split": "test"},
+        training={"precision": "fp16"},
+        prompt={"completion": "{answer}"},
+    )
+    found = diagnose(path)
+    assert {d.rule for d in found} == {"SF001", "SF002", "SF005", "SF006"}
+    assert {d.severity for d in found if d.rule == "SF006"} == {"warning"}
+    assert all(d.location.file == "spec.yaml" for d in found)
+
+
+def test_rule_location_points_at_the_offending_key(write_spec):
+    text = spec_text(training={"packing": True, "padding_free": True})
+    line = text.splitlines().index("  padding_free: true") + 1
+    diag = fired(diagnose(write_spec(text)), "SF012")[0]
+    assert diag.render().splitlines()[0] == (
+        f"spec.yaml:{line}:17: error: training.padding_free: "
+        "packing and padding_free exclude each other [SF012]"
+    )

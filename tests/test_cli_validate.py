@@ -1,0 +1,271 @@
+"""`specforge validate` and `specforge schema` as a user runs them: exit codes, output, imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.spec.conftest import line_col, spec_text
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = REPO / "schema" / "specforge.schema.json"
+SHIPPED = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.startswith("_"))
+HEAVY = ("torch", "transformers", "trl", "peft", "datasets")
+# variables that make rich (or click) colour output that is not a terminal
+FORCE_COLOUR = ("FORCE_COLOR", "CLICOLOR_FORCE", "TTY_COMPATIBLE", "PY_COLORS", "TTY_INTERACTIVE")
+
+
+def plain_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in FORCE_COLOUR}
+    env["TERM"] = (
+        "xterm-256color"  # a colour-capable terminal type: only piping should turn colour off
+    )
+    return env
+
+
+def specforge(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "specforge", *args],
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plain_env(),
+    )
+
+
+def bad_spec(tmp_path: Path) -> tuple[Path, str]:
+    """A spec with two errors; returns it and the first error's exact line."""
+    text = spec_text(lora={"r": 0, "alpah": 4})
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    line, col = line_col(text, "r: 0")
+    return path, f"{path}:{line}:{col + 3}: error: lora.r: must be greater than 0 (got 0)"
+
+
+# --- exit codes and messages ----------------------------------------------------------------------
+
+
+def test_validate_without_arguments_checks_the_shipped_specs():
+    result = specforge("validate")
+    assert result.returncode == 0, result.stderr
+    for spec in SHIPPED:
+        assert f"ok specs/{spec.name}" in result.stderr
+    assert "error" not in result.stderr
+
+
+def test_invalid_spec_exits_1_with_located_messages(tmp_path):
+    path, first = bad_spec(tmp_path)
+    result = specforge("validate", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert first in lines
+    assert any(line.endswith("error: lora.alpah: unknown key") for line in lines)
+    assert "  hint: did you mean `alpha`?" in lines
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_one_bad_spec_among_good_ones_fails_and_reports_the_rest(tmp_path):
+    path, first = bad_spec(tmp_path)
+    result = specforge("validate", "specs/quickstart.yaml", str(path))
+    assert result.returncode == 1
+    assert first in result.stderr.splitlines()
+    assert "ok specs/quickstart.yaml" in result.stderr
+
+
+def test_warnings_alone_exit_0(tmp_path):
+    path = tmp_path / "warn.yaml"
+    path.write_text(spec_text(prompt={"completion": "{answer}"}))
+    result = specforge("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "warning: prompt.completion:" in result.stderr
+    assert "[SF006]" in result.stderr
+
+
+def test_set_error_is_located_at_the_override():
+    result = specforge("validate", "specs/quickstart.yaml", "--set", "lora.r=0")
+    assert result.returncode == 1
+    assert "--set lora.r=0: error: lora.r: must be greater than 0 (got 0)" in result.stderr
+
+
+def test_set_override_applies():
+    result = specforge("validate", "specs/quickstart.yaml", "--set", "lora.r=8")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("validate", "specs/does-not-exist.yaml"),
+        ("validate", "--bogus"),
+        ("validate", "--format", "xml", "specs/quickstart.yaml"),
+        ("validate", "specs/quickstart.yaml", "--set", "lora"),
+        ("validate", "specs/quickstart.yaml", "--set", "name.x=1"),
+        ("no-such-command",),
+    ],
+    ids=["missing-file", "bad-option", "bad-format", "set-syntax", "set-not-a-mapping", "command"],
+)
+def test_usage_errors_exit_2(args):
+    result = specforge(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_message():
+    result = specforge("validate", "specs/does-not-exist.yaml")
+    assert result.stderr.strip() == "specforge: error: specs/does-not-exist.yaml: no such spec file"
+
+
+def test_no_specs_found_is_a_usage_error(tmp_path):
+    result = specforge("validate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "no specs given and none found in specs/" in result.stderr
+
+
+# --- machine-readable and piped output ------------------------------------------------------------
+
+
+def test_json_format_for_valid_specs():
+    result = specforge("validate", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["valid"] is True
+    assert payload["diagnostics"] == []
+    assert payload["specs"] == [f"specs/{p.name}" for p in SHIPPED]
+
+
+def test_json_format_for_an_invalid_spec(tmp_path):
+    path, _ = bad_spec(tmp_path)
+    result = specforge("validate", "--format", "json", str(path))
+    assert result.returncode == 1
+    payload = json.loads(result.stdout)
+    assert payload["valid"] is False
+    first = payload["diagnostics"][0]
+    line, col = line_col(path.read_text(), "r: 0")
+    assert first == {
+        "file": str(path),
+        "line": line,
+        "col": col + 3,
+        "severity": "error",
+        "key": "lora.r",
+        "message": "must be greater than 0 (got 0)",
+        "hints": [],
+        "rule": "",
+    }
+    assert {d["key"] for d in payload["diagnostics"]} == {"lora.r", "lora.alpah"}
+
+
+def test_piped_output_has_no_ansi_escapes(tmp_path):
+    path, _ = bad_spec(tmp_path)
+    for args in (
+        ("validate", str(path)),
+        ("validate",),
+        ("validate", "--format", "json", str(path)),
+        ("validate", "--bogus"),
+    ):
+        result = specforge(*args)
+        assert "\x1b" not in result.stdout + result.stderr, args
+
+
+# --- no heavy imports ------------------------------------------------------------------------------
+
+
+IMPORT_PROBE = """
+import json, sys
+from specforge.cli import main
+
+codes = [main(args) for args in ({runs})]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
+print(json.dumps({{"codes": codes, "heavy": heavy, "loaded": "specforge.spec.load" in sys.modules}}))
+"""
+
+
+def test_validate_and_schema_never_import_ml_libraries(tmp_path):
+    path, _ = bad_spec(tmp_path)
+    runs = [
+        ["validate"],
+        ["validate", str(path)],
+        ["validate", "--format", "json", "specs/quickstart.yaml"],
+        ["schema"],
+        ["schema", "--output", str(tmp_path / "schema.json")],
+    ]
+    code = IMPORT_PROBE.format(runs=repr(runs), heavy=repr(set(HEAVY)))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plain_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["loaded"] is True  # the validator really ran in this process
+    assert [c or 0 for c in report["codes"]] == [0, 1, 0, 0, 0]
+    assert report["heavy"] == []
+    assert (tmp_path / "schema.json").read_text() == SCHEMA.read_text()
+
+
+# --- JSON Schema ------------------------------------------------------------------------------------
+
+
+def check_jsonschema() -> str:
+    found = Path(sys.executable).parent / "check-jsonschema"
+    if found.exists():
+        return str(found)
+    on_path = shutil.which("check-jsonschema")
+    assert on_path, "check-jsonschema is not installed (pip install -e '.[test]')"
+    return on_path
+
+
+def test_checked_in_schema_is_not_stale():
+    result = specforge("schema")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == SCHEMA.read_text(encoding="utf-8"), (
+        "schema/specforge.schema.json is stale: run `specforge schema -o schema/specforge.schema.json`"
+    )
+
+
+def test_shipped_specs_point_editors_at_the_checked_in_schema():
+    for spec in SHIPPED:
+        first = spec.read_text().splitlines()[0]
+        assert first == "# yaml-language-server: $schema=../schema/specforge.schema.json", spec
+        assert (spec.parent / "../schema/specforge.schema.json").resolve() == SCHEMA
+
+
+def test_check_jsonschema_accepts_the_shipped_specs():
+    result = subprocess.run(
+        [check_jsonschema(), "--schemafile", str(SCHEMA), *map(str, SHIPPED)],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_jsonschema_rejects_a_misspelled_key(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(spec_text(lora={"alpha": 16}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(spec_text(lora={"alpah": 16}))
+    command = [check_jsonschema(), "--schemafile", str(SCHEMA)]
+    ok = subprocess.run(
+        [*command, str(good)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    failed = subprocess.run(
+        [*command, str(bad)], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "alpah" in failed.stdout + failed.stderr
