@@ -20,6 +20,7 @@ demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/specforge run specs/quickstart.yaml
 
 test: $(STAMP)
+	$(BIN)/specforge check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 golden: $(STAMP)

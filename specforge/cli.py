@@ -39,7 +39,9 @@ def resolve_spec_paths(specs: list[Path] | None) -> list[Path]:
     return paths
 
 
-def load_all(paths: list[Path], overrides, allow_remote_code: bool) -> tuple[list[LoadedSpec], list]:
+def load_all(
+    paths: list[Path], overrides, allow_remote_code: bool
+) -> tuple[list[LoadedSpec], list]:
     """Load every spec, collecting all diagnostics (errors and warnings) across them."""
     loaded, diagnostics = [], []
     for path in paths:
@@ -97,8 +99,10 @@ def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None
     owners: dict[str, str] = {}
     for item in loaded:
         if item.spec.name in owners:
-            say(f"[red]error[/]: {item.label} and {owners[item.spec.name]} share the name "
-                f"{item.spec.name!r}")
+            say(
+                f"[red]error[/]: {item.label} and {owners[item.spec.name]} share the name "
+                f"{item.spec.name!r}"
+            )
             raise Exit(1)
         owners[item.spec.name] = item.label
     return [
@@ -137,7 +141,9 @@ def cmd_check(args) -> int:
         for path in strays(out_dir, files):
             problems += 1
             say(f"[red]stray[/] {path}: not produced by the spec")
-    if not args.specs and not args.set:  # every spec was compiled: folders that none owns are leftovers
+    if (
+        not args.specs and not args.set
+    ):  # every spec was compiled: folders that none owns are leftovers
         owned = {out_dir.name for out_dir, _ in outputs}
         root = Path(GENERATED_DIR)
         for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
@@ -198,18 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     def spec_list(sub):
-        sub.add_argument("specs", nargs="*", type=Path, metavar="SPEC",
-                         help="spec files (default: specs/*.yaml, except _partials)")
+        sub.add_argument(
+            "specs",
+            nargs="*",
+            type=Path,
+            metavar="SPEC",
+            help="spec files (default: specs/*.yaml, except _partials)",
+        )
 
     def remote(sub):
-        sub.add_argument("--allow-remote-code", action="store_true",
-                         help="permit model.trust_remote_code: true")
+        sub.add_argument(
+            "--allow-remote-code", action="store_true", help="permit model.trust_remote_code: true"
+        )
 
     def overrides(sub):
-        sub.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                         help="override a value, e.g. --set lora.r=8 (repeatable)")
+        sub.add_argument(
+            "--set",
+            action="append",
+            default=None,
+            metavar="KEY=VALUE",
+            help="override a value, e.g. --set lora.r=8 (repeatable)",
+        )
 
-    sub = add("validate", cmd_validate, "Check specs: schema and cross-field rules, every problem located.")
+    sub = add(
+        "validate",
+        cmd_validate,
+        "Check specs: schema and cross-field rules, every problem located.",
+    )
     spec_list(sub)
     overrides(sub)
     remote(sub)
@@ -222,15 +243,21 @@ def build_parser() -> argparse.ArgumentParser:
     spec_list(sub)
     overrides(sub)
     remote(sub)
-    sub.add_argument("--out", type=Path, help="output root instead of generated/ (needed with --set)")
+    sub.add_argument(
+        "--out", type=Path, help="output root instead of generated/ (needed with --set)"
+    )
 
     sub = add("check", cmd_check, "Fail with a diff when generated/ is stale or edited by hand.")
     spec_list(sub)
     overrides(sub)
     remote(sub)
 
-    sub = add("diff", cmd_diff, "Show what compile would change, without writing "
-              "(with --set: what an override would change in the code).")
+    sub = add(
+        "diff",
+        cmd_diff,
+        "Show what compile would change, without writing "
+        "(with --set: what an override would change in the code).",
+    )
     sub.add_argument("spec", type=Path, metavar="SPEC")
     overrides(sub)
     remote(sub)

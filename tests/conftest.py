@@ -36,16 +36,15 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        check=False,
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer, 64-wide random Llama saved with SmolLM2's real tokenizer (tied embeddings)."""
+def build_tiny_model(out: Path, *, tied: bool) -> Path:
+    """A 2-layer, 64-wide random Llama saved with SmolLM2's real tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(smollm_dir(), gguf_file=GGUF_FILE)
     config = LlamaConfig(
         hidden_size=64,
@@ -55,7 +54,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         num_key_value_heads=4,
         vocab_size=len(tokenizer),
         max_position_embeddings=512,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
@@ -64,6 +63,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """Tied embeddings, like SmolLM2 (the case that needs the lm_head.bias fix)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), tied=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_untied_model_dir(tmp_path_factory) -> Path:
+    """Untied embeddings, like Mistral: the head's new rows are trained separately."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-untied"), tied=False)
 
 
 def tiny_spec(model_dir: Path, name: str = "tiny", **training) -> str:
@@ -123,8 +134,12 @@ def project(tmp_path, tiny_model_dir) -> Path:
     """A scratch project: specs/tiny.yaml, data/train.jsonl and data/heldout.jsonl."""
     (tmp_path / "specs").mkdir()
     (tmp_path / "data").mkdir()
-    rows = [json.loads(x) for x in (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()]
-    held = [json.loads(x) for x in (REPO / "data/fin_sentiment_heldout.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(x) for x in (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()
+    ]
+    held = [
+        json.loads(x) for x in (REPO / "data/fin_sentiment_heldout.jsonl").read_text().splitlines()
+    ]
     (tmp_path / "data/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:60]))
     (tmp_path / "data/heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held[:12]))
     (tmp_path / "specs/tiny.yaml").write_text(tiny_spec(tiny_model_dir))

@@ -78,7 +78,11 @@ def _dataset_builder(path: str) -> str:
 def _special_tokens_dict(spec: Spec) -> dict:
     tokens = spec.tokenizer.special_tokens
     out: dict = {}
-    for key, value in (("bos_token", tokens.bos), ("eos_token", tokens.eos), ("pad_token", tokens.pad)):
+    for key, value in (
+        ("bos_token", tokens.bos),
+        ("eos_token", tokens.eos),
+        ("pad_token", tokens.pad),
+    ):
         if value:
             out[key] = value
     if tokens.additional:
@@ -113,12 +117,31 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
     items = [
         ("seed", spec.seed, "seed", None),
         ("data_seed", spec.seed, "seed", None),
-        ("per_device_train_batch_size", t.per_device_train_batch_size, "training.per_device_train_batch_size", None),
-        ("per_device_eval_batch_size", t.per_device_eval_batch_size, "training.per_device_eval_batch_size", None),
-        ("gradient_accumulation_steps", t.gradient_accumulation_steps, "training.gradient_accumulation_steps", None),
+        (
+            "per_device_train_batch_size",
+            t.per_device_train_batch_size,
+            "training.per_device_train_batch_size",
+            None,
+        ),
+        (
+            "per_device_eval_batch_size",
+            t.per_device_eval_batch_size,
+            "training.per_device_eval_batch_size",
+            None,
+        ),
+        (
+            "gradient_accumulation_steps",
+            t.gradient_accumulation_steps,
+            "training.gradient_accumulation_steps",
+            None,
+        ),
         ("num_train_epochs", t.num_train_epochs, "training.num_train_epochs", None),
-        ("max_steps", t.max_steps if t.max_steps is not None else -1, "training.max_steps",
-         None if t.max_steps is not None else "-1: epochs decide"),
+        (
+            "max_steps",
+            t.max_steps if t.max_steps is not None else -1,
+            "training.max_steps",
+            None if t.max_steps is not None else "-1: epochs decide",
+        ),
         ("learning_rate", t.learning_rate, "training.learning_rate", None),
         ("lr_scheduler_type", t.lr_scheduler_type, "training.lr_scheduler_type", None),
         ("warmup_steps", t.warmup_ratio, "training.warmup_ratio", "a float below 1 is a ratio"),
@@ -127,10 +150,17 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
         ("max_grad_norm", t.max_grad_norm, "training.max_grad_norm", None),
         ("fp16", t.precision == "fp16", "training.precision", None),
         ("bf16", t.precision == "bf16", "training.precision", None),
-        ("gradient_checkpointing", t.gradient_checkpointing, "training.gradient_checkpointing", None),
+        (
+            "gradient_checkpointing",
+            t.gradient_checkpointing,
+            "training.gradient_checkpointing",
+            None,
+        ),
     ]
     if t.gradient_checkpointing:
-        items.append(("gradient_checkpointing_kwargs", {"use_reentrant": False}, None, "non-reentrant"))
+        items.append(
+            ("gradient_checkpointing_kwargs", {"use_reentrant": False}, None, "non-reentrant")
+        )
     items += [
         ("eval_strategy", t.eval_strategy, "training.eval_strategy", None),
     ]
@@ -146,15 +176,25 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
         items.append(("save_total_limit", t.save_total_limit, "training.save_total_limit", None))
     items += [
         ("completion_only_loss", True, None, "loss on the completion only"),
-        ("padding_free", pf, "training.padding_free",
-         "exact with sdpa/eager/flash: masks come from position_ids" if pf else None),
+        (
+            "padding_free",
+            pf,
+            "training.padding_free",
+            "exact with sdpa/eager/flash: masks come from position_ids" if pf else None,
+        ),
         ("packing", t.packing, "training.packing", None),
         # padding-free without packing does not truncate; rows are fitted to MAX_LENGTH first.
-        ("max_length", t.max_length if t.packing else None, "training.max_length",
-         "rows are fitted to MAX_LENGTH before training" if not t.packing else None),
+        (
+            "max_length",
+            t.max_length if t.packing else None,
+            "training.max_length",
+            "rows are fitted to MAX_LENGTH before training" if not t.packing else None,
+        ),
     ]
     if stop is not None:
-        items.append(("eos_token", stop, "prompt.completion", "the completion's stop token; never doubled"))
+        items.append(
+            ("eos_token", stop, "prompt.completion", "the completion's stop token; never doubled")
+        )
     if t.use_liger_kernel:
         items.append(("use_liger_kernel", True, "training.use_liger_kernel", None))
     items += [
@@ -162,13 +202,21 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
         ("push_to_hub", t.push_to_hub, "training.push_to_hub", None),
     ]
     if t.push_to_hub:
-        items.append(("hub_model_id", t.hub_model_id or spec.name, "training.hub_model_id",
-                      None if t.hub_model_id else "default: the spec's name"))
+        items.append(
+            (
+                "hub_model_id",
+                t.hub_model_id or spec.name,
+                "training.hub_model_id",
+                None if t.hub_model_id else "default: the spec's name",
+            )
+        )
         items.append(("hub_private_repo", t.hub_private_repo, "training.hub_private_repo", None))
     return items
 
 
-def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, overrides: int = 0) -> Plan:
+def build_plan(
+    spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, overrides: int = 0
+) -> Plan:
     m, ds, t, inf = spec.model, spec.dataset, spec.training, spec.inference
     label = safe_label(spec_label)
     chat = spec.prompt.messages is not None
@@ -177,7 +225,9 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
     local = is_local_path(ds.path)
     suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
     declared = spec.tokenizer.special_tokens.all()
-    token_init = {tok: spec.tokenizer.new_token_init.get(tok, default_token_init(tok)) for tok in declared}
+    token_init = {
+        tok: spec.tokenizer.new_token_init.get(tok, default_token_init(tok)) for tok in declared
+    }
 
     header = [
         f"# Code generated by specforge {__version__} from {label}. DO NOT EDIT.",
@@ -185,7 +235,9 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
         f"# Regenerate: specforge compile {label}",
     ]
     if overrides:
-        header.append(f"# With {overrides} --set override(s): see spec.resolved.yaml beside this file.")
+        header.append(
+            f"# With {overrides} --set override(s): see spec.resolved.yaml beside this file."
+        )
 
     common = [
         assign("NAME", spec.name, "name"),
@@ -195,45 +247,96 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
         assign("MODEL_NAME", m.name, "model.name"),
     ]
     if m.package:
-        common.append(assign("MODEL_PACKAGE", m.package, "model.package", "weights ship in this package"))
+        common.append(
+            assign("MODEL_PACKAGE", m.package, "model.package", "weights ship in this package")
+        )
     if gguf:
-        common.append(assign("GGUF_FILE", m.gguf_file, "model.gguf_file", "dequantised once, then cached"))
+        common.append(
+            assign("GGUF_FILE", m.gguf_file, "model.gguf_file", "dequantised once, then cached")
+        )
     if not m.package:
         common.append(assign("MODEL_REVISION", m.revision, "model.revision"))
     common.append(assign("DTYPE", m.dtype, "model.dtype"))
     if m.attn_implementation != "auto":
-        common.append(assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation"))
+        common.append(
+            assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation")
+        )
     if m.quantization is not None:
         q = m.quantization
-        common.append(kwargs_block("QUANTIZATION", [
-            (f"load_in_{q.bits}bit", True, "model.quantization.bits", None),
-            ("bnb_4bit_quant_type", q.quant_type, "model.quantization.quant_type", None),
-            ("bnb_4bit_use_double_quant", q.double_quant, "model.quantization.double_quant", None),
-            ("bnb_4bit_compute_dtype", q.compute_dtype, "model.quantization.compute_dtype", None),
-        ]))
+        common.append(
+            kwargs_block(
+                "QUANTIZATION",
+                [
+                    (f"load_in_{q.bits}bit", True, "model.quantization.bits", None),
+                    ("bnb_4bit_quant_type", q.quant_type, "model.quantization.quant_type", None),
+                    (
+                        "bnb_4bit_use_double_quant",
+                        q.double_quant,
+                        "model.quantization.double_quant",
+                        None,
+                    ),
+                    (
+                        "bnb_4bit_compute_dtype",
+                        q.compute_dtype,
+                        "model.quantization.compute_dtype",
+                        None,
+                    ),
+                ],
+            )
+        )
     common += [
         "",
         "# tokenizer",
         assign("SPECIAL_TOKENS", _special_tokens_dict(spec), "tokenizer.special_tokens"),
-        assign("NEW_TOKENS", declared, "tokenizer.special_tokens", "trained only if the vocabulary lacks them"),
-        assign("NEW_TOKEN_INIT", token_init, "tokenizer.new_token_init", "start rows: mean of this text's rows"),
+        assign(
+            "NEW_TOKENS",
+            declared,
+            "tokenizer.special_tokens",
+            "trained only if the vocabulary lacks them",
+        ),
+        assign(
+            "NEW_TOKEN_INIT",
+            token_init,
+            "tokenizer.new_token_init",
+            "start rows: mean of this text's rows",
+        ),
         "",
         "# prompt: one template for training and inference",
     ]
     if chat:
-        common.append(assign("PROMPT_MESSAGES", [[msg.role, msg.content] for msg in spec.prompt.messages],
-                             "prompt.messages", "rendered by the tokenizer's chat template"))
+        common.append(
+            assign(
+                "PROMPT_MESSAGES",
+                [[msg.role, msg.content] for msg in spec.prompt.messages],
+                "prompt.messages",
+                "rendered by the tokenizer's chat template",
+            )
+        )
     else:
         common.append(assign("PROMPT_TEMPLATE", spec.prompt.template, "prompt.template"))
     common.append(assign("PROMPT_FIELDS", spec.prompt.prompt_fields(), "prompt.template"))
-    common.append(assign("STOP_TOKEN", stop or "", "prompt.completion", "training ends rows with it; generation stops on it"))
+    common.append(
+        assign(
+            "STOP_TOKEN",
+            stop or "",
+            "prompt.completion",
+            "training ends rows with it; generation stops on it",
+        )
+    )
 
     train = ["", "# data", assign("DATASET_PATH", ds.path, "dataset.path")]
     if not local:
         train.append(assign("DATASET_REVISION", ds.revision, "dataset.revision"))
         train.append(assign("DATASET_SPLIT", ds.split, "dataset.split"))
     if ds.validation_fraction is not None:
-        train.append(assign("VALIDATION_FRACTION", ds.validation_fraction, "dataset.validation_fraction", "seeded split"))
+        train.append(
+            assign(
+                "VALIDATION_FRACTION",
+                ds.validation_fraction,
+                "dataset.validation_fraction",
+                "seeded split",
+            )
+        )
     if ds.validation_split is not None:
         train.append(assign("VALIDATION_SPLIT", ds.validation_split, "dataset.validation_split"))
     if ds.max_samples is not None:
@@ -243,7 +346,12 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
         assign("COMPLETION_TEMPLATE", spec.prompt.completion, "prompt.completion"),
         assign("COMPLETION_FIELDS", spec.prompt.completion_fields(), "prompt.completion"),
         assign("MAX_LENGTH", t.max_length, "training.max_length"),
-        assign("TRUNCATE_FIELD", truncate, "prompt.truncate_field", "long rows lose text here, never the answer"),
+        assign(
+            "TRUNCATE_FIELD",
+            truncate,
+            "prompt.truncate_field",
+            "long rows lose text here, never the answer",
+        ),
         "",
         "# lora: new token rows are trained and saved with the adapter (trainable_token_indices)",
         kwargs_block("LORA_CONFIG", _lora_kwargs(spec)),
@@ -254,7 +362,12 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
 
     generation = [
         ("max_new_tokens", inf.max_new_tokens, "inference.max_new_tokens", None),
-        ("do_sample", inf.do_sample, "inference.do_sample", "greedy" if not inf.do_sample else None),
+        (
+            "do_sample",
+            inf.do_sample,
+            "inference.do_sample",
+            "greedy" if not inf.do_sample else None,
+        ),
         ("repetition_penalty", inf.repetition_penalty, "inference.repetition_penalty", None),
     ]
     if inf.do_sample:
@@ -324,7 +437,11 @@ def build_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, o
         data_builder=f'"{_dataset_builder(ds.path)}"' if local else "",
         peek_format={".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(suffix),
         max_samples=ds.max_samples is not None,
-        validation="fraction" if ds.validation_fraction is not None else "split" if ds.validation_split else None,
+        validation="fraction"
+        if ds.validation_fraction is not None
+        else "split"
+        if ds.validation_split
+        else None,
         quantization=m.quantization is not None,
         upcast_trainable=m.dtype in ("float16", "bfloat16") or m.quantization is not None,
         gradient_checkpointing_py=repr(t.gradient_checkpointing),

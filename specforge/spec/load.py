@@ -82,7 +82,9 @@ def _with_extends(path: Path, label: str, seen: tuple[Path, ...] = ()) -> Docume
         raise SpecError([Diagnostic(where, "must be a path to a base spec", key="extends")])
     base_path = (path.parent / parent).resolve()
     if base_path in seen or base_path == path.resolve() or len(seen) >= MAX_EXTENDS_DEPTH:
-        raise SpecError([Diagnostic(where, f"`extends` cycle or chain too deep at {parent}", key="extends")])
+        raise SpecError(
+            [Diagnostic(where, f"`extends` cycle or chain too deep at {parent}", key="extends")]
+        )
     base = _with_extends(base_path, label_for(base_path), (*seen, path.resolve()))
     merged = merge(base, doc)
     merged.data.pop("extends", None)
@@ -105,21 +107,30 @@ def apply_override(doc: Document, item: str) -> None:
     node = doc.data
     created = []  # mappings this override brings into being: errors in them belong to the --set
     for depth, part in enumerate(path[:-1]):
-        nxt = node.get(part) if isinstance(node, dict) else (
-            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None
+        nxt = (
+            node.get(part)
+            if isinstance(node, dict)
+            else (
+                node[part]
+                if isinstance(node, list) and isinstance(part, int) and part < len(node)
+                else None
+            )
         )
         if nxt is None:
             if not isinstance(node, dict):
-                raise UsageError(f"--set {item}: {'.'.join(map(str, path[:depth + 1]))} cannot be set")
+                raise UsageError(
+                    f"--set {item}: {'.'.join(map(str, path[: depth + 1]))} cannot be set"
+                )
             nxt = node[part] = {}
             created.append(path[: depth + 1])
         if not isinstance(nxt, (dict, list)):
-            raise UsageError(f"--set {item}: {'.'.join(map(str, path[:depth + 1]))} is not a mapping")
+            raise UsageError(
+                f"--set {item}: {'.'.join(map(str, path[: depth + 1]))} is not a mapping"
+            )
         node = nxt
     last = path[-1]
-    if isinstance(node, list):
-        if not isinstance(last, int) or last >= len(node):
-            raise UsageError(f"--set {item}: index out of range")
+    if isinstance(node, list) and (not isinstance(last, int) or last >= len(node)):
+        raise UsageError(f"--set {item}: index out of range")
     node[last] = value
     where = Location(label, 0, 0)
     for table in (doc.values, doc.keys):
@@ -142,7 +153,9 @@ def load_spec(
     doc = _with_extends(path, label)
     raw = path.read_bytes()
     if overrides:
-        doc = Document(copy.deepcopy(doc.data), dict(doc.values), dict(doc.keys), doc.path, doc.text)
+        doc = Document(
+            copy.deepcopy(doc.data), dict(doc.values), dict(doc.keys), doc.path, doc.text
+        )
         for item in overrides:
             apply_override(doc, item)
     try:

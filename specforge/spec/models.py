@@ -76,7 +76,9 @@ class ModelSpec(Strict):
     attn_implementation: Literal["flash_attention_2", "sdpa", "eager", "auto"] = Field(
         "sdpa", description="Attention kernel; `flash_attention_2` needs the `gpu` extra and CUDA."
     )
-    quantization: Quantization | None = Field(None, description="k-bit loading (QLoRA); null for none.")
+    quantization: Quantization | None = Field(
+        None, description="k-bit loading (QLoRA); null for none."
+    )
     trust_remote_code: bool = Field(
         False,
         description="Run model code from the Hub. Refused unless `--allow-remote-code` is given.",
@@ -102,7 +104,9 @@ class SpecialTokens(Strict):
 class TokenizerSpec(Strict):
     """Tokenizer changes."""
 
-    special_tokens: SpecialTokens = Field(default_factory=SpecialTokens, description="Special tokens.")
+    special_tokens: SpecialTokens = Field(
+        default_factory=SpecialTokens, description="Special tokens."
+    )
     new_token_init: dict[str, str] = Field(
         default_factory=dict,
         description=(
@@ -143,7 +147,8 @@ class PromptSpec(Strict):
     """How a row becomes a prompt and the completion the model is trained on."""
 
     template: str | None = Field(
-        None, description="Plain-text prompt with {column} fields; the model learns what follows it."
+        None,
+        description="Plain-text prompt with {column} fields; the model learns what follows it.",
     )
     messages: list[Message] | None = Field(
         None,
@@ -181,7 +186,9 @@ class PromptSpec(Strict):
         if not fields:
             raise ValueError("the prompt uses no {column} field")
         if self.truncate_field is not None and self.truncate_field not in fields:
-            raise ValueError(f"truncate_field {self.truncate_field!r} is not a prompt field ({', '.join(fields)})")
+            raise ValueError(
+                f"truncate_field {self.truncate_field!r} is not a prompt field ({', '.join(fields)})"
+            )
         return self
 
     def prompt_fields(self) -> list[str]:
@@ -200,12 +207,14 @@ class LoraSpec(Strict):
 
     r: int = Field(16, description="Rank of the update matrices.", gt=0)
     alpha: int = Field(32, description="Scaling numerator (`lora_alpha`); usually 2 * r.", gt=0)
-    dropout: float = Field(0.05, description="Dropout on the LoRA path (`lora_dropout`).", ge=0, lt=1)
-    target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+$")]] | Literal["all-linear"] = (
-        Field(
-            default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-            description="Module names to adapt, or `all-linear`.",
-        )
+    dropout: float = Field(
+        0.05, description="Dropout on the LoRA path (`lora_dropout`).", ge=0, lt=1
+    )
+    target_modules: (
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+$")]] | Literal["all-linear"]
+    ) = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names to adapt, or `all-linear`.",
     )
     bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train.")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
@@ -248,13 +257,20 @@ class TrainingSpec(Strict):
 
     per_device_train_batch_size: int = Field(8, description="Rows per device per step.", gt=0)
     per_device_eval_batch_size: int = Field(8, description="Rows per device per eval step.", gt=0)
-    gradient_accumulation_steps: int = Field(1, description="Micro-batches per optimiser step.", gt=0)
-    num_train_epochs: float = Field(1.0, description="Epochs; `max_steps` overrides when set.", gt=0)
+    gradient_accumulation_steps: int = Field(
+        1, description="Micro-batches per optimiser step.", gt=0
+    )
+    num_train_epochs: float = Field(
+        1.0, description="Epochs; `max_steps` overrides when set.", gt=0
+    )
     max_steps: int | None = Field(None, description="Optimiser steps; overrides epochs.", gt=0)
     learning_rate: float = Field(2e-4, description="Peak learning rate.", gt=0)
     lr_scheduler_type: Scheduler = Field("cosine", description="Learning-rate schedule.")
     warmup_ratio: float = Field(
-        0.0, description="Fraction of steps spent warming up (compiled to a float `warmup_steps`).", ge=0, lt=1
+        0.0,
+        description="Fraction of steps spent warming up (compiled to a float `warmup_steps`).",
+        ge=0,
+        lt=1,
     )
     weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
     optim: Optimizer = Field("adamw_torch", description="Optimiser.")
@@ -284,11 +300,15 @@ class TrainingSpec(Strict):
         ),
     )
     packing: bool = Field(
-        False, description="Pack rows into max_length sequences; worthwhile only with flash attention on GPU."
+        False,
+        description="Pack rows into max_length sequences; worthwhile only with flash attention on GPU.",
     )
-    use_liger_kernel: bool = Field(False, description="Liger fused kernels (GPU, needs liger-kernel).")
+    use_liger_kernel: bool = Field(
+        False, description="Liger fused kernels (GPU, needs liger-kernel)."
+    )
     report_to: list[Reporter] = Field(
-        default_factory=list, description="Experiment trackers; credentials come from the environment."
+        default_factory=list,
+        description="Experiment trackers; credentials come from the environment.",
     )
     push_to_hub: bool = Field(False, description="Push the adapter to the Hub (needs HF_TOKEN).")
     hub_model_id: str | None = Field(
@@ -300,18 +320,25 @@ class TrainingSpec(Strict):
 class InferenceSpec(Strict):
     """Generation settings and evaluation for infer.py."""
 
-    max_new_tokens: int = Field(16, description="Generation budget; must fit the longest label plus the stop token.", gt=0)
+    max_new_tokens: int = Field(
+        16, description="Generation budget; must fit the longest label plus the stop token.", gt=0
+    )
     do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
-    temperature: float | None = Field(None, description="Sampling temperature (do_sample only).", gt=0)
+    temperature: float | None = Field(
+        None, description="Sampling temperature (do_sample only).", gt=0
+    )
     top_p: float | None = Field(None, description="Nucleus sampling (do_sample only).", gt=0, le=1)
     repetition_penalty: float = Field(
-        1.0, description="Above 1 penalises tokens already in the prompt, label words included.", gt=0
+        1.0,
+        description="Above 1 penalises tokens already in the prompt, label words included.",
+        gt=0,
     )
     labels: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None, description="Answer set: enables accuracy, macro-F1 and a confusion matrix."
     )
     answer_column: str | None = Field(
-        None, description="Column holding the expected answer (default: the completion's only field)."
+        None,
+        description="Column holding the expected answer (default: the completion's only field).",
     )
     eval_data: str | None = Field(
         None, description="Held-out .jsonl file evaluated after training (never trained on)."
@@ -334,7 +361,8 @@ class Spec(Strict):
 
     spec_version: Literal[1] = Field(description="Spec language version.")
     extends: str | None = Field(
-        None, description="Base spec merged under this one (path relative to this file; lists replace)."
+        None,
+        description="Base spec merged under this one (path relative to this file; lists replace).",
     )
     name: str = Field(
         description="Experiment name: output folder under generated/ and runs/.",
@@ -344,12 +372,16 @@ class Spec(Strict):
     description: str = Field("", description="One line: what this experiment is.")
     seed: int = Field(42, description="Seed for data split, init and training.", ge=0, lt=2**32)
     model: ModelSpec = Field(description="Base model.")
-    tokenizer: TokenizerSpec = Field(default_factory=TokenizerSpec, description="Tokenizer changes.")
+    tokenizer: TokenizerSpec = Field(
+        default_factory=TokenizerSpec, description="Tokenizer changes."
+    )
     dataset: DatasetSpec = Field(description="Training data.")
     prompt: PromptSpec = Field(description="Prompt and completion templates.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter.")
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Training settings.")
-    inference: InferenceSpec = Field(default_factory=InferenceSpec, description="Inference settings.")
+    inference: InferenceSpec = Field(
+        default_factory=InferenceSpec, description="Inference settings."
+    )
 
     @field_validator("name")
     @classmethod
@@ -361,4 +393,6 @@ class Spec(Strict):
 
 def is_local_path(path: str) -> bool:
     """A dataset/model path is local when it has a data-file suffix or starts like a filesystem path."""
-    return bool(re.search(r"\.(jsonl|json|csv|parquet)$", path)) or path.startswith(("/", "./", "../", "~"))
+    return bool(re.search(r"\.(jsonl|json|csv|parquet)$", path)) or path.startswith(
+        ("/", "./", "../", "~")
+    )

@@ -38,7 +38,13 @@ def peek_columns(path: Path) -> set[str] | None:
                 return columns
             if suffix == ".json" and path.stat().st_size < 50_000_000:
                 data = json.load(handle)
-                rows = data if isinstance(data, list) else next(iter(data.values()), []) if isinstance(data, dict) else []
+                rows = (
+                    data
+                    if isinstance(data, list)
+                    else next(iter(data.values()), [])
+                    if isinstance(data, dict)
+                    else []
+                )
                 return {k for row in rows[:PEEK_ROWS] if isinstance(row, dict) for k in row}
     except (OSError, ValueError, UnicodeDecodeError):
         return None
@@ -66,7 +72,9 @@ def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
     yield ("prompt", "completion"), spec.prompt.completion
 
 
-def run_rules(spec: Spec, doc: Document, *, allow_remote_code: bool, check_files: bool) -> list[Diagnostic]:
+def run_rules(
+    spec: Spec, doc: Document, *, allow_remote_code: bool, check_files: bool
+) -> list[Diagnostic]:
     found: list[Diagnostic] = []
 
     def report(rule: str, path: tuple, message: str, *hints: str, severity: str = "error") -> None:
@@ -79,24 +87,41 @@ def run_rules(spec: Spec, doc: Document, *, allow_remote_code: bool, check_files
 
     # SF001: remote code runs arbitrary Python from the Hub.
     if spec.model.trust_remote_code and not allow_remote_code:
-        report("SF001", ("model", "trust_remote_code"),
-               "trust_remote_code runs code from the model repository; refused by default",
-               "pass --allow-remote-code on the command line if you trust this model")
+        report(
+            "SF001",
+            ("model", "trust_remote_code"),
+            "trust_remote_code runs code from the model repository; refused by default",
+            "pass --allow-remote-code on the command line if you trust this model",
+        )
 
     # SF002/SF003: one validation source, and evaluation needs one.
     if ds.validation_fraction is not None and ds.validation_split is not None:
-        report("SF002", ("dataset", "validation_split"),
-               "set validation_fraction or validation_split, not both")
+        report(
+            "SF002",
+            ("dataset", "validation_split"),
+            "set validation_fraction or validation_split, not both",
+        )
     has_validation = ds.validation_fraction is not None or ds.validation_split is not None
     if t.eval_strategy != "no" and not has_validation:
-        report("SF003", ("training", "eval_strategy"),
-               f"eval_strategy is {t.eval_strategy!r} but there is no validation data",
-               "set dataset.validation_fraction (e.g. 0.1) or dataset.validation_split",
-               "or set training.eval_strategy: \"no\"")
+        report(
+            "SF003",
+            ("training", "eval_strategy"),
+            f"eval_strategy is {t.eval_strategy!r} but there is no validation data",
+            "set dataset.validation_fraction (e.g. 0.1) or dataset.validation_split",
+            'or set training.eval_strategy: "no"',
+        )
     if t.eval_strategy == "steps" and t.eval_steps is None:
-        report("SF004", ("training", "eval_steps"), "eval_strategy is 'steps' but eval_steps is not set")
+        report(
+            "SF004",
+            ("training", "eval_steps"),
+            "eval_strategy is 'steps' but eval_steps is not set",
+        )
     if t.save_strategy == "steps" and t.save_steps is None:
-        report("SF004", ("training", "save_steps"), "save_strategy is 'steps' but save_steps is not set")
+        report(
+            "SF004",
+            ("training", "save_steps"),
+            "save_strategy is 'steps' but save_steps is not set",
+        )
     if t.save_strategy == "best" and t.eval_strategy == "no":
         report("SF004", ("training", "save_strategy"), "save_strategy 'best' needs evaluation")
 
@@ -104,20 +129,34 @@ def run_rules(spec: Spec, doc: Document, *, allow_remote_code: bool, check_files
     dtype, precision = spec.model.dtype, t.precision
     clash = {("fp16", "bfloat16"), ("bf16", "float16"), ("fp32", "float16"), ("fp32", "bfloat16")}
     if (precision, dtype) in clash:
-        report("SF005", ("training", "precision"),
-               f"precision {precision} does not fit weights loaded as {dtype}",
-               {"fp16": "use model.dtype: float16 (or float32)", "bf16": "use model.dtype: bfloat16",
-                "fp32": "use model.dtype: float32, or precision fp16/bf16 to match the weights"}[precision])
+        report(
+            "SF005",
+            ("training", "precision"),
+            f"precision {precision} does not fit weights loaded as {dtype}",
+            {
+                "fp16": "use model.dtype: float16 (or float32)",
+                "bf16": "use model.dtype: bfloat16",
+                "fp32": "use model.dtype: float32, or precision fp16/bf16 to match the weights",
+            }[precision],
+        )
     if spec.model.attn_implementation == "flash_attention_2" and dtype == "float32":
-        report("SF005", ("model", "attn_implementation"),
-               "flash_attention_2 runs only in float16/bfloat16", "set model.dtype: bfloat16 or float16")
+        report(
+            "SF005",
+            ("model", "attn_implementation"),
+            "flash_attention_2 runs only in float16/bfloat16",
+            "set model.dtype: bfloat16 or float16",
+        )
 
     # SF006: the completion must end in a stop token or the model never learns to stop.
     stops = [spec.tokenizer.special_tokens.eos, *spec.tokenizer.special_tokens.additional]
     if not any(tok and spec.prompt.completion.endswith(tok) for tok in stops):
-        report("SF006", ("prompt", "completion"),
-               "completion does not end with the eos or a declared special token; the model never learns to stop",
-               'end it with a stop token, e.g. completion: "{output}<response|end>"', severity="warning")
+        report(
+            "SF006",
+            ("prompt", "completion"),
+            "completion does not end with the eos or a declared special token; the model never learns to stop",
+            'end it with a stop token, e.g. completion: "{output}<response|end>"',
+            severity="warning",
+        )
 
     # SF007: tokens written in templates are declared (or in the base vocabulary when we can read it).
     vocab = known_vocab(spec)
@@ -126,62 +165,109 @@ def run_rules(spec: Spec, doc: Document, *, allow_remote_code: bool, check_files
             if token in declared or (vocab is not None and token in vocab):
                 continue
             if vocab is None:
-                report("SF007", path, f"{token} is not a declared special token",
-                       "add it to tokenizer.special_tokens.additional, unless the base vocabulary has it",
-                       severity="warning")
+                report(
+                    "SF007",
+                    path,
+                    f"{token} is not a declared special token",
+                    "add it to tokenizer.special_tokens.additional, unless the base vocabulary has it",
+                    severity="warning",
+                )
             else:
-                report("SF007", path, f"{token} is neither declared nor in the base vocabulary",
-                       "add it to tokenizer.special_tokens.additional")
+                report(
+                    "SF007",
+                    path,
+                    f"{token} is neither declared nor in the base vocabulary",
+                    "add it to tokenizer.special_tokens.additional",
+                )
     for token in spec.tokenizer.new_token_init:
         if token not in declared:
-            report("SF008", ("tokenizer", "new_token_init", token), f"{token} is not a declared special token")
+            report(
+                "SF008",
+                ("tokenizer", "new_token_init", token),
+                f"{token} is not a declared special token",
+            )
 
     # SF009: prompt fields exist in the data (peeked from local files), answers are evaluable.
     if check_files and is_local_path(ds.path):
         data_path = Path(ds.path).expanduser()
         if not data_path.is_file():
-            report("SF009", ("dataset", "path"), f"local dataset {ds.path} does not exist",
-                   "relative paths resolve from the project root (where you run specforge)")
+            report(
+                "SF009",
+                ("dataset", "path"),
+                f"local dataset {ds.path} does not exist",
+                "relative paths resolve from the project root (where you run specforge)",
+            )
         else:
             columns = peek_columns(data_path)
             missing = [f for f in fields if columns is not None and f not in columns]
             if missing:
-                report("SF010", ("prompt",), f"field(s) {', '.join(missing)} not in the dataset's columns "
-                       f"({', '.join(sorted(columns)) or 'none'})", "fix the {field} names in the templates")
+                report(
+                    "SF010",
+                    ("prompt",),
+                    f"field(s) {', '.join(missing)} not in the dataset's columns "
+                    f"({', '.join(sorted(columns)) or 'none'})",
+                    "fix the {field} names in the templates",
+                )
     if check_files and inf.eval_data is not None:
         eval_path = Path(inf.eval_data).expanduser()
         if not eval_path.is_file():
-            report("SF009", ("inference", "eval_data"), f"eval file {inf.eval_data} does not exist",
-                   "relative paths resolve from the project root (where you run specforge)")
+            report(
+                "SF009",
+                ("inference", "eval_data"),
+                f"eval file {inf.eval_data} does not exist",
+                "relative paths resolve from the project root (where you run specforge)",
+            )
         elif eval_path.suffix != ".jsonl":
             report("SF009", ("inference", "eval_data"), "eval data must be a .jsonl file")
-    if check_files and spec.model.package is None and is_local_path(spec.model.name):
-        if not Path(spec.model.name).expanduser().is_dir():
-            report("SF009", ("model", "name"), f"local model directory {spec.model.name} does not exist")
+    local_model = spec.model.package is None and is_local_path(spec.model.name)
+    if check_files and local_model and not Path(spec.model.name).expanduser().is_dir():
+        report(
+            "SF009", ("model", "name"), f"local model directory {spec.model.name} does not exist"
+        )
     prompt_fields = spec.prompt.prompt_fields()
     for i, example in enumerate(inf.examples):
         missing = [f for f in prompt_fields if f not in example]
         if missing:
-            report("SF010", ("inference", "examples", i), f"example lacks field(s) {', '.join(missing)}")
+            report(
+                "SF010",
+                ("inference", "examples", i),
+                f"example lacks field(s) {', '.join(missing)}",
+            )
     completion_fields = spec.prompt.completion_fields()
     if inf.labels is not None and inf.answer_column is None and len(completion_fields) != 1:
-        report("SF011", ("inference", "labels"),
-               "cannot tell which column holds the answer", "set inference.answer_column")
+        report(
+            "SF011",
+            ("inference", "labels"),
+            "cannot tell which column holds the answer",
+            "set inference.answer_column",
+        )
 
     # SF012: batching layout.
     if t.packing and t.padding_free:
         report("SF012", ("training", "padding_free"), "packing and padding_free exclude each other")
     if ds.validation_split is not None and is_local_path(ds.path):
-        report("SF002", ("dataset", "validation_split"), "a local file has one split",
-               "use dataset.validation_fraction")
+        report(
+            "SF002",
+            ("dataset", "validation_split"),
+            "a local file has one split",
+            "use dataset.validation_fraction",
+        )
     if t.packing and spec.model.attn_implementation != "flash_attention_2":
-        report("SF012", ("training", "packing"),
-               "packing without flash attention builds a dense mask per packed row: more memory, no gain",
-               "use padding_free (the default) or attn_implementation: flash_attention_2", severity="warning")
+        report(
+            "SF012",
+            ("training", "packing"),
+            "packing without flash attention builds a dense mask per packed row: more memory, no gain",
+            "use padding_free (the default) or attn_implementation: flash_attention_2",
+            severity="warning",
+        )
 
     # SF013: sampling knobs do nothing under greedy decoding.
     if not inf.do_sample and (inf.temperature is not None or inf.top_p is not None):
-        report("SF013", ("inference", "do_sample"),
-               "temperature/top_p are ignored with greedy decoding", "set do_sample: true or remove them",
-               severity="warning")
+        report(
+            "SF013",
+            ("inference", "do_sample"),
+            "temperature/top_p are ignored with greedy decoding",
+            "set do_sample: true or remove them",
+            severity="warning",
+        )
     return found

@@ -37,13 +37,14 @@ def _data_path(loc: tuple, data) -> tuple:
     path: list = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and isinstance(part, str) and part in node:
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
+        if in_dict or in_list:
             path.append(part)
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and "[" not in part and "-" not in part:
+        elif (
+            isinstance(node, dict) and isinstance(part, str) and "[" not in part and "-" not in part
+        ):
             path.append(part)  # a missing or unknown key
             node = None
     return tuple(path)
@@ -104,7 +105,9 @@ def _message(err: dict) -> tuple[str, list[str]]:
     return text + ("" if kind == "value_error" else got), []
 
 
-def schema_diagnostics(error: ValidationError, doc: Document, model: type[BaseModel]) -> list[Diagnostic]:
+def schema_diagnostics(
+    error: ValidationError, doc: Document, model: type[BaseModel]
+) -> list[Diagnostic]:
     """One diagnostic per problem, union branches folded into one line."""
     grouped: dict[tuple, list[dict]] = {}
     for err in error.errors():
@@ -116,14 +119,22 @@ def schema_diagnostics(error: ValidationError, doc: Document, model: type[BaseMo
             holder = _model_at(model, path[:-1])
             allowed = list(holder.model_fields) if holder else []
             hints = unknown_key_hints(str(path[-1]), allowed)
-            out.append(Diagnostic(doc.locate(path, key=True), "unknown key", key=key, hints=tuple(hints)))
+            out.append(
+                Diagnostic(doc.locate(path, key=True), "unknown key", key=key, hints=tuple(hints))
+            )
             continue
         if errs[0]["type"] == "missing":
             holder = _model_at(model, path[:-1])
             field = holder.model_fields.get(str(path[-1])) if holder else None
             hints = (field.description,) if field and field.description else ()
-            out.append(Diagnostic(doc.locate(path[:-1], key=True), f"required key `{path[-1]}` is missing",
-                                  key=dotted(path[:-1]) or "(top level)", hints=hints))
+            out.append(
+                Diagnostic(
+                    doc.locate(path[:-1], key=True),
+                    f"required key `{path[-1]}` is missing",
+                    key=dotted(path[:-1]) or "(top level)",
+                    hints=hints,
+                )
+            )
             continue
         messages, hints = [], []
         for err in errs:

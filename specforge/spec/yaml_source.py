@@ -51,7 +51,7 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
     if text.startswith("0x"):
         return int(text, 16)
     if text.startswith("0o"):
-        return int(text[2:], 8)
+        return int(text, 8)
     return int(text, 10)  # YAML 1.2: a leading zero is not octal
 
 
@@ -113,8 +113,11 @@ class _Builder:
         self.doc.values[path] = _loc(self.label, node.start_mark)
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_TAGS:
             raise _fail(
-                self.label, node.start_mark.line + 1, node.start_mark.column + 1,
-                f"tag not allowed: {node.tag}", "specs are data: only plain YAML values are accepted",
+                self.label,
+                node.start_mark.line + 1,
+                node.start_mark.column + 1,
+                f"tag not allowed: {node.tag}",
+                "specs are data: only plain YAML values are accepted",
             )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, path)
@@ -130,7 +133,10 @@ class _Builder:
                 isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<"
             ):
                 raise _fail(
-                    self.label, where.line, where.col, "YAML merge keys (`<<`) are not supported",
+                    self.label,
+                    where.line,
+                    where.col,
+                    "YAML merge keys (`<<`) are not supported",
                     "use `extends: base.yaml` to share settings between specs",
                 )
             key = (
@@ -140,13 +146,18 @@ class _Builder:
             )
             if not isinstance(key, str):
                 raise _fail(
-                    self.label, where.line, where.col, f"keys must be strings (got {key_node.value!r})",
+                    self.label,
+                    where.line,
+                    where.col,
+                    f"keys must be strings (got {key_node.value!r})",
                     "quote the key",
                 )
             if key in out:
                 first = self.doc.keys[(*path, key)]
                 raise _fail(
-                    self.label, where.line, where.col,
+                    self.label,
+                    where.line,
+                    where.col,
                     f"duplicate key `{key}` (first defined at line {first.line})",
                     "delete one of them; YAML would silently keep the last",
                 )
@@ -165,7 +176,10 @@ def _decode(raw: bytes, label: str) -> str:
         line = before.count(b"\n") + 1
         col = err.start - (before.rfind(b"\n") + 1) + 1
         raise _fail(
-            label, line, col, f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
+            label,
+            line,
+            col,
+            f"not valid UTF-8 (byte 0x{raw[err.start]:02x})",
             "save the file as UTF-8",
         ) from None
 
@@ -180,7 +194,9 @@ def parse_text(text: str, label: str) -> Document:
                 raise _fail(label, 1, 1, "spec is empty", "start from specs/quickstart.yaml")
             if not isinstance(node, yaml.MappingNode) or node.tag != "tag:yaml.org,2002:map":
                 raise _fail(
-                    label, node.start_mark.line + 1, node.start_mark.column + 1,
+                    label,
+                    node.start_mark.line + 1,
+                    node.start_mark.column + 1,
                     "top level must be a mapping of keys to values",
                     "a spec starts with `spec_version: 1`",
                 )
@@ -204,7 +220,9 @@ def parse_text(text: str, label: str) -> Document:
     except yaml.reader.ReaderError as err:
         before = text[: err.position]
         raise _fail(
-            label, before.count("\n") + 1, err.position - (before.rfind("\n") + 1) + 1,
+            label,
+            before.count("\n") + 1,
+            err.position - (before.rfind("\n") + 1) + 1,
             f"control character {err.character:#06x} is not allowed",
             "remove it; specs are printable text",
         ) from None

@@ -26,8 +26,11 @@ def repo_copy(tmp_path) -> Path:
 
 
 def compiled(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted((root / "generated").rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted((root / "generated").rglob("*"))
+        if p.is_file()
+    }
 
 
 def function_source(path: Path, name: str) -> str:
@@ -62,7 +65,9 @@ def test_generated_scripts_pass_ruff_as_emitted(repo_copy):
     ruff = Path(sys.executable).with_name("ruff")
     scripts = [str(p) for p in (repo_copy / "generated").rglob("*.py")]
     for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
-        result = subprocess.run([str(ruff), *args, *scripts], capture_output=True, text=True)
+        result = subprocess.run(
+            [str(ruff), *args, *scripts], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -143,7 +148,9 @@ def test_cli_compile_path_imports_no_ml_stack(repo_copy):
         "heavy = {'torch', 'transformers', 'trl', 'peft', 'datasets'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=repo_copy, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_copy, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
@@ -154,8 +161,12 @@ def test_every_spec_dry_runs(repo_copy, spec):
     name = "fingpt-sentiment" if spec == "fingpt.yaml" else spec[:-5]
     result = subprocess.run(
         [sys.executable, f"generated/{name}/train.py", "--dry-run"],
-        cwd=repo_copy, capture_output=True, text=True, timeout=300,
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
@@ -167,25 +178,58 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
     assert run_cli("compile", cwd=repo_copy).returncode == 0
     result = subprocess.run(
         [sys.executable, "generated/fingpt-sentiment/train.py", "--dry-run"],
-        cwd=repo_copy, capture_output=True, text=True, timeout=300,
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
     lora, args = out["lora_config"], out["training_args"]
-    assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"], lora["bias"]) == (16, 32, 0.1, "none")
-    assert lora["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                      "down_proj"]
+    assert (lora["r"], lora["lora_alpha"], lora["lora_dropout"], lora["bias"]) == (
+        16,
+        32,
+        0.1,
+        "none",
+    )
+    assert lora["target_modules"] == [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
     expected = {
-        "learning_rate": 5e-4, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 8,
-        "gradient_accumulation_steps": 8, "num_train_epochs": 1.0, "lr_scheduler_type": "cosine",
-        "warmup_steps": 0.1, "max_grad_norm": 1.0, "logging_steps": 5, "eval_strategy": "steps",
-        "eval_steps": 500, "gradient_checkpointing": True, "fp16": True, "bf16": False,
-        "save_strategy": "no", "report_to": ["wandb"], "push_to_hub": True, "hub_private_repo": True,
+        "learning_rate": 5e-4,
+        "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 8,
+        "gradient_accumulation_steps": 8,
+        "num_train_epochs": 1.0,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": 0.1,
+        "max_grad_norm": 1.0,
+        "logging_steps": 5,
+        "eval_strategy": "steps",
+        "eval_steps": 500,
+        "gradient_checkpointing": True,
+        "fp16": True,
+        "bf16": False,
+        "save_strategy": "no",
+        "report_to": ["wandb"],
+        "push_to_hub": True,
+        "hub_private_repo": True,
     }
     assert {k: args[k] for k in expected} == expected
     assert args["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
     tokens = out["special_tokens"]
-    assert (tokens["bos_token"], tokens["eos_token"], tokens["pad_token"]) == ("<s>", "<|im_end|>", "<pad>")
+    assert (tokens["bos_token"], tokens["eos_token"], tokens["pad_token"]) == (
+        "<s>",
+        "<|im_end|>",
+        "<pad>",
+    )
     assert tokens["additional_special_tokens"] == ["<response>", "<response|end>"]
     assert out["example"]["prompt"] == "Instruction: <instruction>\nInput: <input>\n<response>"
 
@@ -193,14 +237,25 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
 def test_fingpt_preflight_fails_fast_on_cpu(repo_copy):
     """No GPU, no flash-attn, no credentials: one message listing what to change, before loading."""
     assert run_cli("compile", cwd=repo_copy).returncode == 0
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "WANDB_API_KEY", "WANDB_MODE")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "WANDB_API_KEY", "WANDB_MODE")
+    }
     env["HF_HOME"] = str(repo_copy / "hf-home")  # no stored token
     result = subprocess.run(
         [sys.executable, "generated/fingpt-sentiment/train.py", "--output-dir", "runs/x"],
-        cwd=repo_copy, capture_output=True, text=True, timeout=300, env=env,
+        cwd=repo_copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
     )
     assert result.returncode != 0
-    for hint in ("model.attn_implementation", "training.precision is fp16", "training.report_to",
-                 "training.push_to_hub"):
+    for hint in (
+        "model.attn_implementation",
+        "training.precision is fp16",
+        "training.report_to",
+        "training.push_to_hub",
+    ):
         assert hint in result.stderr, hint
     assert not (repo_copy / "runs/x").exists()

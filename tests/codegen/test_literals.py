@@ -30,8 +30,19 @@ plain_text = st.text(
 
 
 def test_py_round_trips_plain_values():
-    for value in ["", "a'b\"c", "line\nbreak", "\x00\u2028", 0, -3, 2.5e-4, True, None, [1, "x"],
-                  {"k": [None, 1.0]}]:
+    for value in [
+        "",
+        "a'b\"c",
+        "line\nbreak",
+        "\x00\u2028",
+        0,
+        -3,
+        2.5e-4,
+        True,
+        None,
+        [1, "x"],
+        {"k": [None, 1.0]},
+    ]:
         assert ast.literal_eval(py(value)) == value
 
 
@@ -54,7 +65,9 @@ def test_assign_and_kwargs_are_single_checked_assignments():
 def _render(data: dict) -> tuple[ast.Module, ast.Module]:
     spec = Spec.model_validate(data)
     plan = build_plan(spec, "specs/prop.yaml", "0" * 64, "generated/prop")
-    return ast.parse(render_script("train.py.j2", plan)), ast.parse(render_script("infer.py.j2", plan))
+    return ast.parse(render_script("train.py.j2", plan)), ast.parse(
+        render_script("infer.py.j2", plan)
+    )
 
 
 def _constants(tree: ast.Module) -> dict:
@@ -72,13 +85,20 @@ BASELINE = [len(t.body) for t in _render(BASE)]
 @given(
     model=plain_text.filter(bool),
     revision=plain_text,
-    dataset=plain_text.filter(lambda s: bool(s) and not s.endswith((".jsonl", ".json", ".csv", ".parquet"))
-                              and not s.startswith(("/", "./", "../", "~"))),
+    dataset=plain_text.filter(
+        lambda s: (
+            bool(s)
+            and not s.endswith((".jsonl", ".json", ".csv", ".parquet"))
+            and not s.startswith(("/", "./", "../", "~"))
+        )
+    ),
     prefix=plain_text,
     label=plain_text.filter(bool),
     example=plain_text,
 )
-def test_arbitrary_strings_come_back_as_the_same_literals(model, revision, dataset, prefix, label, example):
+def test_arbitrary_strings_come_back_as_the_same_literals(
+    model, revision, dataset, prefix, label, example
+):
     data = {
         **BASE,
         "model": {"name": model, "revision": revision},

@@ -1,0 +1,89 @@
+"""Chat-template specs: the prompt is rendered by the tokenizer's chat template, the same way in
+train.py and infer.py, and the compiled scripts train and answer."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO, run_cli, tiny_spec
+
+MESSAGES = """\
+prompt:
+  messages:
+    - role: system
+      content: "You label financial news as negative, neutral or positive."
+    - role: user
+      content: "{instruction}\\n{input}"
+  completion: "{output}<response|end>"
+"""
+
+
+def chat_spec(model_dir) -> str:
+    text = tiny_spec(model_dir, name="chat", max_steps=4, eval_strategy="no", logging_steps=1)
+    start = text.index("prompt:")
+    end = text.index("lora:")
+    text = text[:start] + MESSAGES + text[end:]
+    return text.replace("  validation_fraction: 0.2\n", "")
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chat_spec_renders_through_the_chat_template_and_trains(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    from transformers import AutoTokenizer
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()[:24]
+    (tmp_path / "data/train.jsonl").write_text("\n".join(rows) + "\n")
+    (tmp_path / "data/heldout.jsonl").write_text("\n".join(rows[:3]) + "\n")
+    (tmp_path / "specs/chat.yaml").write_text(chat_spec(tiny_model_dir))
+    result = run_cli("compile", "specs/chat.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    monkeypatch.chdir(tmp_path)
+    train = load(tmp_path / "generated/chat/train.py", "chat_train")
+    infer = load(tmp_path / "generated/chat/infer.py", "chat_infer")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    row = json.loads(rows[0])
+    prompt = train.build_prompt(row, tokenizer)
+    assert prompt == infer.build_prompt(row, tokenizer)
+    assert prompt.startswith("<|im_start|>system\nYou label financial news")
+    assert row["input"] in prompt
+    assert prompt.rstrip().endswith("<|im_start|>assistant")
+
+    out = tmp_path / "runs/chat/t"
+    result = subprocess.run(
+        [sys.executable, "generated/chat/train.py", "--output-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "adapter/adapter_model.safetensors").is_file()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "generated/chat/infer.py",
+            "--run-dir",
+            str(out),
+            "--data",
+            "data/heldout.jsonl",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len([line for line in result.stdout.splitlines() if '"answer"' in line]) == 3
