@@ -181,7 +181,10 @@ def dequantized_gguf(directory):
     staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
     plain.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    staging.replace(cache)  # atomic: a concurrent or killed run never sees half a cache
+    try:
+        staging.replace(cache)  # atomic: a killed run never leaves half a cache
+    except OSError:  # a concurrent run finished first; its copy is identical
+        shutil.rmtree(staging)
     return cache
 
 
@@ -229,11 +232,10 @@ def resize_and_init_new_rows(model, tokenizer, new_tokens):
         weights.append(head.weight)  # untied head: its rows need the same start
     with torch.no_grad():
         for token in new_tokens:
-            source = NEW_TOKEN_INIT[token]
-            ids = tokenizer(source, add_special_tokens=False).input_ids
+            row = tokenizer.convert_tokens_to_ids(token)
+            ids = tokenizer(NEW_TOKEN_INIT[token], add_special_tokens=False).input_ids
             ids = [i for i in ids if i < old_rows] or [tokenizer.unk_token_id or 0]
             for weight in weights:
-                row = tokenizer.convert_tokens_to_ids(token)
                 weight[row] = weight[ids].to(torch.float32).mean(0).to(weight.dtype)
 
 
@@ -242,13 +244,6 @@ def build_completion(row):
     return COMPLETION_TEMPLATE.format(
         **{field: row[field] for field in COMPLETION_FIELDS}
     )
-
-
-def preflight():
-    """Fail in seconds, before any weights load, on what would fail later."""
-    problems = []
-    if problems:
-        sys.exit("preflight failed:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def load_splits():
@@ -283,10 +278,11 @@ def fit_to_length(row, tokenizer, report):
 
     TRL would cut the end instead (losing the answer and its stop token) or drop the row.
     """
-    for _ in range(4):
+    for attempt in range(4):
         prompt, completion = build_prompt(row), build_completion(row)
         total = len(tokenizer(prompt + completion).input_ids)
         if total <= MAX_LENGTH:
+            report["truncated"] += int(attempt > 0)
             return {"prompt": prompt, "completion": completion, "tokens": total}
         field = str(row[TRUNCATE_FIELD])
         field_ids = tokenizer(field, add_special_tokens=False).input_ids
@@ -294,7 +290,6 @@ def fit_to_length(row, tokenizer, report):
         if keep <= 0:
             break
         row = {**row, TRUNCATE_FIELD: tokenizer.decode(field_ids[:keep])}
-        report["truncated"] += 1
     report["dropped"] += 1
     return None
 
@@ -376,8 +371,8 @@ def first_example():
 
 def dry_run(output_dir):
     """Build every config object (validating it against the installed libraries) and print them."""
-    LoraConfig(**LORA_CONFIG)
-    SFTConfig(output_dir=output_dir, **TRAINING_ARGS)
+    LoraConfig(**copy.deepcopy(LORA_CONFIG))  # copies: the configs normalise in place
+    SFTConfig(output_dir=output_dir, **copy.deepcopy(TRAINING_ARGS))
     print(
         json.dumps(
             {
@@ -399,11 +394,37 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--resume", action="store_true", help="from last checkpoint")
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="CHECKPOINT",
+        help="continue from CHECKPOINT (default: the newest complete one in --output-dir)",
+    )
     return parser.parse_args()
 
 
-def train(output_dir, resume=False):
+def last_checkpoint(output_dir):
+    """The newest checkpoint-N whose trainer_state.json reads back whole.
+
+    Trainer writes a checkpoint in place and that file last, so a save cut short by a kill
+    leaves a folder without it; Trainer's own choice (highest N) would try to load that folder.
+    """
+    complete = {}
+    for folder in output_dir.glob("checkpoint-*"):
+        step = folder.name.removeprefix("checkpoint-")
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if step.isdigit():
+            complete[int(step)] = str(folder)
+    if not complete:
+        sys.exit(f"error: --resume: no complete checkpoint in {output_dir}")
+    return complete[max(complete)]
+
+
+def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
     # 1) reproducibility
     set_seed(SEED)
@@ -430,7 +451,12 @@ def train(output_dir, resume=False):
     # 4) trainer
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS),
+        # no GPU: train on the CPU (under torchrun that also selects the gloo backend)
+        args=SFTConfig(
+            output_dir=str(output_dir),
+            use_cpu=not torch.cuda.is_available(),
+            **TRAINING_ARGS,
+        ),
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -442,7 +468,7 @@ def train(output_dir, resume=False):
         sys.exit("error: no token carries a label; check prompt.completion")
 
     # 5) train, save adapter + tokenizer + resolved spec
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
     if trainer.is_world_process_zero():
         adapter_dir = output_dir / "adapter"
         # save_embedding_layers=False: the new rows are in the adapter; no full embedding copy
@@ -470,8 +496,10 @@ def main():
     if args.dry_run:
         dry_run(str(output_dir))
         return
-    preflight()
-    train(output_dir, resume=args.resume)
+    checkpoint = args.resume  # None, a checkpoint folder, or "last"
+    if checkpoint == "last":
+        checkpoint = last_checkpoint(output_dir)
+    train(output_dir, checkpoint)
 
 
 if __name__ == "__main__":

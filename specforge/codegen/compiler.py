@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import yaml
 
-from specforge.codegen.plan import build_plan, safe_label
-from specforge.codegen.render import render_script
+from specforge.codegen.plan import build_plan, safe_label, slurm_plan
+from specforge.codegen.render import environment, render_script
 from specforge.spec.load import LoadedSpec
 
 GENERATED_DIR = "generated"
 SCRIPT_NAMES = ("train.py", "infer.py")
 RESOLVED_NAME = "spec.resolved.yaml"
+SBATCH_NAME = "submit.sbatch"
 
 
 def resolved_spec_text(loaded: LoadedSpec) -> str:
@@ -30,8 +31,12 @@ def compile_files(loaded: LoadedSpec, script_dir: str | None = None) -> dict[str
     plan = build_plan(
         loaded.spec, loaded.label, loaded.sha256, script_dir, overrides=len(loaded.overrides)
     )
-    return {
+    files = {
         "train.py": render_script("train.py.j2", plan),
         "infer.py": render_script("infer.py.j2", plan),
         RESOLVED_NAME: resolved_spec_text(loaded),
     }
+    if loaded.spec.launch.slurm is not None:
+        slurm = slurm_plan(loaded.spec, loaded.label, loaded.sha256, script_dir)
+        files[SBATCH_NAME] = environment().get_template("submit.sbatch.j2").render(slurm=slurm)
+    return files

@@ -348,6 +348,56 @@ class InferenceSpec(Strict):
     )
 
 
+class FsdpSpec(Strict):
+    """FSDP (version 2) settings that matter for LoRA."""
+
+    wrap_policy: Literal["transformer_layer", "size", "none"] = Field(
+        "transformer_layer", description="Shard per decoder layer, by parameter count, or not wrap."
+    )
+    min_num_params: int = Field(
+        100_000_000, description="Parameters per shard unit with wrap_policy `size`.", gt=0
+    )
+    activation_checkpointing: bool = Field(
+        False, description="FSDP's own activation checkpointing (use instead of gradient_checkpointing)."
+    )
+    cpu_offload: bool = Field(False, description="Offload parameters and gradients to CPU memory.")
+
+
+class SlurmSpec(Strict):
+    """A Slurm job: `compile` writes generated/<name>/submit.sbatch (srun + torchrun per node)."""
+
+    partition: str | None = Field(None, description="#SBATCH --partition.", pattern=r"^[A-Za-z0-9_.,-]+$")
+    account: str | None = Field(None, description="#SBATCH --account.", pattern=r"^[A-Za-z0-9_.-]+$")
+    nodes: int = Field(1, description="Nodes (must equal launch.nnodes).", gt=0)
+    gpus_per_node: int = Field(1, description="GPUs per node (must equal launch.nproc_per_node).", ge=0)
+    cpus_per_task: int = Field(8, description="CPU cores per node's task.", gt=0)
+    time: str = Field("04:00:00", description="Time limit, [D-]HH:MM:SS.", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
+    extra_sbatch: list[Annotated[str, Field(pattern=r"^--[A-Za-z0-9-]+(=[A-Za-z0-9_.,:/@%+-]+)?$")]] = Field(
+        default_factory=list, description="More #SBATCH options, e.g. `--exclusive` or `--qos=high`."
+    )
+
+
+class LaunchSpec(Strict):
+    """How train.py is launched: one process, or torchrun across processes and nodes."""
+
+    nproc_per_node: int = Field(1, description="Processes (usually GPUs) per node.", gt=0)
+    nnodes: int = Field(1, description="Nodes.", gt=0)
+    strategy: Literal["ddp", "fsdp"] = Field("ddp", description="Data parallel, or fully sharded.")
+    backend: Literal["auto", "nccl", "gloo"] = Field(
+        "auto", description="Collective backend; auto picks nccl on GPUs, gloo on CPUs."
+    )
+    rdzv_endpoint: str | None = Field(
+        None,
+        description="host:port of the c10d rendezvous (node 0) for multi-node runs; default localhost:29500.",
+        pattern=r"^[A-Za-z0-9_.-]+:\d{1,5}$",
+    )
+    fsdp: FsdpSpec = Field(default_factory=FsdpSpec, description="FSDP settings (strategy fsdp).")
+    slurm: SlurmSpec | None = Field(None, description="Also compile a Slurm batch script.")
+
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
 class Spec(Strict):
     """A specforge experiment: one fine-tuning run, fully described."""
 
@@ -381,6 +431,9 @@ class Spec(Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Training settings.")
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Inference settings."
+    )
+    launch: LaunchSpec = Field(
+        default_factory=LaunchSpec, description="Processes, nodes, Slurm (torchrun)."
     )
 
     @field_validator("name")

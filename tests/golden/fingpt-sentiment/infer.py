@@ -142,15 +142,15 @@ def resize_and_init_new_rows(model, tokenizer, new_tokens):
         weights.append(head.weight)  # untied head: its rows need the same start
     with torch.no_grad():
         for token in new_tokens:
-            source = NEW_TOKEN_INIT[token]
-            ids = tokenizer(source, add_special_tokens=False).input_ids
+            row = tokenizer.convert_tokens_to_ids(token)
+            ids = tokenizer(NEW_TOKEN_INIT[token], add_special_tokens=False).input_ids
             ids = [i for i in ids if i < old_rows] or [tokenizer.unk_token_id or 0]
             for weight in weights:
-                row = tokenizer.convert_tokens_to_ids(token)
                 weight[row] = weight[ids].to(torch.float32).mean(0).to(weight.dtype)
 
 
 def preflight():
+    """Fail in seconds, before any weights load, on what would fail later."""
     problems = []
     if importlib.util.find_spec("flash_attn") is None:
         problems.append(

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -131,7 +132,10 @@ def dequantized_gguf(directory):
     staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
     plain.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    staging.replace(cache)  # atomic: a concurrent or killed run never sees half a cache
+    try:
+        staging.replace(cache)  # atomic: a killed run never leaves half a cache
+    except OSError:  # a concurrent run finished first; its copy is identical
+        shutil.rmtree(staging)
     return cache
 
 
@@ -179,18 +183,11 @@ def resize_and_init_new_rows(model, tokenizer, new_tokens):
         weights.append(head.weight)  # untied head: its rows need the same start
     with torch.no_grad():
         for token in new_tokens:
-            source = NEW_TOKEN_INIT[token]
-            ids = tokenizer(source, add_special_tokens=False).input_ids
+            row = tokenizer.convert_tokens_to_ids(token)
+            ids = tokenizer(NEW_TOKEN_INIT[token], add_special_tokens=False).input_ids
             ids = [i for i in ids if i < old_rows] or [tokenizer.unk_token_id or 0]
             for weight in weights:
-                row = tokenizer.convert_tokens_to_ids(token)
                 weight[row] = weight[ids].to(torch.float32).mean(0).to(weight.dtype)
-
-
-def preflight():
-    problems = []
-    if problems:
-        sys.exit("preflight failed:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 def latest_run():
@@ -303,7 +300,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    preflight()
     set_seed(SEED)
     run_dir = None if args.no_adapter else (args.run_dir or latest_run())
     rows = read_rows(args.data) if args.data else list(EXAMPLES)
