@@ -68,8 +68,23 @@ def strays(out_dir: Path, files: dict[str, str]) -> list[Path]:
     return sorted(p for p in out_dir.iterdir() if p.name not in files and p.name != "__pycache__")
 
 
+class EscapeError(Exception):
+    """An output path resolves outside the folder it belongs to (a symlink or `..`)."""
+
+
+def ensure_inside(root: Path, path: Path) -> None:
+    """Refuse to write through a symlink or `..` that leaves `root`."""
+    resolved_root = root.resolve()
+    resolved = path.resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
+        raise EscapeError(f"{path} resolves to {resolved}, outside {root}/")
+
+
 def write_all(outputs: list[tuple[Path, dict[str, str]]]) -> list[Path]:
     """Write compiled outputs, each file atomically; only after every spec compiled cleanly."""
+    for out_dir, files in outputs:  # check every path before writing any
+        for name in files:
+            ensure_inside(out_dir.parent, out_dir / name)
     written = []
     for out_dir, files in outputs:
         for name, text in sorted(files.items()):

@@ -112,7 +112,7 @@ def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None
 
 
 def cmd_compile(args) -> int:
-    from specforge.artifacts import write_all
+    from specforge.artifacts import EscapeError, write_all
 
     if args.set and args.out is None:
         raise UsageError(
@@ -120,7 +120,11 @@ def cmd_compile(args) -> int:
             "(`specforge run --set ...` compiles an overridden run into its run folder)"
         )
     outputs = compile_all(args.specs, args.set, args.allow_remote_code, args.out)
-    written = write_all(outputs)
+    try:
+        written = write_all(outputs)
+    except EscapeError as err:
+        say(f"[red]error[/]: {err}")
+        return 1
     for out_dir, _ in outputs:
         say(f"[green]compiled[/] {out_dir}")
     say(f"{len(written)} file(s) changed")
@@ -170,10 +174,12 @@ def cmd_diff(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from specforge.runner import StaleScripts, describe, execute
+    from specforge.runner import CannotResume, StaleScripts, describe, execute, resume
 
     if not args.spec.is_file():
         raise UsageError(f"{args.spec}: no such spec file")
+    if args.dry_run and args.resume is not None:
+        raise UsageError("--dry-run describes a new run; it does not combine with --resume")
     try:
         loaded = load_spec(args.spec, args.set, allow_remote_code=args.allow_remote_code)
     except SpecError as err:
@@ -184,10 +190,64 @@ def cmd_run(args) -> int:
         if args.dry_run:
             describe(loaded, compile_first=args.compile)
             return 0
+        if args.resume is not None:
+            return resume(loaded, args.resume or None, compile_first=args.compile)
         return execute(loaded, compile_first=args.compile)
-    except StaleScripts as err:
+    except (StaleScripts, CannotResume) as err:
         say(f"[red]error[/]: {err}")
         return 1
+
+
+RUN_COLUMNS = (
+    ("name", "spec"),
+    ("run_id", "run"),
+    ("status", "status"),
+    ("steps", "steps"),
+    ("final_train_loss", "train loss"),
+    ("final_eval_loss", "eval loss"),
+    ("accuracy_tuned", "acc tuned"),
+    ("accuracy_base", "acc base"),
+)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def cmd_runs(args) -> int:
+    """List runs; reading a record applies the dead-runner rule (and rewrites it)."""
+    from specforge.record import list_runs, summary_row
+
+    name = args.spec
+    if name is not None and Path(name).is_file():  # a spec file: its runs (by the spec's name)
+        try:
+            name = load_spec(Path(name), None, allow_remote_code=True, check_files=False).spec.name
+        except SpecError as err:
+            print_diagnostics(err.diagnostics)
+            return 1
+    rows = [summary_row(run_dir, data) for run_dir, data in list_runs(name)]
+    if args.format == "json":
+        print_json(rows)
+        return 0
+    table = [[_cell(row[key]) for key, _ in RUN_COLUMNS] for row in rows]
+    headers = [label for _, label in RUN_COLUMNS]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        rich_table = Table(*headers, header_style="bold")
+        for cells in table:
+            rich_table.add_row(*cells)
+        Console().print(rich_table)
+    else:  # piped: plain aligned columns, one run a line, for grep and awk
+        widths = [max(len(c) for c in column) for column in zip(headers, *table)]
+        for cells in [headers, *table]:
+            print("  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
+    if not rows:
+        say(f"no runs under runs/{name or ''}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     remote(sub)
     sub.add_argument("--compile", action="store_true", help="recompile generated/<name> if stale")
     sub.add_argument("--dry-run", action="store_true", help="print what would run")
+    sub.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        metavar="RUN_ID",
+        help="continue an unfinished run in its folder, from its last checkpoint "
+        "(default: the spec's latest run that did not succeed)",
+    )
+
+    sub = add("runs", cmd_runs, "List runs: status, steps, losses, accuracy.")
+    sub.add_argument(
+        "spec", nargs="?", metavar="SPEC", help="a spec file or name (default: every spec's runs)"
+    )
+    sub.add_argument("--format", choices=["text", "json"], default="text")
     return parser
 
 

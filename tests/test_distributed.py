@@ -27,8 +27,14 @@ def make_project(root: Path, model_dir: Path, name: str, **training) -> Path:
     rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()[:64]
     (root / "data/train.jsonl").write_text("\n".join(rows) + "\n")
     (root / "data/heldout.jsonl").write_text("\n".join(rows[:4]) + "\n")
-    settings = {"eval_strategy": "no", "logging_steps": 1, "max_steps": 6, "warmup_ratio": 0.0,
-                "learning_rate": 1.0e-2, **training}
+    settings = {
+        "eval_strategy": "no",
+        "logging_steps": 1,
+        "max_steps": 6,
+        "warmup_ratio": 0.0,
+        "learning_rate": 1.0e-2,
+        **training,
+    }
     text = tiny_spec(model_dir, name=name, **settings).replace("  validation_fraction: 0.2\n", "")
     (root / f"specs/{name}.yaml").write_text(text)
     result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
@@ -44,9 +50,21 @@ def losses(out: Path) -> list[float]:
 def torchrun(root: Path, name: str, out: Path, *launch: str, timeout: float = 600):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", *launch,
-         f"generated/{name}/train.py", "--output-dir", str(out)],
-        cwd=root, capture_output=True, text=True, timeout=timeout, env=env, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            *launch,
+            f"generated/{name}/train.py",
+            "--output-dir",
+            str(out),
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
     )
 
 
@@ -54,7 +72,11 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, tiny_mo
     one = make_project(tmp_path / "one", tiny_model_dir, "one", per_device_train_batch_size=8)
     result = subprocess.run(
         [sys.executable, "generated/one/train.py", "--output-dir", "runs/out"],
-        cwd=one, capture_output=True, text=True, timeout=600, check=False,
+        cwd=one,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     two = make_project(tmp_path / "two", tiny_model_dir, "two", per_device_train_batch_size=4)
@@ -77,17 +99,34 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, tiny_mo
 
 def test_two_nodes_on_localhost(tmp_path, tiny_model_dir):
     """Two torchrun invocations, nnodes=2, c10d rendezvous on 127.0.0.1."""
-    root = make_project(tmp_path, tiny_model_dir, "nodes", max_steps=3,
-                        per_device_train_batch_size=4)
+    root = make_project(
+        tmp_path, tiny_model_dir, "nodes", max_steps=3, per_device_train_batch_size=4
+    )
     endpoint = f"127.0.0.1:{free_port()}"
     out = root / "runs/out"
-    common = ["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",
-              f"--rdzv-endpoint={endpoint}", "--rdzv-id=specforge-test"]
+    common = [
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={endpoint}",
+        "--rdzv-id=specforge-test",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", *common,
-               "generated/nodes/train.py", "--output-dir", str(out)]
-    nodes = [subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        *common,
+        "generated/nodes/train.py",
+        "--output-dir",
+        str(out),
+    ]
+    nodes = [
+        subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
     outputs = [node.communicate(timeout=600)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert len(losses(out)) == 3
@@ -97,35 +136,57 @@ def test_two_nodes_on_localhost(tmp_path, tiny_model_dir):
 def test_fsdp_compiles_to_fsdp2_config(tmp_path, tiny_model_dir):
     root = make_project(tmp_path, tiny_model_dir, "fsdp")
     spec = root / "specs/fsdp.yaml"
-    spec.write_text(spec.read_text() + "launch:\n  nproc_per_node: 2\n  strategy: fsdp\n"
-                    "  fsdp:\n    activation_checkpointing: true\n")
+    spec.write_text(
+        spec.read_text() + "launch:\n  nproc_per_node: 2\n  strategy: fsdp\n"
+        "  fsdp:\n    activation_checkpointing: true\n"
+    )
     assert run_cli("compile", "specs/fsdp.yaml", cwd=root).returncode == 0
     result = subprocess.run(
         [sys.executable, "generated/fsdp/train.py", "--dry-run"],
-        cwd=root, capture_output=True, text=True, timeout=300, check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     args = json.loads(result.stdout)["training_args"]
     assert args["fsdp"] is True
-    assert args["fsdp_config"] == {"version": 2, "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
-                                   "activation_checkpointing": True, "cpu_offload": False}
+    assert args["fsdp_config"] == {
+        "version": 2,
+        "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+        "activation_checkpointing": True,
+        "cpu_offload": False,
+    }
 
 
 def test_slurm_block_compiles_a_batch_script(tmp_path, tiny_model_dir):
     root = make_project(tmp_path, tiny_model_dir, "slurm")
     spec = root / "specs/slurm.yaml"
-    spec.write_text(spec.read_text() + "launch:\n  nproc_per_node: 8\n  nnodes: 2\n  slurm:\n"
-                    "    partition: gpu\n    nodes: 2\n    gpus_per_node: 8\n"
-                    "    extra_sbatch: [--exclusive]\n")
+    spec.write_text(
+        spec.read_text() + "launch:\n  nproc_per_node: 8\n  nnodes: 2\n  slurm:\n"
+        "    partition: gpu\n    nodes: 2\n    gpus_per_node: 8\n"
+        "    extra_sbatch: [--exclusive]\n"
+    )
     assert run_cli("compile", "specs/slurm.yaml", cwd=root).returncode == 0
     script = (root / "generated/slurm/submit.sbatch").read_text()
     assert script.startswith("#!/bin/bash\n# Code generated by specforge")
-    for line in ("#SBATCH --nodes=2", "#SBATCH --gpus-per-node=8", "#SBATCH --partition=gpu",
-                 "#SBATCH --exclusive", "--nproc-per-node=8", "--rdzv-backend=c10d",
-                 "generated/slurm/train.py"):
+    for line in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --gpus-per-node=8",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --exclusive",
+        "--nproc-per-node=8",
+        "--rdzv-backend=c10d",
+        "generated/slurm/train.py",
+    ):
         assert line in script, line
-    result = subprocess.run(["bash", "-n", str(root / "generated/slurm/submit.sbatch")],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["bash", "-n", str(root / "generated/slurm/submit.sbatch")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert run_cli("check", cwd=root).returncode == 0
 

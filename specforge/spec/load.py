@@ -85,6 +85,17 @@ def _with_extends(path: Path, label: str, seen: tuple[Path, ...] = ()) -> Docume
         raise SpecError(
             [Diagnostic(where, f"`extends` cycle or chain too deep at {parent}", key="extends")]
         )
+    if not base_path.is_file():
+        raise SpecError(
+            [
+                Diagnostic(
+                    where,
+                    f"base spec {parent} does not exist",
+                    key="extends",
+                    hints=("`extends` resolves from this spec's folder",),
+                )
+            ]
+        )
     base = _with_extends(base_path, label_for(base_path), (*seen, path.resolve()))
     merged = merge(base, doc)
     merged.data.pop("extends", None)

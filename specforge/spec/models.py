@@ -358,7 +358,8 @@ class FsdpSpec(Strict):
         100_000_000, description="Parameters per shard unit with wrap_policy `size`.", gt=0
     )
     activation_checkpointing: bool = Field(
-        False, description="FSDP's own activation checkpointing (use instead of gradient_checkpointing)."
+        False,
+        description="FSDP's own activation checkpointing (use instead of gradient_checkpointing).",
     )
     cpu_offload: bool = Field(False, description="Offload parameters and gradients to CPU memory.")
 
@@ -366,14 +367,25 @@ class FsdpSpec(Strict):
 class SlurmSpec(Strict):
     """A Slurm job: `compile` writes generated/<name>/submit.sbatch (srun + torchrun per node)."""
 
-    partition: str | None = Field(None, description="#SBATCH --partition.", pattern=r"^[A-Za-z0-9_.,-]+$")
-    account: str | None = Field(None, description="#SBATCH --account.", pattern=r"^[A-Za-z0-9_.-]+$")
+    partition: str | None = Field(
+        None, description="#SBATCH --partition.", pattern=r"^[A-Za-z0-9_.,-]+$"
+    )
+    account: str | None = Field(
+        None, description="#SBATCH --account.", pattern=r"^[A-Za-z0-9_.-]+$"
+    )
     nodes: int = Field(1, description="Nodes (must equal launch.nnodes).", gt=0)
-    gpus_per_node: int = Field(1, description="GPUs per node (must equal launch.nproc_per_node).", ge=0)
+    gpus_per_node: int = Field(
+        1, description="GPUs per node (must equal launch.nproc_per_node).", ge=0
+    )
     cpus_per_task: int = Field(8, description="CPU cores per node's task.", gt=0)
-    time: str = Field("04:00:00", description="Time limit, [D-]HH:MM:SS.", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$")
-    extra_sbatch: list[Annotated[str, Field(pattern=r"^--[A-Za-z0-9-]+(=[A-Za-z0-9_.,:/@%+-]+)?$")]] = Field(
-        default_factory=list, description="More #SBATCH options, e.g. `--exclusive` or `--qos=high`."
+    time: str = Field(
+        "04:00:00", description="Time limit, [D-]HH:MM:SS.", pattern=r"^(\d+-)?\d{1,2}:\d{2}:\d{2}$"
+    )
+    extra_sbatch: list[
+        Annotated[str, Field(pattern=r"^--[A-Za-z0-9-]+(=[A-Za-z0-9_.,:/@%+-]+)?$")]
+    ] = Field(
+        default_factory=list,
+        description="More #SBATCH options, e.g. `--exclusive` or `--qos=high`.",
     )
 
 

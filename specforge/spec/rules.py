@@ -274,19 +274,40 @@ def run_rules(
     launch = spec.launch
     if launch.slurm is not None:
         if launch.slurm.nodes != launch.nnodes:
-            report("SF015", ("launch", "slurm", "nodes"),
-                   f"slurm.nodes is {launch.slurm.nodes} but launch.nnodes is {launch.nnodes}")
+            report(
+                "SF015",
+                ("launch", "slurm", "nodes"),
+                f"slurm.nodes is {launch.slurm.nodes} but launch.nnodes is {launch.nnodes}",
+            )
         if launch.slurm.gpus_per_node not in (0, launch.nproc_per_node):
-            report("SF015", ("launch", "slurm", "gpus_per_node"),
-                   f"slurm.gpus_per_node is {launch.slurm.gpus_per_node} but launch.nproc_per_node "
-                   f"is {launch.nproc_per_node}")
+            report(
+                "SF015",
+                ("launch", "slurm", "gpus_per_node"),
+                f"slurm.gpus_per_node is {launch.slurm.gpus_per_node} but launch.nproc_per_node "
+                f"is {launch.nproc_per_node}",
+            )
     elif launch.nnodes > 1 and launch.rdzv_endpoint is None:
-        report("SF015", ("launch", "rdzv_endpoint"), "multi-node runs need the rendezvous host:port",
-               "set launch.rdzv_endpoint to node 0's address, or add a launch.slurm block")
-    if launch.strategy == "fsdp" and t.gradient_checkpointing and launch.fsdp.activation_checkpointing:
-        report("SF015", ("training", "gradient_checkpointing"),
-               "use launch.fsdp.activation_checkpointing alone under FSDP (both recompute twice)")
+        report(
+            "SF015",
+            ("launch", "rdzv_endpoint"),
+            "multi-node runs need the rendezvous host:port",
+            "set launch.rdzv_endpoint to node 0's address, or add a launch.slurm block",
+        )
+    if (
+        launch.strategy == "fsdp"
+        and t.gradient_checkpointing
+        and launch.fsdp.activation_checkpointing
+    ):
+        report(
+            "SF015",
+            ("training", "gradient_checkpointing"),
+            "use launch.fsdp.activation_checkpointing alone under FSDP (both recompute twice)",
+        )
     if launch.strategy == "fsdp" and spec.model.quantization is not None:
-        report("SF015", ("launch", "strategy"), "FSDP with a quantized base model is not supported here",
-               "use strategy: ddp for QLoRA")
+        report(
+            "SF015",
+            ("launch", "strategy"),
+            "FSDP with a quantized base model is not supported here",
+            "use strategy: ddp for QLoRA",
+        )
     return found

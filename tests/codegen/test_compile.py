@@ -259,3 +259,13 @@ def test_fingpt_preflight_fails_fast_on_cpu(repo_copy):
     ):
         assert hint in result.stderr, hint
     assert not (repo_copy / "runs/x").exists()
+
+
+def test_compile_refuses_to_write_through_a_symlink_escape(repo_copy, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("outside")
+    (repo_copy / "generated").mkdir()
+    (repo_copy / "generated/quickstart").symlink_to(outside, target_is_directory=True)
+    result = run_cli("compile", cwd=repo_copy)
+    assert result.returncode == 1 and "outside generated/" in result.stderr
+    assert list(outside.iterdir()) == []
+    assert not (repo_copy / "generated/fingpt-sentiment").exists()  # nothing half-written

@@ -1,0 +1,82 @@
+"""Data problems are caught before the first step, by the generated scripts' own functions."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def modules(project, monkeypatch):
+    spec = project / "specs/tiny.yaml"
+    spec.write_text(
+        spec.read_text()
+        .replace("max_length: 128", "max_length: 48")
+        .replace("max_new_tokens: 4", "max_new_tokens: 1")
+    )
+    assert run_cli("compile", "specs/tiny.yaml", cwd=project).returncode == 0
+    monkeypatch.chdir(project)
+    train = load(project / "generated/tiny/train.py", "data_train")
+    infer = load(project / "generated/tiny/infer.py", "data_infer")
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(train.model_source())
+    train.add_special_tokens(tokenizer)
+    return train, infer, tokenizer
+
+
+def test_long_rows_lose_prompt_text_never_the_answer(modules):
+    from datasets import Dataset
+
+    train, _, tokenizer = modules
+    long_input = "Revenue fell sharply across every region this quarter. " * 20
+    rows = Dataset.from_list(
+        [
+            {"instruction": "Classify.", "input": long_input, "output": "negative"},
+            {"instruction": "Classify.", "input": "Short and fine.", "output": "neutral"},
+        ]
+    )
+    data, report = train.to_prompt_completion(rows, tokenizer, "train")
+    assert report["rows"] == 2 and report["truncated"] == 1 and report["dropped"] == 0
+    first = data[0]
+    assert first["completion"] == "negative<response|end>"
+    assert first["prompt"].endswith("\n<response>") and len(first["prompt"]) < len(long_input)
+    assert len(tokenizer(first["prompt"] + first["completion"]).input_ids) <= 48
+    assert report["tokens_max"] <= 48
+
+
+def test_missing_fields_and_empty_completions_are_reported_with_row_numbers(modules, capsys):
+    from datasets import Dataset
+
+    train, _, tokenizer = modules
+    rows = Dataset.from_list(
+        [
+            {"instruction": "a", "input": "b", "output": "positive"},
+            {"instruction": "a", "input": None, "output": "positive"},
+            {"instruction": "a", "input": "b", "output": "  "},
+        ]
+    )
+    with pytest.raises(SystemExit) as exit_:
+        train.to_prompt_completion(rows, tokenizer, "train")
+    assert "2 train row(s)" in str(exit_.value.code) and "[1, 2]" in str(exit_.value.code)
+    with pytest.raises(SystemExit) as exit_:
+        train.to_prompt_completion(
+            Dataset.from_list([{"instruction": "a", "output": "x"}]), tokenizer, "train"
+        )
+    assert "lacks column(s) ['input']" in str(exit_.value.code)
+
+
+def test_infer_warns_when_the_budget_cannot_fit_label_and_stop_token(modules, capsys):
+    _, infer, tokenizer = modules
+    infer.warn_if_budget_too_small(tokenizer)
+    assert "max_new_tokens=1 cannot fit" in capsys.readouterr().err
