@@ -269,7 +269,7 @@ def check_rows(data, what):
     missing = [field for field in fields if field not in data.column_names]
     if missing:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {data.column_names}")
-    columns = {field: data[field] for field in fields}
+    columns = data.select_columns(fields).to_dict()  # plain lists: fast to index
     bad = [
         index
         for index in range(len(data))
@@ -308,8 +308,18 @@ def to_prompt_completion(data, tokenizer, what):
     """Rows -> TRL's prompt/completion format (the loss then covers the completion only)."""
     check_rows(data, what)
     report = {"rows": len(data), "truncated": 0, "dropped": 0}
-    rows = [fit_to_length(row, tokenizer, report) for row in data]
-    kept = [row for row in rows if row is not None]
+    rows = list(data)
+    prompts = [build_prompt(row) for row in rows]
+    completions = [build_completion(row) for row in rows]
+    # one batched tokenizer call measures every row; only the long ones are refitted
+    texts = [prompt + completion for prompt, completion in zip(prompts, completions)]
+    totals = [len(ids) for ids in tokenizer(texts).input_ids]
+    kept = []
+    for row, prompt, completion, total in zip(rows, prompts, completions, totals):
+        if total <= MAX_LENGTH:
+            kept.append({"prompt": prompt, "completion": completion, "tokens": total})
+        elif (fitted := fit_to_length(row, tokenizer, report)) is not None:
+            kept.append(fitted)
     lengths = sorted(row.pop("tokens") for row in kept)
     if lengths:
         report["tokens_p50"] = lengths[len(lengths) // 2]

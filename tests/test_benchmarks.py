@@ -1,0 +1,106 @@
+"""Fast checks of the benchmarks' CPU-checkable parts (the heavy runs are never started here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "benchmarks"
+
+
+def load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    return load("gpu_check")
+
+
+def test_flops_hand_computed(gpu_check):
+    # hidden 64, 2 layers, 4 heads (head_dim 16), 2 kv heads (kv dim 32), ff 128, vocab 100
+    shape = gpu_check.Shape(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, vocab=100)
+    # per layer: q 64*64 + k 64*32 + v 64*32 + o 64*64 + 3 * 64*128 = 36864; lm_head 100*64
+    assert gpu_check.matmul_params(shape) == 2 * 36864 + 6400 == 80128
+    # LoRA r=4: r*(in+out): q 512, k 384, v 384, o 512, gate/up/down 768 each = 4096 per layer
+    assert gpu_check.lora_params(shape, 4) == 8192
+    # (4 * 80128 + 6 * 8192) * 8 tokens + 12 * 2 layers * 64 * (3**2 + 5**2)
+    flops = gpu_check.step_flops(shape, [3, 5], 4)
+    assert flops == 369664 * 8 + 52224 == 3009536
+    assert gpu_check.mfu(flops, 1e-3, 1e12) == pytest.approx(0.003009536)
+    assert gpu_check.mfu(flops, 1.0, None) is None
+    assert gpu_check.six_n_flops(shape, [3, 5]) == 6 * gpu_check.total_params(shape) * 8
+
+
+def test_mistral_shape_matches_the_published_counts(gpu_check):
+    shape = gpu_check.MISTRAL_7B
+    assert (shape.hidden, shape.layers, shape.heads, shape.kv_heads) == (4096, 32, 32, 8)
+    assert (shape.intermediate, shape.vocab, shape.head_dim) == (14336, 32000, 128)
+    assert gpu_check.total_params(shape) == 7_241_732_096  # Mistral-7B-v0.1
+    assert gpu_check.lora_params(shape, 16) == 41_943_040  # peft's count for r=16, 7 projections
+
+
+def test_peak_by_device_name(gpu_check):
+    assert gpu_check.peak_tflops_for("NVIDIA H200") == 989.0
+    assert gpu_check.peak_tflops_for("NVIDIA A100-SXM4-80GB") == 312.0
+    assert gpu_check.peak_tflops_for("Tesla T4") is None
+
+
+def test_dry_run_arguments(gpu_check):
+    args = gpu_check.parse_args(["--dry-run"])
+    assert (args.steps, args.warmup, args.batch) == (2, 1, 8)
+    assert args.max_len <= 24
+    full = gpu_check.parse_args([])
+    assert (full.batch, full.min_len, full.max_len, full.lora_r) == (8, 256, 512, 16)
+
+
+def test_gpu_check_dry_run_on_cpu():
+    done = run("benchmarks/gpu_check.py", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "| layout | attention |" in out
+    assert "| padded-sdpa | sdpa |" in out
+    assert "| packed-sdpa | sdpa |" in out
+    assert "packed-fa2" in out and "skipped" in out  # no CUDA here
+    assert "ratio packed-sdpa / padded-sdpa: tokens/s" in out
+
+
+def test_cli_latency_prints_ratios():
+    done = run("benchmarks/cli_latency.py", "--runs", "2", "--many", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratio validate / floor:" in done.stdout
+    assert "ratio check / floor:" in done.stdout
+    assert re.search(r"ratio check \d+ specs / check 1 spec: [\d.]+x", done.stdout)
+
+
+@pytest.mark.parametrize(
+    "name", ["cli_latency", "train_throughput", "gguf_cache", "tokenize_rows", "gpu_check"]
+)
+def test_help(name):
+    module = load(name)
+    with pytest.raises(SystemExit) as exit_:
+        module.parse_args(["--help"])
+    assert exit_.value.code == 0
