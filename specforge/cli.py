@@ -237,7 +237,9 @@ def cmd_runs(args) -> int:
         from rich.console import Console
         from rich.table import Table
 
-        rich_table = Table(*headers, header_style="bold")
+        rich_table = Table(header_style="bold")
+        for header in headers:
+            rich_table.add_column(header, no_wrap=header in ("spec", "run"))
         for cells in table:
             rich_table.add_row(*cells)
         Console().print(rich_table)

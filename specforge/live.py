@@ -21,10 +21,20 @@ class LiveView:
         self.epochs = spec.training.num_train_epochs
         self.step = "starting"
         self.started = time.monotonic()
-        self.seen = 0
         self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=2, transient=False) if self.console.is_terminal else None
+        self.live = (
+            Live(console=self.console, refresh_per_second=2, transient=False)
+            if self.console.is_terminal
+            else None
+        )
         self.last: dict = {}
+        # A resumed run's earlier entries are history: shown as the last values, but speed and
+        # ETA count only from what this attempt logs.
+        history = read_jsonl(metrics_path)
+        for entry in history:
+            self._remember(entry)
+        self.seen = self.resumed_at = len(history)
+        self.base = (self._progress(self.last) or 0.0) if self.last else 0.0
 
     def __enter__(self):
         if self.live:
@@ -54,20 +64,27 @@ class LiveView:
         new = metrics[self.seen :]
         self.seen = len(metrics)
         for entry in new:
-            self.last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+            self._remember(entry)
             if not self.live:
                 print(self._line(), file=sys.stderr, flush=True)
         if self.live:
             self.live.update(self._table())
 
+    def _remember(self, entry: dict) -> None:
+        self.last.update({k: v for k, v in entry.items() if isinstance(v, (int, float))})
+
     def _fields(self) -> dict[str, str]:
         last = self.last
         elapsed = time.monotonic() - self.started
         progress = self._progress(last) if last else None
-        eta = elapsed * (1 - progress) / progress if progress else None
-        tokens = last.get("num_tokens")
+        done = progress - self.base if progress is not None else 0
+        eta = elapsed * (1 - progress) / done if done > 0 else None
+        # TRL's num_tokens restarts at 0 in a resumed trainer: a rate only from new entries
+        tokens = last.get("num_tokens") if self.seen > self.resumed_at else None
         return {
-            "step": self.step if not last else f"{self.step} {int(last.get('step', 0))}"
+            "step": self.step
+            if not last
+            else f"{self.step} {int(last.get('step', 0))}"
             + (f"/{self.max_steps}" if self.max_steps else ""),
             "loss": f"{last['loss']:.4f}" if "loss" in last else "-",
             "eval loss": f"{last['eval_loss']:.4f}" if "eval_loss" in last else "-",

@@ -13,6 +13,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -153,13 +154,34 @@ def final_losses(metrics: list[dict]) -> dict:
     }
 
 
+def logged_mean_loss(metrics: list[dict]) -> float | None:
+    """Mean training loss over every step, from the logged losses (each the mean of the steps
+    since the previous log); None when the last steps were never logged."""
+    logged = [m for m in metrics if "loss" in m]
+    summary = next((m for m in reversed(metrics) if "train_loss" in m), None)
+    if not logged or summary is None or logged[-1]["step"] != summary["step"]:
+        return None
+    total, previous = 0.0, 0
+    for entry in logged:
+        total += entry["loss"] * (entry["step"] - previous)
+        previous = entry["step"]
+    return total / previous
+
+
 class RunRecord:
     """run.json, rewritten atomically whenever something changes."""
 
-    def __init__(self, run_dir: Path, data: dict):
+    def __init__(self, run_dir: Path, data: dict, *, save: bool = True):
         self.path = run_dir / "run.json"
         self.data = data
-        self.save()
+        if save:
+            self.save()
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunRecord:
+        return cls(
+            run_dir, json.loads((run_dir / "run.json").read_text(encoding="utf-8")), save=False
+        )
 
     def update(self, **fields) -> None:
         self.data.update(fields)
@@ -169,21 +191,59 @@ class RunRecord:
         text = json.dumps(self.data, indent=2, sort_keys=False, default=str) + "\n"
         write_atomic(self.path, text.encode("utf-8"))
 
+    def begin_attempt(self, resumed_from: str | None) -> None:
+        """A new attempt in the same folder; earlier attempts stay in `attempts`."""
+        self.data.setdefault("attempts", []).append(
+            {
+                "started_at": now_iso(),
+                "ended_at": None,
+                "duration_s": None,
+                "status": "running",
+                "failed_step": None,
+                "resumed_from": resumed_from,
+                "pid": os.getpid(),
+                "host": host(),
+            }
+        )
+        self.update(
+            status="running",
+            failed_step=None,
+            ended_at=None,
+            step_process=None,
+            **runner_identity(),
+        )
+
+    def end_attempt(self, status: str, failed_step: str | None, duration_s: float) -> None:
+        attempt = self.data["attempts"][-1]
+        attempt.update(
+            status=status, failed_step=failed_step, ended_at=now_iso(), duration_s=duration_s
+        )
+        self.update(
+            status=status,
+            failed_step=failed_step,
+            ended_at=attempt["ended_at"],
+            duration_s=round(sum(a["duration_s"] or 0 for a in self.data["attempts"]), 1),
+            step_process=None,
+        )
+
 
 def start_record(run_dir: Path, loaded, scripts_dir: Path, script_hashes: dict) -> RunRecord:
     spec = loaded.spec
     t = spec.training
-    return RunRecord(
+    record = RunRecord(
         run_dir,
         {
             "run_id": run_dir.name,
             "name": spec.name,
             "status": "running",
             "failed_step": None,
-            "pid": os.getpid(),
+            **runner_identity(),
+            "step_process": None,
             "started_at": now_iso(),
             "ended_at": None,
             "duration_s": None,
+            "completed_steps": [],
+            "attempts": [],
             "spec": {
                 "path": loaded.label,
                 "sha256": loaded.sha256,
@@ -202,3 +262,130 @@ def start_record(run_dir: Path, loaded, scripts_dir: Path, script_hashes: dict) 
             "results": {},
         },
     )
+    record.begin_attempt(resumed_from=None)
+    return record
+
+
+# Liveness. A `specforge run` killed with SIGKILL (or by the OOM killer, or a lost terminal)
+# cannot write its own ending, so readers infer it: `running` with no live process behind it
+# on this host means interrupted. The pid's start time guards against a reused pid.
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks after boot) from /proc; None where there is no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[1].split()  # the command name may hold spaces and ")"
+    return fields[0], int(fields[19])
+
+
+def process_start(pid: int) -> int | None:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
+def runner_identity() -> dict:
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": process_start(pid), "host": host()}
+
+
+def process_alive(pid: int | None, started: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc (macOS): the pid exists, trust it
+    state, start = stat
+    # a zombie is dead but not yet reaped; another start time means the pid was reused
+    return state != "Z" and (started is None or start == started)
+
+
+def _alive(data: dict) -> bool:
+    """The runner, or the step it started (orphaned if only the runner was killed), still runs."""
+    step = data.get("step_process") or {}
+    return process_alive(data.get("pid"), data.get("pid_start")) or process_alive(
+        step.get("pid"), step.get("pid_start")
+    )
+
+
+def settle(run_dir: Path, data: dict) -> dict:
+    """Apply the dead-runner rule; the record is rewritten so every later reader agrees."""
+    if data.get("status") != "running" or data.get("host") != host() or _alive(data):
+        return data  # another host's run cannot be checked from here
+    try:
+        current = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return data
+    if current.get("status") != "running" or current.get("pid") != data.get("pid"):
+        return current  # a resume started meanwhile: its record wins
+    step = (data.get("step_process") or {}).get("name")
+    note = f"runner pid {data.get('pid')} on {data.get('host')} is gone; marked at {now_iso()}"
+    data = {
+        **data,
+        "status": "interrupted",
+        "failed_step": step,
+        "step_process": None,
+        "interrupted": note,
+    }
+    if data.get("attempts") and data["attempts"][-1]["status"] == "running":
+        data["attempts"][-1] = {
+            **data["attempts"][-1],
+            "status": "interrupted",
+            "failed_step": step,
+        }
+    RunRecord(run_dir, data)
+    return data
+
+
+def read_record(run_dir: Path) -> dict | None:
+    """run.json with the dead-runner rule applied; None when absent or unreadable."""
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return settle(run_dir, data)
+
+
+def list_runs(name: str | None = None, root: Path = RUNS_DIR) -> list[tuple[Path, dict]]:
+    """(run folder, record) for every run of `name` (or of every spec), oldest first."""
+    parents = [root / name] if name else sorted(p for p in root.glob("*") if p.is_dir())
+    found = []
+    for parent in parents:
+        for run_dir in sorted(p for p in parent.glob("*") if p.is_dir()):
+            data = read_record(run_dir)
+            if data is not None:
+                found.append((run_dir, data))
+    return found
+
+
+def summary_row(run_dir: Path, data: dict) -> dict:
+    """One line of `specforge runs`: losses from the record, or from metrics.jsonl for a run
+    that never wrote its results (still running, or killed)."""
+    results = data.get("results") or {}
+    losses = results.get("losses") or final_losses(read_jsonl(run_dir / "metrics.jsonl"))
+    accuracy = {k: (results.get(k) or {}).get("accuracy") for k in ("eval_tuned", "eval_base")}
+    return {
+        "name": data.get("name", run_dir.parent.name),
+        "run_id": data.get("run_id", run_dir.name),
+        "status": data.get("status"),
+        "steps": losses.get("steps"),
+        "final_train_loss": losses.get("final_train_loss"),
+        "final_eval_loss": losses.get("final_eval_loss"),
+        "accuracy_tuned": accuracy["eval_tuned"],
+        "accuracy_base": accuracy["eval_base"],
+        "attempts": len(data.get("attempts") or [None]),
+        "started_at": data.get("started_at"),
+        "path": run_dir.as_posix(),
+    }

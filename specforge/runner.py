@@ -2,12 +2,14 @@
 
 The scripts run under the same Python as specforge, from the project root, with the caller's
 environment (credentials stay there: nothing from the environment is written to the record).
+`--resume` continues an unfinished run in its own folder; run.json keeps every attempt.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,10 +22,15 @@ from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_file
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
 from specforge.record import (
+    RUNS_DIR,
     RunRecord,
+    data_fingerprint,
     final_losses,
+    list_runs,
+    logged_mean_loss,
     new_run_dir,
     now_iso,
+    process_start,
     read_jsonl,
     start_record,
 )
@@ -32,6 +39,10 @@ from specforge.spec.load import LoadedSpec
 
 class StaleScripts(Exception):
     """generated/<name> differs from a fresh compile of the spec."""
+
+
+class CannotResume(Exception):
+    """--resume refused: no such run, nothing to resume, or it would not be the same run."""
 
 
 @dataclass
@@ -79,52 +90,114 @@ def _read(path: Path) -> str | None:
 
 def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
     python = sys.executable
-    steps = [Step("train", [python, str(scripts / "train.py"), "--output-dir", str(run_dir)],
-                  run_dir / "train.log")]
+    steps = [
+        Step(
+            "train",
+            [python, str(scripts / "train.py"), "--output-dir", str(run_dir)],
+            run_dir / "train.log",
+        )
+    ]
     eval_data = loaded.spec.inference.eval_data
     infer = [python, str(scripts / "infer.py")]
     if eval_data:
-        steps.append(Step("evaluate-tuned", [*infer, "--run-dir", str(run_dir), "--data", eval_data,
-                                             "--output", str(run_dir / "predictions.jsonl"),
-                                             "--metrics-out", str(run_dir / "eval_tuned.json")],
-                          run_dir / "eval_tuned.log"))
-        steps.append(Step("evaluate-base", [*infer, "--no-adapter", "--data", eval_data,
-                                            "--output", str(run_dir / "predictions_base.jsonl"),
-                                            "--metrics-out", str(run_dir / "eval_base.json")],
-                          run_dir / "eval_base.log"))
+        steps.append(
+            Step(
+                "evaluate-tuned",
+                [
+                    *infer,
+                    "--run-dir",
+                    str(run_dir),
+                    "--data",
+                    eval_data,
+                    "--output",
+                    str(run_dir / "predictions.jsonl"),
+                    "--metrics-out",
+                    str(run_dir / "eval_tuned.json"),
+                ],
+                run_dir / "eval_tuned.log",
+            )
+        )
+        steps.append(
+            Step(
+                "evaluate-base",
+                [
+                    *infer,
+                    "--no-adapter",
+                    "--data",
+                    eval_data,
+                    "--output",
+                    str(run_dir / "predictions_base.jsonl"),
+                    "--metrics-out",
+                    str(run_dir / "eval_base.json"),
+                ],
+                run_dir / "eval_base.log",
+            )
+        )
     else:
-        steps.append(Step("infer", [*infer, "--run-dir", str(run_dir),
-                                    "--output", str(run_dir / "examples.jsonl")],
-                          run_dir / "infer.log"))
+        steps.append(
+            Step(
+                "infer",
+                [*infer, "--run-dir", str(run_dir), "--output", str(run_dir / "examples.jsonl")],
+                run_dir / "infer.log",
+            )
+        )
     return steps
 
 
-def _run_step(step: Step, view: LiveView) -> int:
+# After Ctrl-C: how long the step gets to stop on its own (a terminal's SIGINT reaches the
+# whole foreground process group, the step included), then after a forwarded SIGINT.
+GRACE_S = 1
+STOP_S = 30
+
+
+def _run_step(step: Step, view: LiveView, record: RunRecord, *, append: bool) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with step.log.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(step.command, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                   start_new_session=True)
+    with step.log.open("a" if append else "w", encoding="utf-8") as log:
+        if append:  # a resumed step keeps the earlier attempt's log above its own
+            log.write(f"\n===== {now_iso()} resumed: {' '.join(step.command)}\n")
+            log.flush()
+        # The step stays in specforge's process group: a SIGKILL or hangup of the group takes
+        # it down too, so no orphan keeps training into a folder a reader marked interrupted.
+        process = subprocess.Popen(step.command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
+            # readers use it to tell an orphaned step (still writing here) from a dead run
+            started = process_start(process.pid)
+            record.update(
+                step_process={"name": step.name, "pid": process.pid, "pid_start": started}
+            )
             while process.poll() is None:
                 view.refresh()
                 time.sleep(0.5)
         except KeyboardInterrupt:
-            os.killpg(process.pid, signal.SIGINT)  # let the trainer stop between steps
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _stop(process)
             raise
     view.refresh()
     return process.returncode
 
 
-def _results(run_dir: Path) -> dict:
+def _stop(process: subprocess.Popen) -> None:
+    """Wait for the step to stop; forward SIGINT if only specforge got it (`kill -INT`)."""
+    for sig, timeout in ((None, GRACE_S), (signal.SIGINT, STOP_S), (signal.SIGKILL, None)):
+        if sig is not None:
+            process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _results(run_dir: Path, record: RunRecord) -> dict:
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     results: dict = {"losses": final_losses(metrics)}
-    for key, name in (("eval_tuned", "eval_tuned.json"), ("eval_base", "eval_base.json"),
-                      ("train_summary", "train_summary.json")):
+    if any(str(a.get("resumed_from")).startswith("checkpoint-") for a in record.data["attempts"]):
+        # Trainer's train_loss then averages the resumed steps only; the log covers them all
+        results["losses"]["mean_train_loss"] = logged_mean_loss(metrics)
+    for key, name in (
+        ("eval_tuned", "eval_tuned.json"),
+        ("eval_base", "eval_base.json"),
+        ("train_summary", "train_summary.json"),
+    ):
         path = run_dir / name
         if path.is_file():
             results[key] = json.loads(path.read_text(encoding="utf-8"))
@@ -146,36 +219,182 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
 
 
 def execute(loaded: LoadedSpec, *, compile_first: bool = False) -> int:
-    """Compile-check, run every step, record everything. Returns the process exit code."""
+    """A new run: compile-check, run every step, record everything. Returns the exit code."""
     if not loaded.overrides:  # refuse stale scripts before creating anything
         prepare_scripts_check(loaded, compile_first=compile_first)
     run_dir = new_run_dir(loaded.spec.name)
     scripts = prepare_scripts(loaded, run_dir, compile_first=compile_first)
     hashes = {n: sha256_bytes((scripts / n).read_bytes()) for n in SCRIPT_NAMES}
     record = start_record(run_dir, loaded, scripts, hashes)
-    started = time.monotonic()
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
+    return _attempt(loaded, record, run_dir, plan_steps(loaded, scripts, run_dir), append=False)
+
+
+def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = False) -> int:
+    """Continue an unfinished run in its own folder, with the spec and scripts it started with:
+    from the first step that did not finish, and for training from the newest complete checkpoint.
+    """
+    run_dir = find_resumable(loaded.spec.name, run_id)
+    record = RunRecord.load(run_dir)
+    scripts = Path(record.data["scripts"]["dir"])
+    problems = resume_mismatches(loaded, record.data, scripts, compile_first=compile_first)
+    if problems:
+        raise CannotResume(
+            f"{run_dir} cannot resume: what would run now differs from what ran:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+            + "\nrestore them, or start a new run (without --resume)"
+        )
+    done = set(record.data.get("completed_steps", []))
+    steps = [s for s in plan_steps(loaded, scripts, run_dir) if s.name not in done]
+    resumed_from = steps[0].name if steps else None
+    if steps and steps[0].name == "train":
+        resumed_from = _prepare_train_resume(run_dir, steps[0])
+    record.begin_attempt(resumed_from=resumed_from)
+    say(f"resume [bold]{run_dir}[/] from {resumed_from or 'the end (nothing left to run)'}")
+    return _attempt(loaded, record, run_dir, steps, append=True)
+
+
+def find_resumable(name: str, run_id: str | None) -> Path:
+    """The run named, or the spec's latest run that did not succeed."""
+    runs = list_runs(name)
+    if run_id:
+        chosen = [(d, r) for d, r in runs if d.name == run_id]
+        if not chosen:
+            raise CannotResume(f"no run {run_id!r} under {RUNS_DIR / name}/")
+    else:
+        chosen = [(d, r) for d, r in runs if r.get("status") != "succeeded"][-1:]
+        if not chosen:
+            raise CannotResume(f"no unfinished run of {name!r} under {RUNS_DIR / name}/")
+    run_dir, data = chosen[0]
+    if data.get("status") == "succeeded":
+        raise CannotResume(f"{run_dir} already succeeded; nothing to resume")
+    if data.get("status") == "running":  # alive here, or on a host whose processes we cannot see
+        raise CannotResume(
+            f"{run_dir} is still running (pid {data.get('pid')} on {data.get('host')})"
+        )
+    return run_dir
+
+
+def resume_mismatches(
+    loaded: LoadedSpec, data: dict, scripts: Path, *, compile_first: bool
+) -> list[str]:
+    """Every reason the resumed run would not be the run that started (empty: same run)."""
+    problems = []
+    recorded = data["spec"]
+    if loaded.sha256 != recorded["sha256"]:
+        problems.append(f"{loaded.label} changed since the run started (sha256)")
+    if loaded.overrides != recorded["overrides"]:
+        was = " ".join(f"--set {o}" for o in recorded["overrides"]) or "no --set"
+        problems.append(f"the run started with {was}; pass the same")
+    resolved = loaded.spec.model_dump(mode="json", exclude={"extends"})
+    changed = _changed_keys(recorded["resolved"], resolved)
+    if changed:
+        problems.append(f"the resolved spec differs at {', '.join(changed[:8])}")
+    fresh = compile_files(loaded, scripts.as_posix())
+    for name, sha in data["scripts"]["sha256"].items():
+        if sha256_bytes(fresh[name].encode("utf-8")) != sha:
+            problems.append(f"{name} would compile differently now")
+        elif sha256_bytes(_read_bytes(scripts / name)) != sha:
+            if compile_first and not loaded.overrides:  # --compile: restore the reviewed script
+                write_atomic(scripts / name, fresh[name].encode("utf-8"))
+            else:
+                problems.append(f"{scripts / name} was edited since the run started")
+    try:
+        if data_fingerprint(loaded.spec) != data["data"]:
+            problems.append("the data files changed since the run started (sha256)")
+    except OSError as err:
+        problems.append(f"data: {err}")
+    return problems
+
+
+def _changed_keys(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(set(old) | set(new))
+        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def checkpoints(run_dir: Path) -> tuple[dict[int, Path], list[Path]]:
+    """Complete checkpoints by step, and the folders a kill cut short.
+
+    Trainer writes checkpoint-N in place with trainer_state.json last, so a folder whose
+    trainer_state.json does not parse is incomplete. train.py's --resume uses the same rule.
+    """
+    complete, partial = {}, []
+    for folder in sorted(run_dir.glob("checkpoint-*")):
+        step = folder.name.removeprefix("checkpoint-")
+        if not (step.isdigit() and folder.is_dir()):
+            continue
+        try:
+            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+            complete[int(step)] = folder
+        except (OSError, ValueError):
+            partial.append(folder)
+    return complete, partial
+
+
+def _prepare_train_resume(run_dir: Path, step: Step) -> str:
+    """Point the train step at the newest complete checkpoint and rewind metrics.jsonl to it."""
+    complete, partial = checkpoints(run_dir)
+    for folder in partial:  # half a checkpoint is worth nothing, and Trainer would pick it
+        say(f"removing {folder}: cut short before its trainer_state.json was written")
+        shutil.rmtree(folder)
+    at = max(complete, default=0)
+    rewind_metrics(run_dir / "metrics.jsonl", at)
+    if not complete:
+        say("no complete checkpoint: training restarts from step 0")
+        return "train (step 0)"
+    step.command += ["--resume", str(complete[at])]
+    return complete[at].name
+
+
+def rewind_metrics(path: Path, step: int) -> None:
+    """Keep entries logged up to `step`: the resumed trainer logs the later steps again.
+
+    The end-of-training summary (train_runtime, ...) goes too: the resumed trainer writes its own.
+    """
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the kill
+        if entry.get("step", 0) <= step and "train_runtime" not in entry:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    write_atomic(path, "".join(kept).encode("utf-8"))
+
+
+def _attempt(
+    loaded: LoadedSpec, record: RunRecord, run_dir: Path, steps: list[Step], *, append: bool
+) -> int:
+    """Run the steps in order, recording each that finishes; returns the exit code."""
+    started = time.monotonic()
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
     status, failed, code = "succeeded", None, 0
     try:
         with view:
-            for step in plan_steps(loaded, scripts, run_dir):
+            for step in steps:
                 view.set_step(step.name)
-                code = _run_step(step, view)
+                code = _run_step(step, view, record, append=append)
                 if code != 0:
                     status, failed = "failed", step.name
                     break
+                record.update(completed_steps=[*record.data.get("completed_steps", []), step.name])
     except KeyboardInterrupt:
         status, failed, code = "interrupted", view.step, 130
-    results = _results(run_dir)
+    # the record first: a second Ctrl-C during the plot must not leave it saying `running`
+    record.data["results"] = _results(run_dir, record)
+    record.end_attempt(status, failed, round(time.monotonic() - started, 1))
     _plot(run_dir)
-    record.update(
-        status=status,
-        failed_step=failed,
-        ended_at=now_iso(),
-        duration_s=round(time.monotonic() - started, 1),
-        results=results,
-    )
     _summarise(record, run_dir)
     return code
 
@@ -189,15 +408,33 @@ def _plot(run_dir: Path) -> None:
 def _summarise(record: RunRecord, run_dir: Path) -> None:
     data = record.data
     losses = data["results"].get("losses", {})
-    say(f"status: [bold]{data['status']}[/]" + (f" (step {data['failed_step']} failed; "
-        f"see {run_dir}/{data['failed_step'].split('-')[0] if data['failed_step'] else ''}*.log)"
-        if data["failed_step"] else ""))
+    step = data["failed_step"]
+    if data["status"] == "failed":
+        say(
+            f"status: [bold]failed[/] (step {step} failed; see {run_dir}/{step.split('-')[0]}*.log)"
+        )
+    elif data["status"] == "interrupted":
+        again = " ".join([data["spec"]["path"], *(f"--set {o}" for o in data["spec"]["overrides"])])
+        say(
+            f"status: [bold]interrupted[/] during {step}; "
+            f"`specforge run {again} --resume {data['run_id']}` continues it"
+        )
+    else:
+        say(f"status: [bold]{data['status']}[/]")
     if losses.get("final_train_loss") is not None:
-        say(f"train loss {losses['first_train_loss']:.4f} -> {losses['final_train_loss']:.4f}"
-            + (f", eval loss {losses['final_eval_loss']:.4f}" if losses.get("final_eval_loss") else ""))
+        say(
+            f"train loss {losses['first_train_loss']:.4f} -> {losses['final_train_loss']:.4f}"
+            + (
+                f", eval loss {losses['final_eval_loss']:.4f}"
+                if losses.get("final_eval_loss")
+                else ""
+            )
+        )
     for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
         result = data["results"].get(key)
         if result:
-            say(f"{label:>5} model: accuracy {result['accuracy']:.1%}, macro-F1 {result['macro_f1']:.3f} "
-                f"on {result['n']} held-out rows")
+            say(
+                f"{label:>5} model: accuracy {result['accuracy']:.1%}, macro-F1 {result['macro_f1']:.3f} "
+                f"on {result['n']} held-out rows"
+            )
     say(f"record: {run_dir}/run.json")

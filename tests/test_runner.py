@@ -25,7 +25,10 @@ def sha256(path: Path) -> str:
 def git(cwd: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        cwd=cwd, capture_output=True, text=True, check=True,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
 
 
@@ -67,8 +70,16 @@ def test_run_record_fields(first_run):
         assert record["scripts"]["sha256"][name] == sha256(root / "generated/tiny" / name)
     assert record["git"]["commit"] == git(root, "rev-parse", "HEAD")
     assert record["git"]["dirty"] is False
-    for package in ("specforge", "python", "torch", "transformers", "peft", "trl", "datasets",
-                    "accelerate"):
+    for package in (
+        "specforge",
+        "python",
+        "torch",
+        "transformers",
+        "peft",
+        "trl",
+        "datasets",
+        "accelerate",
+    ):
         assert record["versions"][package], package
     assert record["device"]["cpu"] and record["device"]["gpus"] == []
     assert record["seed"] == 7
@@ -88,9 +99,17 @@ def test_run_record_fields(first_run):
 
 def test_run_directory_contents(first_run):
     run = first_run["run"]
-    for name in ("adapter/adapter_model.safetensors", "adapter/tokenizer.json", "train.log",
-                 "eval_tuned.log", "eval_base.log", "metrics.jsonl", "spec.resolved.yaml",
-                 "predictions.jsonl", "predictions_base.jsonl"):
+    for name in (
+        "adapter/adapter_model.safetensors",
+        "adapter/tokenizer.json",
+        "train.log",
+        "eval_tuned.log",
+        "eval_base.log",
+        "metrics.jsonl",
+        "spec.resolved.yaml",
+        "predictions.jsonl",
+        "predictions_base.jsonl",
+    ):
         assert (run / name).is_file(), name
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -144,7 +163,7 @@ def test_failing_step_is_named_and_recorded(first_run):
     bad.write_text('{"instruction": "x", "input": null, "output": "positive"}\n' * 10)
     result = run_cli("run", "specs/tiny.yaml", "--set", "dataset.path=data/bad.jsonl", cwd=root)
     assert result.returncode != 0
-    run = sorted((root / "runs/tiny").iterdir())[-1]
+    run = max((root / "runs/tiny").iterdir())
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "failed" and record["failed_step"] == "train"
     assert "train" in result.stderr

@@ -1,0 +1,211 @@
+"""`specforge run --resume`: a run killed mid-training continues in its own folder and ends where an
+uninterrupted run with the same seed ends; Ctrl-C stops the step and records `interrupted`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from specforge.record import logged_mean_loss, process_alive
+from specforge.runner import checkpoints, rewind_metrics
+from tests.conftest import REPO, run_cli, tiny_spec
+
+# Checkpoints every 2 steps, a loss at every step, no evaluation during training.
+TRAINING = {
+    "max_steps": 8,
+    "save_strategy": "steps",
+    "save_steps": 2,
+    "logging_steps": 1,
+    "eval_strategy": "no",
+}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory, tiny_model_dir) -> Path:
+    """A compiled project; no held-out evaluation, so a run is train + one example."""
+    root = tmp_path_factory.mktemp("resume")
+    (root / "specs").mkdir()
+    (root / "data").mkdir()
+    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()
+    (root / "data/train.jsonl").write_text("\n".join(rows[:40]) + "\n")
+    spec = tiny_spec(tiny_model_dir, **TRAINING)
+    (root / "specs/tiny.yaml").write_text(spec.replace("  eval_data: data/heldout.jsonl\n", ""))
+    assert run_cli("compile", cwd=root).returncode == 0
+    return root
+
+
+def start_run(root: Path, log: Path) -> subprocess.Popen:
+    """`specforge run` in its own session, as a terminal would start it: signals go to its group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "specforge", "run", "specs/tiny.yaml"],
+        cwd=root,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for(condition, process: subprocess.Popen | None, what: str, timeout: float = 300):
+    """Poll `condition` until it holds; fail early if `process` (when given) has ended."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the run ended (rc {process.returncode}) before {what}")
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def new_run(root: Path, before: set[Path]) -> Path | None:
+    found = sorted(set((root / "runs/tiny").glob("*")) - before)
+    return found[0] if found else None
+
+
+def run_ids(root: Path) -> set[Path]:
+    return set((root / "runs/tiny").glob("*"))
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_killed_run_resumes_in_place_and_matches_an_uninterrupted_run(scratch):
+    root = scratch
+    result = run_cli("run", "specs/tiny.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [reference] = run_ids(root)
+
+    # 1) start a run and SIGKILL its whole process group once a checkpoint is complete
+    before = run_ids(root)
+    process = start_run(root, root / "killed.log")
+    run_dir = wait_for(lambda: new_run(root, before), process, "the run folder")
+    wait_for(lambda: list(run_dir.glob("checkpoint-*/trainer_state.json")), process, "a checkpoint")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed = record(run_dir)
+    assert killed["status"] == "running"  # nobody was left to write the ending
+    step = killed["step_process"]
+    assert step["name"] == "train"
+    wait_for(lambda: not process_alive(step["pid"], step["pid_start"]), None, "the step to die")
+    complete, _ = checkpoints(run_dir)
+    at = max(complete)
+    assert at < 8 and not (run_dir / "adapter").exists(), "killed after training had finished"
+
+    # 2) a reader applies the dead-runner rule, reports and rewrites
+    listing = run_cli("runs", "specs/tiny.yaml", "--format", "json", cwd=root)
+    rows = {row["run_id"]: row for row in json.loads(listing.stdout)}
+    assert rows[run_dir.name]["status"] == "interrupted"
+    assert rows[reference.name]["status"] == "succeeded"
+    assert record(run_dir)["status"] == "interrupted"
+
+    # 3) what would run now must be what ran: an edited spec or script is refused, with the reason
+    for path, reason in (
+        (root / "specs/tiny.yaml", "changed since the run started"),
+        (root / "generated/tiny/train.py", "was edited since the run started"),
+    ):
+        original = path.read_text()
+        path.write_text(original + "# edited\n")
+        try:
+            refused = run_cli("run", "specs/tiny.yaml", "--resume", cwd=root)
+        finally:
+            path.write_text(original)
+        assert refused.returncode == 1 and reason in refused.stderr, refused.stderr[-2000:]
+    assert record(run_dir)["status"] == "interrupted"
+
+    # 4) a half-written checkpoint above the last complete one (a kill during a save) is skipped;
+    # Trainer's own pick, the highest number, would fail to load it
+    partial = run_dir / f"checkpoint-{at + 1}"
+    partial.mkdir(exist_ok=True)
+    (partial / "adapter_model.safetensors").write_bytes(b"cut short")
+
+    started = time.monotonic()
+    resumed = run_cli("run", "specs/tiny.yaml", "--resume", cwd=root)
+    print(f"resume took {time.monotonic() - started:.1f}s")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert run_ids(root) == before | {run_dir}  # the same folder, no new run
+    assert not partial.exists()
+
+    done = record(run_dir)
+    assert done["status"] == "succeeded" and done["failed_step"] is None
+    assert [a["status"] for a in done["attempts"]] == ["interrupted", "succeeded"]
+    assert done["attempts"][1]["resumed_from"] == f"checkpoint-{at}"
+    assert done["completed_steps"] == ["train", "infer"]
+    assert done["results"]["losses"]["steps"] == 8
+    assert "resumed: " in (run_dir / "train.log").read_text()  # both attempts' logs kept
+
+    # 5) every step logged once, and the same numbers as the uninterrupted run
+    ours = [m for m in metrics(run_dir) if "loss" in m]
+    theirs = [m for m in metrics(reference) if "loss" in m]
+    assert [m["step"] for m in ours] == list(range(1, 9))
+    diffs = {
+        key: max(abs(a[key] - b[key]) for a, b in zip(ours, theirs))
+        for key in ("loss", "grad_norm", "learning_rate", "mean_token_accuracy")
+    }
+    print(f"resumed from step {at}; max abs diff vs uninterrupted: {diffs}")
+    assert all(diff < 1e-4 for diff in diffs.values()), diffs
+    ours_mean = done["results"]["losses"]["mean_train_loss"]
+    theirs_mean = record(reference)["results"]["losses"]["mean_train_loss"]
+    assert abs(ours_mean - theirs_mean) < 1e-4
+
+
+def test_ctrl_c_stops_the_step_and_records_interrupted(scratch):
+    root = scratch
+    before = run_ids(root)
+    process = start_run(root, root / "ctrl-c.log")
+    run_dir = wait_for(lambda: new_run(root, before), process, "the run folder")
+    metrics_file = run_dir / "metrics.jsonl"
+    wait_for(
+        lambda: metrics_file.is_file() and "loss" in metrics_file.read_text(),
+        process,
+        "the first logged loss",
+    )
+    step = record(run_dir)["step_process"]
+    assert step["name"] == "train"
+
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert process.wait(timeout=120) == 130
+    done = record(run_dir)
+    assert done["status"] == "interrupted" and done["failed_step"] == "train"
+    assert done["attempts"][-1]["status"] == "interrupted" and done["ended_at"]
+    assert done["step_process"] is None
+    assert not process_alive(step["pid"], step["pid_start"])
+    assert not (run_dir / "adapter").exists()
+    assert f"--resume {run_dir.name}" in (root / "ctrl-c.log").read_text()
+
+
+def test_rewind_metrics_keeps_entries_up_to_the_checkpoint(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 10.0 - s}) for s in (1, 2, 3, 4)]
+    path.write_text("\n".join([*lines, '{"step": 5, "lo']) + "\n")  # a line cut by the kill
+    rewind_metrics(path, 2)
+    assert path.read_text() == lines[0] + "\n" + lines[1] + "\n"
+
+
+def test_checkpoint_without_trainer_state_is_partial(tmp_path):
+    for step, state in ((2, "{}"), (4, '{"glob'), (6, None)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    complete, partial = checkpoints(tmp_path)
+    assert list(complete) == [2]
+    assert sorted(p.name for p in partial) == ["checkpoint-4", "checkpoint-6"]
+
+
+def test_logged_mean_loss_weights_each_log_by_its_steps():
+    logged = [{"step": 2, "loss": 4.0}, {"step": 6, "loss": 1.0}, {"step": 6, "train_loss": 9.0}]
+    assert logged_mean_loss(logged) == (4.0 * 2 + 1.0 * 4) / 6
+    assert logged_mean_loss(logged[:1] + [{"step": 7, "train_loss": 9.0}]) is None

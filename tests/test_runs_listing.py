@@ -1,0 +1,216 @@
+"""`specforge runs` on hand-written run records: columns, filters, JSON, and the dead-runner rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specforge import cli
+from specforge.record import host, process_start
+from tests.conftest import tiny_spec
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def write_record(
+    root: Path, name: str, run_id: str, *, metrics: list[dict] | None = None, **fields
+):
+    run_dir = root / "runs" / name / run_id
+    run_dir.mkdir(parents=True)
+    record = {
+        "run_id": run_id,
+        "name": name,
+        "status": "succeeded",
+        "failed_step": None,
+        "pid": 1,
+        "pid_start": None,
+        "host": host(),
+        "step_process": None,
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "attempts": [{"status": fields.get("status", "succeeded")}],
+        "results": {},
+        **fields,
+    }
+    (run_dir / "run.json").write_text(json.dumps(record))
+    if metrics is not None:
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    return run_dir
+
+
+FINISHED = {
+    "losses": {"steps": 12, "final_train_loss": 1.23456, "final_eval_loss": 2.5},
+    "eval_tuned": {"accuracy": 0.75, "n": 8},
+    "eval_base": {"accuracy": 0.25, "n": 8},
+}
+
+
+@pytest.fixture
+def runs_root(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_record(tmp_path, "alpha", "20260101T000000Z-aaaaaa", results=FINISHED)
+    write_record(
+        tmp_path,
+        "alpha",
+        "20260102T000000Z-bbbbbb",
+        status="failed",
+        failed_step="train",
+        results={"losses": {"steps": 3, "final_train_loss": 4.0}},
+    )
+    write_record(
+        tmp_path,
+        "beta",
+        "20260103T000000Z-cccccc",
+        status="interrupted",
+        metrics=[{"step": 1, "loss": 9.5}, {"step": 2, "loss": 8.25}],
+    )
+    return tmp_path
+
+
+def runs_json(*args: str) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, "-m", "specforge", "runs", *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)
+
+
+def test_runs_lists_every_spec_as_plain_table_when_piped(runs_root, capsys):
+    assert cli.main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "spec",
+        "run",
+        "status",
+        "steps",
+        "train",
+        "loss",
+        "eval",
+        "loss",
+        "acc",
+        "tuned",
+        "acc",
+        "base",
+    ]
+    rows = [line.split() for line in lines[1:]]
+    assert rows == [
+        [
+            "alpha",
+            "20260101T000000Z-aaaaaa",
+            "succeeded",
+            "12",
+            "1.2346",
+            "2.5000",
+            "0.7500",
+            "0.2500",
+        ],
+        ["alpha", "20260102T000000Z-bbbbbb", "failed", "3", "4.0000", "-", "-", "-"],
+        ["beta", "20260103T000000Z-cccccc", "interrupted", "2", "8.2500", "-", "-", "-"],
+    ]
+
+
+def test_runs_json_carries_losses_and_both_accuracies(runs_root, capsys):
+    assert cli.main(["runs", "--format", "json"]) == 0
+    rows = {row["run_id"]: row for row in json.loads(capsys.readouterr().out)}
+    done = rows["20260101T000000Z-aaaaaa"]
+    assert done["status"] == "succeeded" and done["steps"] == 12
+    assert done["final_train_loss"] == 1.23456 and done["final_eval_loss"] == 2.5
+    assert done["accuracy_tuned"] == 0.75 and done["accuracy_base"] == 0.25
+    # a killed run never wrote results: the listing reads its metrics.jsonl
+    assert rows["20260103T000000Z-cccccc"]["final_train_loss"] == 8.25
+
+
+def test_runs_filters_by_spec_name_or_spec_file(runs_root, capsys):
+    (runs_root / "specs").mkdir()
+    (runs_root / "specs/b.yaml").write_text(tiny_spec(Path("models/absent"), name="beta"))
+    assert cli.main(["runs", "alpha", "--format", "json"]) == 0
+    assert {r["name"] for r in json.loads(capsys.readouterr().out)} == {"alpha"}
+    assert cli.main(["runs", "specs/b.yaml", "--format", "json"]) == 0
+    assert [r["run_id"] for r in json.loads(capsys.readouterr().out)] == ["20260103T000000Z-cccccc"]
+
+
+def test_runs_uses_a_rich_table_on_a_terminal(runs_root, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "160")
+    assert cli.main(["runs", "beta"]) == 0
+    out = capsys.readouterr().out
+    assert "┃" in out or "│" in out  # box drawing: rich drew it
+    assert "20260103T000000Z-cccccc" in out and "interrupted" in out
+
+
+def test_dead_runner_is_reported_and_rewritten_as_interrupted(runs_root):
+    run_dir = write_record(
+        runs_root,
+        "gamma",
+        "20260104T000000Z-dddddd",
+        status="running",
+        pid=dead_pid(),
+        step_process={"name": "train", "pid": dead_pid()},
+        attempts=[{"status": "running"}],
+    )
+    [row] = runs_json("gamma")
+    assert row["status"] == "interrupted"
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["failed_step"] == "train"
+    assert record["attempts"][-1]["status"] == "interrupted"
+    assert "is gone" in record["interrupted"]
+
+
+def test_live_runner_or_other_host_stays_running(runs_root):
+    me = os.getpid()
+    write_record(
+        runs_root,
+        "gamma",
+        "20260104T000000Z-live00",
+        status="running",
+        pid=me,
+        pid_start=process_start(me),
+    )
+    write_record(
+        runs_root,
+        "gamma",
+        "20260104T000000Z-remote",
+        status="running",
+        pid=dead_pid(),
+        host="another-host",
+    )
+    assert {r["status"] for r in runs_json("gamma")} == {"running"}
+
+
+def test_orphaned_step_keeps_the_run_running(runs_root):
+    """Only the runner was killed: its train.py still writes into the folder; not resumable yet."""
+    me = os.getpid()
+    write_record(
+        runs_root,
+        "gamma",
+        "20260104T000000Z-orphan",
+        status="running",
+        pid=dead_pid(),
+        step_process={"name": "train", "pid": me, "pid_start": process_start(me)},
+    )
+    assert [r["status"] for r in runs_json("gamma")] == ["running"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs /proc")
+def test_reused_pid_counts_as_dead(runs_root):
+    me = os.getpid()
+    write_record(
+        runs_root,
+        "gamma",
+        "20260104T000000Z-reused",
+        status="running",
+        pid=me,
+        pid_start=process_start(me) - 1,
+    )
+    assert [r["status"] for r in runs_json("gamma")] == ["interrupted"]
