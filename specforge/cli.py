@@ -190,6 +190,10 @@ def cmd_run(args) -> int:
         if args.dry_run:
             describe(loaded, compile_first=args.compile)
             return 0
+        if args.launcher == "slurm":
+            from specforge.slurm import submit
+
+            return submit(loaded, compile_first=args.compile)
         if args.resume is not None:
             return resume(loaded, args.resume or None, compile_first=args.compile)
         return execute(loaded, compile_first=args.compile)
@@ -330,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     remote(sub)
     sub.add_argument("--compile", action="store_true", help="recompile generated/<name> if stale")
     sub.add_argument("--dry-run", action="store_true", help="print what would run")
+    sub.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="slurm: submit generated/<name>/submit.sbatch with sbatch",
+    )
     sub.add_argument(
         "--resume",
         nargs="?",

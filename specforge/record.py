@@ -257,8 +257,11 @@ def start_record(run_dir: Path, loaded, scripts_dir: Path, script_hashes: dict) 
             "seed": spec.seed,
             "model": model_fingerprint(spec),
             "data": data_fingerprint(spec),
-            "world_size": 1,
-            "effective_batch_size": t.per_device_train_batch_size * t.gradient_accumulation_steps,
+            "world_size": spec.launch.world_size(),
+            # rows per optimiser step: per device x processes x accumulation
+            "effective_batch_size": t.per_device_train_batch_size
+            * spec.launch.world_size()
+            * t.gradient_accumulation_steps,
             "results": {},
         },
     )

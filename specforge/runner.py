@@ -88,15 +88,34 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def train_command(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[str]:
+    """One process, or torchrun when the spec asks for several (the script is the same)."""
+    launch = loaded.spec.launch
+    script = [str(scripts / "train.py"), "--output-dir", str(run_dir)]
+    if launch.world_size() == 1:
+        return [sys.executable, *script]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={launch.nproc_per_node}",
+    ]
+    if launch.nnodes == 1:
+        return [*torchrun, "--standalone", *script]
+    # this node's share of a multi-node job; the other nodes run the same command
+    return [
+        *torchrun,
+        f"--nnodes={launch.nnodes}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={launch.rdzv_endpoint}",
+        f"--rdzv-id={loaded.spec.name}",
+        *script,
+    ]
+
+
 def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
     python = sys.executable
-    steps = [
-        Step(
-            "train",
-            [python, str(scripts / "train.py"), "--output-dir", str(run_dir)],
-            run_dir / "train.log",
-        )
-    ]
+    steps = [Step("train", train_command(loaded, scripts, run_dir), run_dir / "train.log")]
     eval_data = loaded.spec.inference.eval_data
     infer = [python, str(scripts / "infer.py")]
     if eval_data:

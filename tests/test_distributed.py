@@ -198,3 +198,42 @@ def test_slurm_values_cannot_inject_shell(tmp_path, tiny_model_dir, value):
     spec.write_text(spec.read_text() + f"launch:\n  slurm:\n    partition: {json.dumps(value)}\n")
     result = run_cli("validate", "specs/inject.yaml", cwd=root)
     assert result.returncode == 1 and "launch.slurm.partition" in result.stderr
+
+
+def test_specforge_run_starts_torchrun_and_records_world_size(tmp_path, tiny_model_dir):
+    root = make_project(
+        tmp_path,
+        tiny_model_dir,
+        "ddprun",
+        max_steps=3,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+    )
+    spec = root / "specs/ddprun.yaml"
+    spec.write_text(spec.read_text() + "launch:\n  nproc_per_node: 2\n")
+    assert run_cli("compile", cwd=root).returncode == 0
+    dry = run_cli("run", "specs/ddprun.yaml", "--dry-run", cwd=root)
+    assert "torch.distributed.run --nproc-per-node=2 --standalone" in dry.stdout
+    result = run_cli("run", "specs/ddprun.yaml", cwd=root, env={"OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-4000:]
+    (run_dir,) = (root / "runs/ddprun").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "succeeded"
+    assert record["world_size"] == 2 and record["effective_batch_size"] == 4 * 2 * 2
+    assert record["results"]["losses"]["steps"] == 3
+    assert (run_dir / "adapter/adapter_model.safetensors").is_file()
+
+
+def test_launcher_slurm_without_sbatch_says_so_and_shows_the_script(tmp_path, tiny_model_dir):
+    root = make_project(tmp_path, tiny_model_dir, "nosbatch")
+    spec = root / "specs/nosbatch.yaml"
+    spec.write_text(spec.read_text() + "launch:\n  slurm:\n    gpus_per_node: 0\n")
+    assert run_cli("compile", cwd=root).returncode == 0
+    bare_path = str(Path(sys.executable).parent)  # python, but no sbatch
+    result = run_cli(
+        "run", "specs/nosbatch.yaml", "--launcher", "slurm", cwd=root, env={"PATH": bare_path}
+    )
+    assert result.returncode == 1
+    assert "sbatch is not on PATH" in result.stderr
+    assert result.stdout.startswith("#!/bin/bash") and "#SBATCH --nodes=1" in result.stdout
+    assert not (root / "runs").exists()

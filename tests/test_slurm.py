@@ -184,3 +184,42 @@ def test_sbatch_runs_the_compiled_batch_script(slurm_env, tmp_path, tiny_model_d
         check=False,
     )
     assert "JobState=COMPLETED" in state.stdout and "ExitCode=0:0" in state.stdout, state.stdout
+
+
+def test_specforge_run_submits_with_sbatch_and_records_the_job(slurm_env, tmp_path, tiny_model_dir):
+    """`specforge run --launcher slurm`: the job id is printed and recorded; the job fills the run dir."""
+    name = "viarun"
+    root = make_project(tmp_path, tiny_model_dir, name, max_steps=3)
+    spec = root / f"specs/{name}.yaml"
+    cpus = min(2, node_cpus(slurm_env))
+    spec.write_text(
+        spec.read_text()
+        + f"launch:\n  rdzv_endpoint: localhost:{free_port()}\n"
+        + f'  slurm:\n    nodes: 1\n    gpus_per_node: 0\n    cpus_per_task: {cpus}\n    time: "00:10:00"\n'
+    )
+    assert run_cli("compile", f"specs/{name}.yaml", cwd=root).returncode == 0
+    result = run_cli("run", f"specs/{name}.yaml", "--launcher", "slurm", cwd=root, env=slurm_env)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip().splitlines()[-1]
+    assert job_id.isdigit(), result.stdout
+    (run_dir,) = (root / f"runs/{name}").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "submitted" and record["slurm_job_id"] == job_id
+    deadline = time.monotonic() + JOB_TIMEOUT
+    state = ""
+    while time.monotonic() < deadline:
+        state = subprocess.run(
+            ["scontrol", "show", "job", job_id],
+            env=slurm_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+        if "JobState=COMPLETED" in state or "JobState=FAILED" in state:
+            break
+        time.sleep(2)
+    else:
+        cancel_all(slurm_env)
+    assert "JobState=COMPLETED" in state, state
+    assert (run_dir / "adapter/adapter_model.safetensors").is_file()
