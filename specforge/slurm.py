@@ -6,8 +6,8 @@ import shutil
 import subprocess
 import sys
 
-from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES
 from specforge.artifacts import sha256_bytes
+from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES
 from specforge.diagnostics_out import say
 from specforge.record import new_run_dir, start_record
 from specforge.runner import prepare_scripts, prepare_scripts_check
