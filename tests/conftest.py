@@ -27,6 +27,14 @@ def smollm_dir() -> Path:
     return Path(found.submodule_search_locations[0])
 
 
+def load_generated(path: Path, name: str):
+    """Import a generated script as a module (its main() does not run), to call its functions."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):
     """`python -m specforge ARGS` in cwd; returns the CompletedProcess."""
     return subprocess.run(

@@ -131,9 +131,9 @@ TRAINING_ARGS = {
     "max_grad_norm": 1.0,  # spec: training.max_grad_norm
     "fp16": True,  # spec: training.precision
     "bf16": False,  # spec: training.precision
-    "gradient_checkpointing": True,  # spec: training.gradient_checkpointing
+    "activation_checkpointing": True,  # spec: training.gradient_checkpointing
     # non-reentrant
-    "gradient_checkpointing_kwargs": {
+    "activation_checkpointing_kwargs": {
         "use_reentrant": False,
     },
     "eval_strategy": "steps",  # spec: training.eval_strategy

@@ -122,7 +122,7 @@ TRAINING_ARGS = {
     "max_grad_norm": 1.0,  # spec: training.max_grad_norm
     "fp16": False,  # spec: training.precision
     "bf16": False,  # spec: training.precision
-    "gradient_checkpointing": False,  # spec: training.gradient_checkpointing
+    "activation_checkpointing": False,  # spec: training.gradient_checkpointing
     "eval_strategy": "steps",  # spec: training.eval_strategy
     "eval_steps": 30,  # spec: training.eval_steps
     "logging_steps": 5,  # spec: training.logging_steps

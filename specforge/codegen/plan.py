@@ -150,8 +150,9 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
         ("max_grad_norm", t.max_grad_norm, "training.max_grad_norm", None),
         ("fp16", t.precision == "fp16", "training.precision", None),
         ("bf16", t.precision == "bf16", "training.precision", None),
+        # transformers 5 name; `gradient_checkpointing` is its deprecated alias (gone in v6)
         (
-            "gradient_checkpointing",
+            "activation_checkpointing",
             t.gradient_checkpointing,
             "training.gradient_checkpointing",
             None,
@@ -159,7 +160,7 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
     ]
     if t.gradient_checkpointing:
         items.append(
-            ("gradient_checkpointing_kwargs", {"use_reentrant": False}, None, "non-reentrant")
+            ("activation_checkpointing_kwargs", {"use_reentrant": False}, None, "non-reentrant")
         )
     items += [
         ("eval_strategy", t.eval_strategy, "training.eval_strategy", None),

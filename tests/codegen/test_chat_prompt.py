@@ -3,12 +3,11 @@ train.py and infer.py, and the compiled scripts train and answer."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
-from tests.conftest import REPO, run_cli, tiny_spec
+from tests.conftest import REPO, load_generated, run_cli, tiny_spec
 
 MESSAGES = """\
 prompt:
@@ -29,13 +28,6 @@ def chat_spec(model_dir) -> str:
     return text.replace("  validation_fraction: 0.2\n", "")
 
 
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_chat_spec_renders_through_the_chat_template_and_trains(
     tmp_path, tiny_model_dir, monkeypatch
 ):
@@ -51,8 +43,8 @@ def test_chat_spec_renders_through_the_chat_template_and_trains(
     assert result.returncode == 0, result.stderr
 
     monkeypatch.chdir(tmp_path)
-    train = load(tmp_path / "generated/chat/train.py", "chat_train")
-    infer = load(tmp_path / "generated/chat/infer.py", "chat_infer")
+    train = load_generated(tmp_path / "generated/chat/train.py", "chat_train")
+    infer = load_generated(tmp_path / "generated/chat/infer.py", "chat_infer")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     row = json.loads(rows[0])
     prompt = train.build_prompt(row, tokenizer)

@@ -214,7 +214,7 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
         "logging_steps": 5,
         "eval_strategy": "steps",
         "eval_steps": 500,
-        "gradient_checkpointing": True,
+        "activation_checkpointing": True,
         "fp16": True,
         "bf16": False,
         "save_strategy": "no",
@@ -223,7 +223,7 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
         "hub_private_repo": True,
     }
     assert {k: args[k] for k in expected} == expected
-    assert args["gradient_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert args["activation_checkpointing_kwargs"] == {"use_reentrant": False}
     tokens = out["special_tokens"]
     assert (tokens["bos_token"], tokens["eos_token"], tokens["pad_token"]) == (
         "<s>",

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from tests.conftest import run_cli
-
-
-def load(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_generated, run_cli
 
 
 @pytest.fixture
@@ -26,8 +17,8 @@ def modules(project, monkeypatch):
     )
     assert run_cli("compile", "specs/tiny.yaml", cwd=project).returncode == 0
     monkeypatch.chdir(project)
-    train = load(project / "generated/tiny/train.py", "data_train")
-    infer = load(project / "generated/tiny/infer.py", "data_infer")
+    train = load_generated(project / "generated/tiny/train.py", "data_train")
+    infer = load_generated(project / "generated/tiny/infer.py", "data_infer")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(train.model_source())

@@ -3,24 +3,15 @@ with the new token rows, and infer.py's own loading code reproduces the trained 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import load_generated, run_cli
 
 PROBE = "Instruction: Classify the sentiment.\nInput: Profits fell sharply.\n<response>"
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module", params=["tied", "untied"])
@@ -46,7 +37,9 @@ def trained(request, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     try:
-        train_module = load_module(root / "generated/tiny/train.py", f"tiny_train_{request.param}")
+        train_module = load_generated(
+            root / "generated/tiny/train.py", f"tiny_train_{request.param}"
+        )
         out = root / "runs/tiny/test"
         trainer = train_module.train(out)
         model = trainer.model.eval()

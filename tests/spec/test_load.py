@@ -332,10 +332,12 @@ def test_extends_must_be_a_path(write_spec):
     assert str(diag.location) == "spec.yaml:1:10"
 
 
-def test_extends_missing_base_is_an_error(write_spec):
+def test_extends_missing_base_is_located_at_the_extends_line(write_spec):
     diag = only_error(write_spec("extends: nope.yaml\nname: a\n"))
-    assert diag.message == "no such file"
-    assert "nope.yaml" in diag.location.file
+    assert diag.message == "base spec nope.yaml does not exist"
+    assert diag.key == "extends"
+    assert diag.location.file.endswith("spec.yaml")
+    assert (diag.location.line, diag.location.col) == (1, 10)
 
 
 # --- --set overrides --------------------------------------------------------------------------
