@@ -87,11 +87,8 @@ def cmd_schema(args) -> int:
     return 0
 
 
-def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None = None):
-    """Load and compile every spec in memory; on any invalid spec print all and exit 1."""
-    from specforge.codegen.compiler import GENERATED_DIR, compile_files
-
-    out_root = out_root or Path(GENERATED_DIR)
+def load_for_compile(specs, overrides, allow_remote_code: bool) -> list[LoadedSpec]:
+    """Load every spec; on any invalid spec (or two specs sharing a name) print all and exit 1."""
     loaded, diagnostics = load_all(resolve_spec_paths(specs), overrides, allow_remote_code)
     print_diagnostics(diagnostics)
     if any(d.severity == "error" for d in diagnostics):
@@ -105,9 +102,27 @@ def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None
             )
             raise Exit(1)
         owners[item.spec.name] = item.label
+    return loaded
+
+
+def compile_one(item: LoadedSpec, out_dir: Path) -> dict[str, str]:
+    """Compile in memory and remember the output hashes (so a later `check` can skip rendering)."""
+    from specforge.codegen.cache import compile_key, remember
+    from specforge.codegen.compiler import compile_files
+
+    files = compile_files(item, out_dir.as_posix())
+    remember(compile_key(item, out_dir.as_posix()), files)
+    return files
+
+
+def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None = None):
+    """Load and compile every spec in memory: [(output folder, {file: text})]."""
+    from specforge.codegen.compiler import GENERATED_DIR
+
+    out_root = out_root or Path(GENERATED_DIR)
+    loaded = load_for_compile(specs, overrides, allow_remote_code)
     return [
-        (out_root / item.spec.name, compile_files(item, (out_root / item.spec.name).as_posix()))
-        for item in loaded
+        (out_root / item.spec.name, compile_one(item, out_root / item.spec.name)) for item in loaded
     ]
 
 
@@ -131,13 +146,31 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _matches_remembered(item: LoadedSpec, out_dir: Path) -> bool:
+    """True when a remembered compile of exactly these inputs equals what is on disk."""
+    from specforge.artifacts import sha256_bytes
+    from specforge.codegen.cache import compile_key, remembered
+
+    hashes = remembered(compile_key(item, out_dir.as_posix()))
+    if not hashes or not out_dir.is_dir():
+        return False
+    on_disk = {p.name for p in out_dir.iterdir() if p.name != "__pycache__"}
+    if on_disk != set(hashes):
+        return False
+    return all(sha256_bytes((out_dir / name).read_bytes()) == h for name, h in hashes.items())
+
+
 def cmd_check(args) -> int:
     from specforge.artifacts import changes, strays, unified_diff
     from specforge.codegen.compiler import GENERATED_DIR
 
-    outputs = compile_all(args.specs, args.set, args.allow_remote_code)
+    loaded = load_for_compile(args.specs, args.set, args.allow_remote_code)
     problems = 0
-    for out_dir, files in outputs:
+    for item in loaded:
+        out_dir = Path(GENERATED_DIR) / item.spec.name
+        if _matches_remembered(item, out_dir):
+            continue  # same inputs as a compile whose output is byte-identical on disk
+        files = compile_one(item, out_dir)
         for path, old, new in changes(out_dir, files):
             problems += 1
             sys.stdout.write(unified_diff(path, old, new))
@@ -145,10 +178,8 @@ def cmd_check(args) -> int:
         for path in strays(out_dir, files):
             problems += 1
             say(f"[red]stray[/] {path}: not produced by the spec")
-    if (
-        not args.specs and not args.set
-    ):  # every spec was compiled: folders that none owns are leftovers
-        owned = {out_dir.name for out_dir, _ in outputs}
+    if not args.specs and not args.set:  # every spec was compiled: unowned folders are leftovers
+        owned = {item.spec.name for item in loaded}
         root = Path(GENERATED_DIR)
         for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
             if folder.name not in owned:
@@ -157,7 +188,7 @@ def cmd_check(args) -> int:
     if problems:
         say("run `specforge compile` and commit the result")
         return 1
-    say(f"[green]ok[/] {len(outputs)} spec(s) match generated/")
+    say(f"[green]ok[/] {len(loaded)} spec(s) match generated/")
     return 0
 
 

@@ -1,0 +1,70 @@
+"""Remember what a compile produced, so `check` over many unchanged specs need not render them.
+
+An entry maps a key (every input of the compile: resolved spec, its label and sha256, overrides,
+output folder, specforge version, and a digest of the templates and the generator's code) to the sha256 of each output file.
+Compiling is deterministic (tested), so equal keys mean equal outputs. `check` still reads and hashes
+every file on disk; only the rendering is skipped. Lives in the user cache, never in the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from specforge import __version__
+from specforge.artifacts import write_atomic
+from specforge.codegen.render import templates_dir
+from specforge.spec.load import LoadedSpec
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache" / "specforge"))
+
+
+@lru_cache(maxsize=1)
+def compiler_digest() -> str:
+    """The templates and the code generator's own source: editing either invalidates entries."""
+    digest = hashlib.sha256()
+    sources = sorted(templates_dir().rglob("*.j2")) + sorted(Path(__file__).parent.glob("*.py"))
+    for path in sources:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def compile_key(loaded: LoadedSpec, script_dir: str) -> str:
+    inputs = {
+        "resolved": loaded.spec.model_dump(mode="json"),
+        "label": loaded.label,
+        "sha256": loaded.sha256,
+        "overrides": loaded.overrides,
+        "script_dir": script_dir,
+        "version": __version__,
+        "compiler": compiler_digest(),
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _entry(key: str) -> Path:
+    return cache_root() / "compiled" / f"{key}.json"
+
+
+def remembered(key: str) -> dict[str, str] | None:
+    """{file name: sha256} of a compile with this key, if one was recorded."""
+    try:
+        data = json.loads(_entry(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def remember(key: str, files: dict[str, str]) -> None:
+    hashes = {
+        name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files.items()
+    }
+    try:
+        write_atomic(_entry(key), json.dumps(hashes, sort_keys=True).encode())
+    except OSError:
+        pass  # a read-only cache only costs speed
