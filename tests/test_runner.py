@@ -94,6 +94,7 @@ def test_run_record_fields(first_run):
         result = record["results"][key]
         assert result["n"] == 9 and 0 <= result["accuracy"] <= 1
     assert record["results"]["train_summary"]["train"]["rows"] == 32  # 40 rows, 20% held out
+    assert 0 < record["results"]["train_summary"]["label_share"] < 0.5
     assert record["effective_batch_size"] == 4
 
 

@@ -71,3 +71,21 @@ def test_infer_warns_when_the_budget_cannot_fit_label_and_stop_token(modules, ca
     _, infer, tokenizer = modules
     infer.warn_if_budget_too_small(tokenizer)
     assert "max_new_tokens=1 cannot fit" in capsys.readouterr().err
+
+
+def test_training_refuses_when_no_token_carries_a_label(modules, project, monkeypatch):
+    """A template or masking bug that leaves every label masked stops before the first step."""
+    train, _, _ = modules
+    monkeypatch.setattr(train, "label_share", lambda trainer: 0.0)
+    with pytest.raises(SystemExit) as exit_:
+        train.train(project / "runs/tiny/nolabels")
+    assert "no token carries a label" in str(exit_.value.code)
+    assert not (project / "runs/tiny/nolabels/adapter").exists()
+
+
+def test_label_share_is_measured_on_a_real_collated_batch(modules, project):
+    """The share counts completion tokens only: a few percent for one-word answers."""
+    train, _, _ = modules
+    trainer = train.train(project / "runs/tiny/share")
+    share = train.label_share(trainer)
+    assert 0.01 < share < 0.2, share
