@@ -226,7 +226,10 @@ def _results(run_dir: Path, record: RunRecord) -> dict:
 def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     """--dry-run: the scripts and commands a run would execute; creates nothing."""
     if not loaded.overrides:
-        prepare_scripts_check(loaded, compile_first=False) if not compile_first else None
+        if (
+            not compile_first
+        ):  # a dry run reports stale scripts; with --compile they would be rewritten
+            prepare_scripts_check(loaded, compile_first=False)
         scripts = Path(GENERATED_DIR) / loaded.spec.name
     else:
         scripts = Path("runs") / loaded.spec.name / "<run-id>" / "scripts"

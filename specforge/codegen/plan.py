@@ -29,8 +29,7 @@ class Plan:
     common_constants: list[str]
     train_constants: list[str]
     infer_constants: list[str]
-    prompt_params: str
-    prompt_args: str
+    prompt_args: str  # build_prompt's parameters, and the names passed at its call sites
     chat: bool
     gguf: bool
     model_source: str
@@ -495,7 +494,6 @@ def build_plan(
         common_constants=common,
         train_constants=train,
         infer_constants=infer,
-        prompt_params="row, tokenizer" if chat else "row",
         prompt_args="row, tokenizer" if chat else "row",
         chat=chat,
         gguf=gguf,
