@@ -117,7 +117,7 @@ def compile_one(item: LoadedSpec, out_dir: Path) -> dict[str, str]:
 
 def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None = None):
     """Load and compile every spec in memory: [(output folder, {file: text})]."""
-    from specforge.codegen.compiler import GENERATED_DIR
+    from specforge.codegen.paths import GENERATED_DIR
 
     out_root = out_root or Path(GENERATED_DIR)
     loaded = load_for_compile(specs, overrides, allow_remote_code)
@@ -162,7 +162,7 @@ def _matches_remembered(item: LoadedSpec, out_dir: Path) -> bool:
 
 def cmd_check(args) -> int:
     from specforge.artifacts import changes, strays, unified_diff
-    from specforge.codegen.compiler import GENERATED_DIR
+    from specforge.codegen.paths import GENERATED_DIR
 
     loaded = load_for_compile(args.specs, args.set, args.allow_remote_code)
     problems = 0

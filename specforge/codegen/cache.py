@@ -16,7 +16,7 @@ from pathlib import Path
 
 from specforge import __version__
 from specforge.artifacts import write_atomic
-from specforge.codegen.render import templates_dir
+from specforge.codegen.paths import templates_dir
 from specforge.spec.load import LoadedSpec
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import yaml
 
+from specforge.codegen.paths import GENERATED_DIR
 from specforge.codegen.plan import build_plan, safe_label, slurm_plan
 from specforge.codegen.render import environment, render_script
 from specforge.spec.load import LoadedSpec
 
-GENERATED_DIR = "generated"
 SCRIPT_NAMES = ("train.py", "infer.py")
 RESOLVED_NAME = "spec.resolved.yaml"
 SBATCH_NAME = "submit.sbatch"

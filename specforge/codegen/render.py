@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import ast
 from functools import lru_cache
-from pathlib import Path
 
 import jinja2
 
+from specforge.codegen.paths import templates_dir
 from specforge.codegen.plan import Plan
 
 # name used in generated code -> the import that provides it (stdlib first, then third party)
@@ -52,14 +52,6 @@ IMPORTS_MARKER = "# specforge: imports go here"
 
 class RenderError(Exception):
     pass
-
-
-def templates_dir() -> Path:
-    """templates/ in a source checkout; specforge/templates inside an installed wheel."""
-    packaged = Path(__file__).resolve().parent.parent / "templates"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent.parent / "templates"
 
 
 @lru_cache(maxsize=1)
