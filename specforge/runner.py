@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from specforge.artifacts import sha256_bytes, write_atomic
+from specforge.artifacts import changes, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
@@ -52,40 +52,40 @@ class Step:
     log: Path
 
 
-def prepare_scripts(loaded: LoadedSpec, run_dir: Path, *, compile_first: bool) -> Path:
-    """The folder whose train.py/infer.py will run.
-
-    Without overrides: generated/<name>/, which must match the spec (or is rewritten with
-    --compile). With --set overrides: a fresh compile inside the run folder, so generated/ keeps
-    matching the checked-in specs.
-    """
-    if loaded.overrides:
-        target = run_dir / "scripts"
-        for name, text in compile_files(loaded, target.as_posix()).items():
-            write_atomic(target / name, text.encode("utf-8"))
-        return target
+def generated_scripts(loaded: LoadedSpec, *, compile_first: bool) -> Path:
+    """generated/<name>/, which must equal a fresh compile of the spec (rewritten with --compile),
+    so the scripts that run are the reviewed ones."""
     target = Path(GENERATED_DIR) / loaded.spec.name
-    files = compile_files(loaded)
-    stale = [n for n, t in files.items() if _read(target / n) != t]
+    stale = changes(target, compile_files(loaded))
     if stale and not compile_first:
+        names = ", ".join(path.name for path, _, _ in stale)
         raise StaleScripts(
-            f"{target}/ differs from a fresh compile of {loaded.label} ({', '.join(stale)}); "
+            f"{target}/ differs from a fresh compile of {loaded.label} ({names}); "
             "run `specforge compile` (or pass --compile) so the scripts that run are the reviewed ones"
         )
-    for name in stale:
-        write_atomic(target / name, files[name].encode("utf-8"))
+    for path, _, text in stale:
+        write_atomic(path, text.encode("utf-8"))
     return target
 
 
-def prepare_scripts_check(loaded: LoadedSpec, *, compile_first: bool) -> None:
-    prepare_scripts(loaded, Path("."), compile_first=compile_first)
+def open_run(
+    loaded: LoadedSpec, *, compile_first: bool, names: tuple[str, ...] = SCRIPT_NAMES
+) -> tuple[Path, Path, RunRecord]:
+    """A new run folder, the scripts that will run in it, and its record (hashing `names`).
 
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
+    Without overrides the scripts are generated/<name>/, checked before the folder exists. With
+    --set overrides they are compiled into the run folder, so generated/ keeps matching specs/.
+    """
+    if not loaded.overrides:
+        scripts = generated_scripts(loaded, compile_first=compile_first)
+        run_dir = new_run_dir(loaded.spec.name)
+    else:
+        run_dir = new_run_dir(loaded.spec.name)
+        scripts = run_dir / "scripts"
+        for name, text in compile_files(loaded, scripts.as_posix()).items():
+            write_atomic(scripts / name, text.encode("utf-8"))
+    hashes = {n: sha256_bytes((scripts / n).read_bytes()) for n in names}
+    return run_dir, scripts, start_record(run_dir, loaded, scripts, hashes)
 
 
 def train_command(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[str]:
@@ -226,10 +226,9 @@ def _results(run_dir: Path, record: RunRecord) -> dict:
 def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     """--dry-run: the scripts and commands a run would execute; creates nothing."""
     if not loaded.overrides:
-        if (
-            not compile_first
-        ):  # a dry run reports stale scripts; with --compile they would be rewritten
-            prepare_scripts_check(loaded, compile_first=False)
+        # a dry run reports stale scripts; with --compile a real run would rewrite them
+        if not compile_first:
+            generated_scripts(loaded, compile_first=False)
         scripts = Path(GENERATED_DIR) / loaded.spec.name
     else:
         scripts = Path("runs") / loaded.spec.name / "<run-id>" / "scripts"
@@ -242,12 +241,7 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
 
 def execute(loaded: LoadedSpec, *, compile_first: bool = False) -> int:
     """A new run: compile-check, run every step, record everything. Returns the exit code."""
-    if not loaded.overrides:  # refuse stale scripts before creating anything
-        prepare_scripts_check(loaded, compile_first=compile_first)
-    run_dir = new_run_dir(loaded.spec.name)
-    scripts = prepare_scripts(loaded, run_dir, compile_first=compile_first)
-    hashes = {n: sha256_bytes((scripts / n).read_bytes()) for n in SCRIPT_NAMES}
-    record = start_record(run_dir, loaded, scripts, hashes)
+    run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     return _attempt(loaded, record, run_dir, plan_steps(loaded, scripts, run_dir), append=False)
 

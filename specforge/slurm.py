@@ -6,11 +6,9 @@ import shutil
 import subprocess
 import sys
 
-from specforge.artifacts import sha256_bytes
-from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES
+from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
 from specforge.diagnostics_out import say
-from specforge.record import new_run_dir, start_record
-from specforge.runner import prepare_scripts, prepare_scripts_check
+from specforge.runner import open_run
 from specforge.spec.load import LoadedSpec, UsageError
 
 
@@ -18,19 +16,14 @@ def submit(loaded: LoadedSpec, *, compile_first: bool) -> int:
     """sbatch the batch script with RUN_DIR set to a fresh run folder; print the job id."""
     if loaded.spec.launch.slurm is None:
         raise UsageError(f"{loaded.label} has no launch.slurm block to submit")
-    if not loaded.overrides:
-        prepare_scripts_check(loaded, compile_first=compile_first)
     sbatch = shutil.which("sbatch")
     if sbatch is None:
-        from specforge.codegen.compiler import compile_files
-
         say("[red]error[/]: sbatch is not on PATH (no Slurm client here); the batch script is:")
         sys.stdout.write(compile_files(loaded)[SBATCH_NAME])
         return 1
-    run_dir = new_run_dir(loaded.spec.name)
-    scripts = prepare_scripts(loaded, run_dir, compile_first=compile_first)
-    hashes = {n: sha256_bytes((scripts / n).read_bytes()) for n in (*SCRIPT_NAMES, SBATCH_NAME)}
-    record = start_record(run_dir, loaded, scripts, hashes)
+    run_dir, scripts, record = open_run(
+        loaded, compile_first=compile_first, names=(*SCRIPT_NAMES, SBATCH_NAME)
+    )
     result = subprocess.run(
         [
             sbatch,
