@@ -11,11 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specforge import __version__
 from specforge.diagnostics_out import print_diagnostics, print_json, say
-from specforge.spec.errors import SpecError
-from specforge.spec.load import LoadedSpec, UsageError, load_spec
+from specforge.spec.errors import SpecError, UsageError
+
+if TYPE_CHECKING:
+    from specforge.spec.load import LoadedSpec
+
+
+def load_spec(*args, **kwargs) -> LoadedSpec:
+    """specforge.spec.load.load_spec, imported on first use: pydantic's model building is most of
+    validate's time, and `check` answers from its verdict cache without it."""
+    from specforge.spec.load import load_spec as load
+
+    return load(*args, **kwargs)
+
 
 SPECS_DIR = Path("specs")
 
@@ -161,7 +173,42 @@ def _matches_remembered(item: LoadedSpec, out_dir: Path) -> bool:
 
 
 def cmd_check(args) -> int:
+    from specforge.codegen import check_cache
+
+    paths = resolve_spec_paths(args.specs)
+    overrides = args.set or []
+    names = (
+        None
+        if check_cache.disabled()
+        else [check_cache.known_good(p, overrides, args.allow_remote_code) for p in paths]
+    )
+    if names is None or None in names or len(set(names)) != len(names):
+        return full_check(args)
+    problems = orphans(set(names)) if not args.specs and not args.set else 0
+    if problems:
+        say("run `specforge compile` and commit the result")
+        return 1
+    say(f"[green]ok[/] {len(names)} spec(s) match generated/")
+    return 0
+
+
+def orphans(owned: set[str]) -> int:
+    """Report folders of generated/ that no spec owns (when every spec was checked)."""
+    from specforge.codegen.paths import GENERATED_DIR
+
+    found = 0
+    root = Path(GENERATED_DIR)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if folder.name not in owned:
+            found += 1
+            say(f"[red]orphan[/] {folder}: no spec in specs/ is named {folder.name!r}")
+    return found
+
+
+def full_check(args) -> int:
+    """Load, compile in memory and compare; stores a verdict for each spec that passes cleanly."""
     from specforge.artifacts import changes, strays, unified_diff
+    from specforge.codegen import check_cache
     from specforge.codegen.paths import GENERATED_DIR
 
     loaded = load_for_compile(args.specs, args.set, args.allow_remote_code)
@@ -169,8 +216,10 @@ def cmd_check(args) -> int:
     for item in loaded:
         out_dir = Path(GENERATED_DIR) / item.spec.name
         if _matches_remembered(item, out_dir):
+            check_cache.record(item, out_dir, args.allow_remote_code)
             continue  # same inputs as a compile whose output is byte-identical on disk
         files = compile_one(item, out_dir)
+        found = problems
         for path, old, new in changes(out_dir, files):
             problems += 1
             sys.stdout.write(unified_diff(path, old, new))
@@ -178,13 +227,10 @@ def cmd_check(args) -> int:
         for path in strays(out_dir, files):
             problems += 1
             say(f"[red]stray[/] {path}: not produced by the spec")
+        if problems == found:
+            check_cache.record(item, out_dir, args.allow_remote_code)
     if not args.specs and not args.set:  # every spec was compiled: unowned folders are leftovers
-        owned = {item.spec.name for item in loaded}
-        root = Path(GENERATED_DIR)
-        for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-            if folder.name not in owned:
-                problems += 1
-                say(f"[red]orphan[/] {folder}: no spec in specs/ is named {folder.name!r}")
+        problems += orphans({item.spec.name for item in loaded})
     if problems:
         say("run `specforge compile` and commit the result")
         return 1

@@ -74,7 +74,7 @@ def test_dry_run_arguments(gpu_check):
     assert (args.steps, args.warmup, args.batch) == (2, 1, 8)
     assert args.max_len <= 24
     full = gpu_check.parse_args([])
-    assert (full.batch, full.min_len, full.max_len, full.lora_r) == (8, 256, 512, 16)
+    assert (full.batch, full.min_len, full.max_len, full.lora_r) == (8, 48, 256, 16)
 
 
 def test_gpu_check_dry_run_on_cpu():
@@ -86,6 +86,11 @@ def test_gpu_check_dry_run_on_cpu():
     assert "| packed-sdpa | sdpa |" in out
     assert "packed-fa2" in out and "skipped" in out  # no CUDA here
     assert "ratio packed-sdpa / padded-sdpa: tokens/s" in out
+    # same batches, same starting weights: packed rows must not attend across sequences
+    diff = float(
+        re.search(r"packed-sdpa / padded-sdpa: .*first-step loss diff ([\d.e+-]+)", out)[1]
+    )
+    assert diff < 1e-4
 
 
 def test_cli_latency_prints_ratios():
@@ -94,6 +99,8 @@ def test_cli_latency_prints_ratios():
     assert "ratio validate / floor:" in done.stdout
     assert "ratio check / floor:" in done.stdout
     assert re.search(r"ratio check \d+ specs / check 1 spec: [\d.]+x", done.stdout)
+    assert re.search(r"ratio check-full \d+ specs / check-full 1 spec: [\d.]+x", done.stdout)
+    assert "ratio check-full / floor:" in done.stdout
 
 
 @pytest.mark.parametrize(

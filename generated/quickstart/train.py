@@ -128,7 +128,7 @@ TRAINING_ARGS = {
     "logging_steps": 5,  # spec: training.logging_steps
     "save_strategy": "no",  # spec: training.save_strategy
     "completion_only_loss": True,  # loss on the completion only
-    # spec: training.padding_free; exact with sdpa/eager/flash: masks come from position_ids
+    # spec: training.padding_free; exact with sdpa/eager/flex/flash: masks come from position_ids
     "padding_free": True,
     "packing": False,  # spec: training.packing
     # spec: training.max_length; rows are fitted to MAX_LENGTH before training

@@ -13,11 +13,14 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specforge import __version__
 from specforge.artifacts import write_atomic
 from specforge.codegen.paths import templates_dir
-from specforge.spec.load import LoadedSpec
+
+if TYPE_CHECKING:  # the verdict cache imports this module before any spec is loaded
+    from specforge.spec.load import LoadedSpec
 
 
 def cache_root() -> Path:
@@ -47,24 +50,32 @@ def compile_key(loaded: LoadedSpec, script_dir: str) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
 
 
-def _entry(key: str) -> Path:
-    return cache_root() / "compiled" / f"{key}.json"
+def _entry(key: str, kind: str = "compiled") -> Path:
+    return cache_root() / kind / f"{key}.json"
+
+
+def read_entry(key: str, kind: str = "compiled") -> dict | None:
+    try:
+        data = json.loads(_entry(key, kind).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_entry(key: str, data: dict, kind: str = "compiled") -> None:
+    try:
+        write_atomic(_entry(key, kind), json.dumps(data, sort_keys=True).encode())
+    except OSError:
+        pass  # a read-only cache only costs speed
 
 
 def remembered(key: str) -> dict[str, str] | None:
     """{file name: sha256} of a compile with this key, if one was recorded."""
-    try:
-        data = json.loads(_entry(key).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_entry(key)
 
 
 def remember(key: str, files: dict[str, str]) -> None:
     hashes = {
         name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files.items()
     }
-    try:
-        write_atomic(_entry(key), json.dumps(hashes, sort_keys=True).encode())
-    except OSError:
-        pass  # a read-only cache only costs speed
+    write_entry(key, hashes)

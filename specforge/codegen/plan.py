@@ -104,7 +104,7 @@ def _lora_kwargs(spec: Spec) -> list[tuple]:
 
 
 def padding_free(spec: Spec) -> bool:
-    """Padding-free batches are exact with sdpa/eager/flash attention and faster than padding;
+    """Padding-free batches are exact with sdpa/eager/flex/flash attention and faster than padding;
     packing replaces them when asked for."""
     t = spec.training
     return (not t.packing) if t.padding_free is None else t.padding_free
@@ -180,7 +180,7 @@ def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
             "padding_free",
             pf,
             "training.padding_free",
-            "exact with sdpa/eager/flash: masks come from position_ids" if pf else None,
+            "exact with sdpa/eager/flex/flash: masks come from position_ids" if pf else None,
         ),
         ("packing", t.packing, "training.packing", None),
         # padding-free without packing does not truncate; rows are fitted to MAX_LENGTH first.
@@ -470,6 +470,8 @@ def build_plan(
     model_checks = []
     if m.attn_implementation == "flash_attention_2":
         model_checks.append("flash_attn")
+    if m.attn_implementation == "flex_attention":
+        model_checks.append("flex")
     if m.quantization is not None:
         model_checks.append("quantization")
     train_checks = list(model_checks)

@@ -8,6 +8,10 @@ from typing import Literal
 Severity = Literal["error", "warning"]
 
 
+class UsageError(Exception):
+    """Bad command-line input (exit 2), as opposed to a bad spec (exit 1)."""
+
+
 @dataclass(frozen=True)
 class Location:
     """A place in a source: a spec file, or a `--set` override (file is then its label)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from specforge.spec.errors import Diagnostic, Location, SpecError
+from specforge.spec.errors import Diagnostic, Location, SpecError, UsageError
 from specforge.spec.models import Spec
 from specforge.spec.rules import run_rules
 from specforge.spec.schema_errors import schema_diagnostics
@@ -18,8 +18,7 @@ from specforge.spec.yaml_source import Document, parse_scalar, read_document
 MAX_EXTENDS_DEPTH = 8
 
 
-class UsageError(Exception):
-    """Bad command-line input (exit 2), as opposed to a bad spec (exit 1)."""
+__all__ = ["LoadedSpec", "UsageError", "load_spec"]
 
 
 @dataclass
@@ -31,6 +30,7 @@ class LoadedSpec:
     sha256: str
     overrides: list[str] = field(default_factory=list)
     warnings: list[Diagnostic] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)  # the spec and every file it extends
 
 
 def label_for(path: Path) -> str:
@@ -72,7 +72,11 @@ def merge(base: Document, over: Document) -> Document:
     return Document(data=data, values=values, keys=keys, path=over.path, text=over.text)
 
 
-def _with_extends(path: Path, label: str, seen: tuple[Path, ...] = ()) -> Document:
+def _with_extends(
+    path: Path, label: str, seen: tuple[Path, ...] = (), sources: list[Path] | None = None
+) -> Document:
+    if sources is not None:
+        sources.append(path)
     doc = read_document(path, label)
     parent = doc.data.get("extends")
     if parent is None:
@@ -96,7 +100,7 @@ def _with_extends(path: Path, label: str, seen: tuple[Path, ...] = ()) -> Docume
                 )
             ]
         )
-    base = _with_extends(base_path, label_for(base_path), (*seen, path.resolve()))
+    base = _with_extends(base_path, label_for(base_path), (*seen, path.resolve()), sources)
     merged = merge(base, doc)
     merged.data.pop("extends", None)
     return merged
@@ -161,7 +165,8 @@ def load_spec(
     """Everything `validate` checks. Raises SpecError with all diagnostics; returns warnings alongside."""
     path = Path(path)
     label = label_for(path)
-    doc = _with_extends(path, label)
+    sources: list[Path] = []
+    doc = _with_extends(path, label, sources=sources)
     raw = path.read_bytes()
     if overrides:
         doc = Document(
@@ -185,4 +190,5 @@ def load_spec(
         sha256=hashlib.sha256(raw).hexdigest(),
         overrides=list(overrides or []),
         warnings=found,
+        sources=sources,
     )

@@ -64,6 +64,19 @@ def known_vocab(spec: Spec) -> set[str] | None:
     return vocab | {t.get("content") for t in data.get("added_tokens", []) if isinstance(t, dict)}
 
 
+def files_read(spec: Spec) -> list[Path]:
+    """Every file or folder the rules look at (SF009/SF010 and the vocabulary check): `check`'s
+    verdict cache fingerprints them, so a change to any of them validates the spec afresh.
+    Keep in step with run_rules and known_vocab."""
+    paths = []
+    if is_local_path(spec.dataset.path):
+        paths.append(Path(spec.dataset.path).expanduser())
+    if spec.inference.eval_data is not None:
+        paths.append(Path(spec.inference.eval_data).expanduser())
+    model = Path(spec.model.name).expanduser()
+    return [*paths, model, model / "tokenizer.json"]
+
+
 def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
     if spec.prompt.template is not None:
         yield ("prompt", "template"), spec.prompt.template
@@ -252,12 +265,13 @@ def run_rules(
             "a local file has one split",
             "use dataset.validation_fraction",
         )
-    if t.packing and spec.model.attn_implementation != "flash_attention_2":
+    if t.packing and spec.model.attn_implementation not in ("flash_attention_2", "flex_attention"):
         report(
             "SF012",
             ("training", "packing"),
-            "packing without flash attention builds a dense mask per packed row: more memory, no gain",
-            "use padding_free (the default) or attn_implementation: flash_attention_2",
+            "packing without flash or flex attention builds a dense mask per packed row: "
+            "more memory, no gain",
+            "use padding_free (the default) or attn_implementation: flash_attention_2 / flex_attention",
             severity="warning",
         )
 

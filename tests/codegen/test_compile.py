@@ -261,6 +261,31 @@ def test_fingpt_preflight_fails_fast_on_cpu(repo_copy):
     assert not (repo_copy / "runs/x").exists()
 
 
+def test_flex_attention_preflight_fails_fast_without_cuda(repo_copy):
+    """FlexAttention has no CPU backward in torch 2.13 and its CPU kernels fail to compile: both
+    scripts say so before loading anything (gpu_check.py measures it on a GPU)."""
+    spec = repo_copy / "specs/quickstart.yaml"
+    spec.write_text(
+        spec.read_text().replace("attn_implementation: sdpa", "attn_implementation: flex_attention")
+    )
+    assert run_cli("compile", cwd=repo_copy).returncode == 0
+    for script, args in (("train.py", ["--output-dir", "runs/x"]), ("infer.py", ["--no-adapter"])):
+        source = (repo_copy / "generated/quickstart" / script).read_text()
+        assert "flex_attention" in source
+        result = subprocess.run(
+            [sys.executable, f"generated/quickstart/{script}", *args],
+            cwd=repo_copy,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+            check=False,
+        )
+        assert result.returncode != 0, script
+        assert "preflight failed" in result.stderr and "needs a CUDA GPU" in result.stderr, script
+    assert not (repo_copy / "runs/x").exists()
+
+
 def test_compile_refuses_to_write_through_a_symlink_escape(repo_copy, tmp_path_factory):
     outside = tmp_path_factory.mktemp("outside")
     (repo_copy / "generated").mkdir()

@@ -285,6 +285,16 @@ def test_sf012_packing_without_flash_attention_is_a_warning(write_spec):
     assert diag.key == "training.packing"
 
 
+def test_sf012_packing_with_flex_attention_is_fine(write_spec):
+    loaded = load_spec(
+        write_spec(
+            model={"attn_implementation": "flex_attention"},
+            training={"packing": True, "padding_free": False},
+        )
+    )
+    assert not [d for d in loaded.warnings if d.rule == "SF012"]
+
+
 def test_sf013_sampling_knobs_under_greedy_decoding(write_spec):
     loaded = load_spec(write_spec(inference={"temperature": 0.7}))
     diag = only_rule(loaded.warnings, "SF013", severity="warning")
