@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -111,3 +112,21 @@ def test_help(name):
     with pytest.raises(SystemExit) as exit_:
         module.parse_args(["--help"])
     assert exit_.value.code == 0
+
+
+def test_fingpt_lengths_rows_keep_labels_and_spread(tmp_path):
+    bench = load("train_throughput")
+    source = bench.spec_dataset("specs/quickstart.yaml")
+    out = tmp_path / "rows.jsonl"
+    words = bench.write_fingpt_lengths(source, out)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    originals = [json.loads(line) for line in source.read_text().splitlines()]
+    labels_of = {r["input"]: r["output"] for r in originals}
+    assert len(rows) == 360
+    assert {r["output"] for r in rows} == {r["output"] for r in originals}
+    for row in rows[:50]:  # every sentence of a paragraph carries the row's label
+        parts = [o["input"] for o in originals if o["input"] in row["input"]]
+        assert parts and all(labels_of[p] == row["output"] for p in parts)
+    assert words[90] >= 3 * words[50]  # a long tail of paragraphs, as in FinGPT sentiment
+    bench.write_fingpt_lengths(source, tmp_path / "again.jsonl")
+    assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()  # seeded

@@ -327,7 +327,7 @@ def build_plan(
     if not m.package:
         common.append(assign("MODEL_REVISION", m.revision, "model.revision"))
     common.append(assign("DTYPE", m.dtype, "model.dtype"))
-    if m.attn_implementation != "auto":
+    if m.attn_implementation not in ("auto", "flex_attention"):
         common.append(
             assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation")
         )
@@ -395,6 +395,12 @@ def build_plan(
     )
 
     train = ["", "# data", assign("DATASET_PATH", ds.path, "dataset.path")]
+    if m.attn_implementation == "flex_attention":  # a training kernel: see infer_attention below
+        train[1:1] = [
+            "# model",
+            assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation"),
+            "",
+        ]
     if not local:
         train.append(assign("DATASET_REVISION", ds.revision, "dataset.revision"))
         train.append(assign("DATASET_SPLIT", ds.split, "dataset.split"))
@@ -446,6 +452,15 @@ def build_plan(
         if inf.top_p is not None:
             generation.append(("top_p", inf.top_p, "inference.top_p", None))
     infer = ["", "# inference", kwargs_block("GENERATION", generation)]
+    if m.attn_implementation == "flex_attention":
+        infer[1:1] = [
+            "# model: flex_attention (model.attn_implementation) is for training, where it skips",
+            "# the cross-row blocks of padding-free batches; generation recompiles it for every new",
+            "# shape (120 held-out rows: 114 s against 14 s with sdpa on an H200), and sdpa",
+            "# computes the same attention",
+            assign("ATTN_IMPLEMENTATION", "sdpa"),
+            "",
+        ]
     if inf.labels is not None:
         answer = inf.answer_column or spec.prompt.completion_fields()[0]
         infer.append(assign("LABELS", list(inf.labels), "inference.labels"))
@@ -470,11 +485,11 @@ def build_plan(
     model_checks = []
     if m.attn_implementation == "flash_attention_2":
         model_checks.append("flash_attn")
-    if m.attn_implementation == "flex_attention":
-        model_checks.append("flex")
     if m.quantization is not None:
         model_checks.append("quantization")
     train_checks = list(model_checks)
+    if m.attn_implementation == "flex_attention":
+        train_checks.append("flex")
     if t.precision in ("fp16", "bf16"):
         train_checks.append(t.precision)
     if "wandb" in t.report_to:
