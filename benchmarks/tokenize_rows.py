@@ -10,6 +10,12 @@ train.py as a module, points its DATASET_PATH at the file, and times:
 with the SmolLM2 tokenizer from the module's model_source() and the spec's special tokens added
 (as train() does). Prints rows/s; --profile adds a cProfile summary of to_prompt_completion.
 
+Then the data path as train() runs it, twice against one empty SPECFORGE_CACHE (first run,
+second run): prepared_data() (load_splits + to_prompt_completion of both splits, saved to the
+cache; the second run loads it) and TRL's tokenisation of the train split (an SFTTrainer built
+around a one-layer model of the same vocabulary: constructing it tokenises; datasets caches the
+result beside the prepared rows, so the second run reads it back).
+
     .venv/bin/python benchmarks/tokenize_rows.py              # 50k rows, ~1 min on 2 cores
     .venv/bin/python benchmarks/tokenize_rows.py --rows 5000 --profile
 """
@@ -138,6 +144,39 @@ def load_module(script: Path):
     return module
 
 
+def time_train_data_path(module, tokenizer) -> tuple[float, float]:
+    """Seconds of prepared_data() and of TRL's tokenisation of its train split, as train() does."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    quiet = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        data, _ = module.prepared_data(tokenizer)
+    prepare = time.perf_counter() - t0
+    tiny = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+    )
+    settings = {**module.TRAINING_ARGS, "max_steps": 1, "eval_strategy": "no", "report_to": []}
+    settings.pop("eval_steps", None)
+    with tempfile.TemporaryDirectory(prefix="sf-trl-") as out:
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            SFTTrainer(
+                model=LlamaForCausalLM(tiny),
+                args=SFTConfig(output_dir=out, use_cpu=True, **settings),
+                train_dataset=data["train"],
+                processing_class=tokenizer,
+            )
+        tokenise = time.perf_counter() - t0
+    return prepare, tokenise
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     script = (REPO / args.script).resolve()
@@ -178,6 +217,9 @@ def main(argv=None) -> int:
         if profiler:
             profiler.disable()
 
+        os.environ["SPECFORGE_CACHE"] = str(tmp / "specforge-cache")  # empty: a first run
+        runs = [time_train_data_path(module, tokenizer) for _ in range(2)]
+
     n_train = len(train_rows)
     prep_rate = n_train / t_prep
     print(
@@ -190,6 +232,16 @@ def main(argv=None) -> int:
     print(f"| load_splits() | {args.rows} | {t_load:.2f} | {args.rows / t_load:.0f} |")
     print(f"| to_prompt_completion(train) | {n_train} | {t_prep:.2f} | {prep_rate:.0f} |")
     print(f"| both | {n_train} | {t_load + t_prep:.2f} | {n_train / (t_load + t_prep):.0f} |")
+    print()
+    print("the data path of train(), same empty cache (first run, then second run):")
+    print()
+    print("| run | prepared_data() s | TRL tokenisation s | total s | train rows/s |")
+    print("|---|---|---|---|---|")
+    for name, (prepare, tokenise) in zip(("first", "second"), runs):
+        total = prepare + tokenise
+        print(f"| {name} | {prepare:.2f} | {tokenise:.2f} | {total:.2f} | {n_train / total:.0f} |")
+    speedup = sum(runs[0]) / sum(runs[1])
+    print(f"second run / first run: {speedup:.0f}x faster")
     print()
     verdict = "SLOW" if prep_rate < SLOW else "ok"
     print(f"to_prompt_completion: {prep_rate:.0f} rows/s ({verdict}; threshold {SLOW:.0f} rows/s)")

@@ -130,3 +130,34 @@ def test_fingpt_lengths_rows_keep_labels_and_spread(tmp_path):
     assert words[90] >= 3 * words[50]  # a long tail of paragraphs, as in FinGPT sentiment
     bench.write_fingpt_lengths(source, tmp_path / "again.jsonl")
     assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()  # seeded
+
+
+def test_gpu_smoke_specs_compile_to_the_gpu_paths(tmp_path, tiny_untied_model_dir):
+    """benchmarks/gpu_smoke.sh needs a GPU to run; here its specs validate and compile to what it
+    means to exercise (the model folder it writes is stood in for by the tests' tiny model)."""
+    import shutil
+
+    shutil.copytree(REPO / "specs", tmp_path / "specs")
+    shutil.copytree(REPO / "data", tmp_path / "data")
+    shutil.copytree(BENCH / "gpu_smoke", tmp_path / "benchmarks/gpu_smoke")
+    (tmp_path / ".gpu").mkdir()
+    (tmp_path / ".gpu/tiny-untied").symlink_to(tiny_untied_model_dir)
+    specs = sorted((tmp_path / "benchmarks/gpu_smoke").glob("*.yaml"))
+    expected = {
+        "gpu-fp16-recipe": ['"fp16": True', '"activation_checkpointing": True', '"sdpa"'],
+        "gpu-bf16-flex": ['"bf16": True', '"padding_free": True', '"flex_attention"'],
+        "gpu-bf16-flex-packing": ['"packing": True', '"flex_attention"'],
+    }
+    assert {p.stem for p in specs} == set(expected)
+    for spec in specs:
+        done = subprocess.run(
+            [sys.executable, "-m", "specforge", "compile", str(spec), "--out", "out"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        train = (tmp_path / "out" / spec.stem / "train.py").read_text()
+        for text in expected[spec.stem]:
+            assert text in train, (spec.stem, text)

@@ -21,6 +21,7 @@ STDLIB_IMPORTS = {
     "csv": "import csv",
     "hashlib": "import hashlib",
     "importlib": "import importlib.util",
+    "inspect": "import inspect",
     "json": "import json",
     "os": "import os",
     "shutil": "import shutil",
@@ -33,6 +34,7 @@ THIRD_PARTY_IMPORTS = {
     "torch": ("torch", None),
     "Dataset": ("datasets", "Dataset"),
     "load_dataset": ("datasets", "load_dataset"),
+    "load_from_disk": ("datasets", "load_from_disk"),
     "LoraConfig": ("peft", "LoraConfig"),
     "PeftModel": ("peft", "PeftModel"),
     "get_peft_model": ("peft", "get_peft_model"),
@@ -107,9 +109,13 @@ def import_lines(source: str) -> list[str]:
 
 def render_script(template: str, plan: Plan) -> str:
     """Render one script: body first, then its exact imports; the result must parse."""
-    key = "train_imports" if template.startswith("train") else "infer_imports"
+    script = "train" if template.startswith("train") else "infer"
     # Render once with a marker where the imports go, then fill in exactly what the body uses.
-    draft = environment().get_template(template).render(plan=plan, **{key: [IMPORTS_MARKER]})
+    draft = (
+        environment()
+        .get_template(template)
+        .render(plan=plan, script=script, **{f"{script}_imports": [IMPORTS_MARKER]})
+    )
     try:
         lines = import_lines(draft.replace(IMPORTS_MARKER, "", 1))
     except SyntaxError as err:

@@ -12,7 +12,9 @@ Edit the spec, not this file.
 
 import argparse
 import copy
+import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import huggingface_hub
 import torch
-from datasets import Dataset, load_dataset
+from datasets import Dataset, load_dataset, load_from_disk
 from peft import LoraConfig, get_peft_model
 from peft.utils.other import TrainableTokensWrapper
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
@@ -163,6 +165,12 @@ TRAINING_ARGS = {
 def build_prompt(row):
     """The prompt for one row. train.py and infer.py share this exact function."""
     return PROMPT_TEMPLATE.format(**{field: row[field] for field in PROMPT_FIELDS})
+
+
+def cache_root():
+    """specforge's cache (SPECFORGE_CACHE, else ~/.cache/specforge); safe to delete."""
+    default_root = Path.home() / ".cache" / "specforge"
+    return Path(os.environ.get("SPECFORGE_CACHE", default_root))
 
 
 def model_source():
@@ -332,6 +340,64 @@ def to_prompt_completion(data, tokenizer, what):
     return Dataset.from_list(kept), report
 
 
+def data_recipe():
+    """What shapes a prepared row: the source of to_prompt_completion and of every function
+    of this file it calls, and the value of every constant (UPPER_CASE) they read."""
+    recipe, todo = {}, [to_prompt_completion]
+    while todo:
+        function = todo.pop()
+        if function.__name__ in recipe:
+            continue
+        recipe[function.__name__] = inspect.getsource(function)
+        codes = [function.__code__]
+        while codes:  # the function's code and the comprehensions nested in it
+            code = codes.pop()
+            codes += [const for const in code.co_consts if inspect.iscode(const)]
+            for name in code.co_names:
+                value = globals().get(name)
+                if inspect.isfunction(value) and value.__module__ == __name__:
+                    todo.append(value)
+                elif name.isupper() and name in globals():
+                    recipe[name] = repr(value)
+    return recipe
+
+
+def prepared_data(tokenizer):
+    """The splits in TRL's prompt/completion form, and their reports; prepared once.
+
+    Checking, prompting and measuring FinGPT's 76k rows and TRL's tokenisation of them take
+    about a minute. The prepared rows are saved in the cache, keyed by the source rows'
+    fingerprints, the tokenizer and data_recipe(), and loaded back from disk, where datasets
+    also caches TRL's tokenised copy (it caches only datasets that live in files).
+    """
+    splits = dict(zip(("train", "eval"), load_splits()))
+    digest = hashlib.sha256()
+    for part in (
+        *(rows._fingerprint for rows in splits.values() if rows is not None),
+        tokenizer.backend_tokenizer.to_str(),  # vocabulary and added tokens
+        str(tokenizer.chat_template),
+        json.dumps(data_recipe(), sort_keys=True),
+    ):
+        digest.update(part.encode())
+    cache = cache_root() / "data" / digest.hexdigest()
+    if not (cache / "reports.json").is_file():
+        staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
+        reports = {}
+        for what, rows in splits.items():
+            if rows is not None:
+                data, reports[what] = to_prompt_completion(rows, tokenizer, what)
+                data.save_to_disk(str(staging / what))
+        (staging / "reports.json").write_text(json.dumps(reports))
+        try:
+            staging.replace(cache)  # atomic: a killed run never leaves half a cache
+        except OSError:  # another rank or run finished first; same content
+            shutil.rmtree(staging)
+    else:
+        print(f"prepared data from the cache: {cache}", flush=True)
+    reports = json.loads((cache / "reports.json").read_text())
+    return {what: load_from_disk(str(cache / what)) for what in reports}, reports
+
+
 def trainable_token_targets(model, new_ids):
     """New-token rows to train and save with the adapter (peft trainable_token_indices)."""
     names = {id(module): name.split(".")[-1] for name, module in model.named_modules()}
@@ -454,9 +520,7 @@ def train(output_dir, checkpoint=None):
     source = model_source()
     tokenizer = AutoTokenizer.from_pretrained(source, revision=MODEL_REVISION)
     new_tokens = add_special_tokens(tokenizer)
-    train_rows, validation_rows = load_splits()
-    train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")
-    eval_data, eval_report = to_prompt_completion(validation_rows, tokenizer, "eval")
+    data, reports = prepared_data(tokenizer)
 
     # 3) model + adapter
     model = load_base_model(source)
@@ -480,8 +544,8 @@ def train(output_dir, checkpoint=None):
             use_cpu=not torch.cuda.is_available(),
             **TRAINING_ARGS,
         ),
-        train_dataset=train_data,
-        eval_dataset=eval_data,
+        train_dataset=data["train"],
+        eval_dataset=data["eval"],
         processing_class=tokenizer,
         callbacks=[MetricsFile(output_dir / "metrics.jsonl")],
     )
@@ -500,8 +564,8 @@ def train(output_dir, checkpoint=None):
         resolved = Path(__file__).with_name("spec.resolved.yaml")
         shutil.copyfile(resolved, output_dir / "spec.resolved.yaml")
         summary = {
-            "train": train_report,
-            "validation": eval_report,
+            "train": reports["train"],
+            "validation": reports["eval"],
             "label_share": share,
             "new_tokens": new_tokens,
             "metrics": result.metrics,

@@ -97,6 +97,12 @@ def build_prompt(row):
     return PROMPT_TEMPLATE.format(**{field: row[field] for field in PROMPT_FIELDS})
 
 
+def cache_root():
+    """specforge's cache (SPECFORGE_CACHE, else ~/.cache/specforge); safe to delete."""
+    default_root = Path.home() / ".cache" / "specforge"
+    return Path(os.environ.get("SPECFORGE_CACHE", default_root))
+
+
 def sha256_of(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -112,9 +118,7 @@ def dequantized_gguf(directory):
     from the same config (without its gguf quantization_config, which Trainer would refuse).
     """
     path = Path(directory) / GGUF_FILE
-    default_root = Path.home() / ".cache" / "specforge"
-    cache_root = Path(os.environ.get("SPECFORGE_CACHE", default_root))
-    cache = cache_root / "gguf" / sha256_of(path)
+    cache = cache_root() / "gguf" / sha256_of(path)
     if (cache / "config.json").is_file():
         return cache
     print(f"dequantising {path.name} once; cached in {cache}", flush=True)
