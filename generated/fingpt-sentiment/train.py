@@ -392,8 +392,15 @@ def prepared_data(tokenizer):
             staging.replace(cache)  # atomic: a killed run never leaves half a cache
         except OSError:  # another rank or run finished first; same content
             shutil.rmtree(staging)
-    else:
-        print(f"prepared data from the cache: {cache}", flush=True)
+        return prepared_from(cache)
+    print(f"prepared data from the cache: {cache}", flush=True)
+    data, reports = prepared_from(cache)
+    for what, report in reports.items():
+        print(f"{what}: {json.dumps(report)}", flush=True)  # as when it was prepared
+    return data, reports
+
+
+def prepared_from(cache):
     reports = json.loads((cache / "reports.json").read_text())
     return {what: load_from_disk(str(cache / what)) for what in reports}, reports
 

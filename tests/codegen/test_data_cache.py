@@ -33,7 +33,9 @@ def test_second_preparation_comes_from_the_cache(train_module, tmp_path, capsys)
     data, reports = module.prepared_data(tokenizer)
     assert "from the cache" not in capsys.readouterr().out
     again, reports_again = module.prepared_data(tokenizer)
-    assert "prepared data from the cache" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "prepared data from the cache" in out
+    assert f"train: {json.dumps(reports['train'])}" in out  # the log still shows the data report
     assert reports_again == reports and set(reports) == {"train", "eval"}
     for what in ("train", "eval"):
         assert again[what].to_list() == data[what].to_list()
