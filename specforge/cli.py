@@ -158,20 +158,6 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _matches_remembered(item: LoadedSpec, out_dir: Path) -> bool:
-    """True when a remembered compile of exactly these inputs equals what is on disk."""
-    from specforge.artifacts import sha256_bytes
-    from specforge.codegen.cache import compile_key, remembered
-
-    hashes = remembered(compile_key(item, out_dir.as_posix()))
-    if not hashes or not out_dir.is_dir():
-        return False
-    on_disk = {p.name for p in out_dir.iterdir() if p.name != "__pycache__"}
-    if on_disk != set(hashes):
-        return False
-    return all(sha256_bytes((out_dir / name).read_bytes()) == h for name, h in hashes.items())
-
-
 def cmd_check(args) -> int:
     from specforge.codegen import check_cache
 
@@ -209,14 +195,16 @@ def full_check(args) -> int:
     """Load, compile in memory and compare; stores a verdict for each spec that passes cleanly."""
     from specforge.artifacts import changes, strays, unified_diff
     from specforge.codegen import check_cache
+    from specforge.codegen.cache import compile_key, outputs_on_disk, remembered
     from specforge.codegen.paths import GENERATED_DIR
 
     loaded = load_for_compile(args.specs, args.set, args.allow_remote_code)
     problems = 0
     for item in loaded:
         out_dir = Path(GENERATED_DIR) / item.spec.name
-        if _matches_remembered(item, out_dir):
-            check_cache.record(item, out_dir, args.allow_remote_code)
+        on_disk = outputs_on_disk(out_dir)
+        if on_disk and remembered(compile_key(item, out_dir.as_posix())) == on_disk:
+            check_cache.record(item, out_dir, args.allow_remote_code, on_disk)
             continue  # same inputs as a compile whose output is byte-identical on disk
         files = compile_one(item, out_dir)
         found = problems
@@ -227,8 +215,8 @@ def full_check(args) -> int:
         for path in strays(out_dir, files):
             problems += 1
             say(f"[red]stray[/] {path}: not produced by the spec")
-        if problems == found:
-            check_cache.record(item, out_dir, args.allow_remote_code)
+        if problems == found:  # the disk holds exactly this compile's files
+            check_cache.record(item, out_dir, args.allow_remote_code, on_disk)
     if not args.specs and not args.set:  # every spec was compiled: unowned folders are leftovers
         problems += orphans({item.spec.name for item in loaded})
     if problems:

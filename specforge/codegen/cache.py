@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge import __version__
-from specforge.artifacts import write_atomic
+from specforge.artifacts import sha256_bytes, write_atomic
 from specforge.codegen.paths import templates_dir
 
 if TYPE_CHECKING:  # the verdict cache imports this module before any spec is loaded
@@ -74,8 +74,17 @@ def remembered(key: str) -> dict[str, str] | None:
     return read_entry(key)
 
 
-def remember(key: str, files: dict[str, str]) -> None:
-    hashes = {
-        name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in files.items()
+def outputs_on_disk(out_dir: Path) -> dict[str, str] | None:
+    """{name: sha256, or "dir" for a folder} of an output folder's entries; None if it is missing.
+    Equal to remembered(key) exactly when the folder holds that compile's files and nothing else."""
+    if not out_dir.is_dir():
+        return None
+    return {
+        p.name: "dir" if p.is_dir() else sha256_bytes(p.read_bytes())
+        for p in sorted(out_dir.iterdir())
+        if p.name != "__pycache__"
     }
-    write_entry(key, hashes)
+
+
+def remember(key: str, files: dict[str, str]) -> None:
+    write_entry(key, {name: sha256_bytes(text.encode("utf-8")) for name, text in files.items()})

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge.artifacts import sha256_bytes
-from specforge.codegen.cache import compiler_digest, read_entry, write_entry
+from specforge.codegen.cache import compiler_digest, outputs_on_disk, read_entry, write_entry
 
 if TYPE_CHECKING:
     from specforge.spec.load import LoadedSpec
@@ -82,16 +82,6 @@ def fingerprint_like(path: Path, recorded: str) -> str:
     return stat_fingerprint(path)
 
 
-def outputs_on_disk(out_dir: Path) -> dict[str, str] | None:
-    if not out_dir.is_dir():
-        return None
-    return {
-        p.name: "dir" if p.is_dir() else sha256_bytes(p.read_bytes())
-        for p in sorted(out_dir.iterdir())
-        if p.name != "__pycache__"
-    }
-
-
 def known_good(spec_path: Path, overrides: list[str], allow_remote_code: bool) -> str | None:
     """The spec's name when a stored verdict still holds, else None (run the full check)."""
     entry = read_entry(verdict_key(spec_path, overrides, allow_remote_code), KIND)
@@ -107,13 +97,15 @@ def known_good(spec_path: Path, overrides: list[str], allow_remote_code: bool) -
     return name
 
 
-def record(item: LoadedSpec, out_dir: Path, allow_remote_code: bool) -> None:
-    """Store the verdict for a spec that just passed the full check (valid, no warnings)."""
+def record(
+    item: LoadedSpec, out_dir: Path, allow_remote_code: bool, outputs: dict[str, str] | None
+) -> None:
+    """Store the verdict for a spec that just passed the full check (valid, no warnings);
+    `outputs` is outputs_on_disk(out_dir), which that check compared."""
     from specforge.spec.rules import files_read
 
     if item.warnings:
         return  # the full check prints them; a stored verdict would hide them
-    outputs = outputs_on_disk(out_dir)
     if not outputs:
         return
     reads = {str(p.resolve()): content_fingerprint(p) for p in item.sources}
