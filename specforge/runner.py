@@ -119,39 +119,14 @@ def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
     eval_data = loaded.spec.inference.eval_data
     infer = [python, str(scripts / "infer.py")]
     if eval_data:
-        steps.append(
-            Step(
-                "evaluate-tuned",
-                [
-                    *infer,
-                    "--run-dir",
-                    str(run_dir),
-                    "--data",
-                    eval_data,
-                    "--output",
-                    str(run_dir / "predictions.jsonl"),
-                    "--metrics-out",
-                    str(run_dir / "eval_tuned.json"),
-                ],
-                run_dir / "eval_tuned.log",
-            )
-        )
-        steps.append(
-            Step(
-                "evaluate-base",
-                [
-                    *infer,
-                    "--no-adapter",
-                    "--data",
-                    eval_data,
-                    "--output",
-                    str(run_dir / "predictions_base.jsonl"),
-                    "--metrics-out",
-                    str(run_dir / "eval_base.json"),
-                ],
-                run_dir / "eval_base.log",
-            )
-        )
+        # the tuned model, then the base model on the same rows: the record compares the two
+        for name, model, predictions, metrics in (
+            ("evaluate-tuned", ["--run-dir", str(run_dir)], "predictions.jsonl", "eval_tuned"),
+            ("evaluate-base", ["--no-adapter"], "predictions_base.jsonl", "eval_base"),
+        ):
+            command = [*infer, *model, "--data", eval_data, "--output", str(run_dir / predictions)]
+            command += ["--metrics-out", str(run_dir / f"{metrics}.json")]
+            steps.append(Step(name, command, run_dir / f"{metrics}.log"))
     else:
         steps.append(
             Step(
@@ -231,8 +206,8 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
             generated_scripts(loaded, compile_first=False)
         scripts = Path(GENERATED_DIR) / loaded.spec.name
     else:
-        scripts = Path("runs") / loaded.spec.name / "<run-id>" / "scripts"
-    run_dir = Path("runs") / loaded.spec.name / "<run-id>"
+        scripts = RUNS_DIR / loaded.spec.name / "<run-id>" / "scripts"
+    run_dir = RUNS_DIR / loaded.spec.name / "<run-id>"
     print(f"scripts: {scripts}")
     print(f"run dir: {run_dir}")
     for step in plan_steps(loaded, scripts, run_dir):
