@@ -49,28 +49,11 @@ def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None
 
 
 def build_tiny_model(out: Path, *, tied: bool) -> Path:
-    """A 2-layer, 64-wide random Llama saved with SmolLM2's real tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm_dir(), gguf_file=GGUF_FILE)
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=512,
-        tie_word_embeddings=tied,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    """A 2-layer, 64-wide random Llama saved with SmolLM2's real tokenizer (float32): the
+    builder benchmarks/gpu_smoke.sh uses too."""
+    return load_generated(
+        REPO / "benchmarks/gpu_smoke_model.py", "gpu_smoke_model"
+    ).build_tiny_model(out, tied=tied)
 
 
 @pytest.fixture(scope="session")
