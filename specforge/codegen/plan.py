@@ -395,7 +395,7 @@ def build_plan(
     )
 
     train = ["", "# data", assign("DATASET_PATH", ds.path, "dataset.path")]
-    if m.attn_implementation == "flex_attention":  # a training kernel: see infer_attention below
+    if m.attn_implementation == "flex_attention":  # a training kernel: infer.py uses sdpa (below)
         train[1:1] = [
             "# model",
             assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation"),
