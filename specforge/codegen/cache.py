@@ -27,14 +27,24 @@ def cache_root() -> Path:
     return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache" / "specforge"))
 
 
+def sources_digest(paths: list[Path], seed: str = "") -> str:
+    """sha256 over each file's name and bytes, after `seed` (another digest)."""
+    digest = hashlib.sha256(seed.encode())
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def inputs_digest(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def compiler_digest() -> str:
     """The templates and the code generator's own source: editing either invalidates entries."""
-    digest = hashlib.sha256()
-    sources = sorted(templates_dir().rglob("*.j2")) + sorted(Path(__file__).parent.glob("*.py"))
-    for path in sources:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    return sources_digest(
+        sorted(templates_dir().rglob("*.j2")) + sorted(Path(__file__).parent.glob("*.py"))
+    )
 
 
 def compile_key(loaded: LoadedSpec, script_dir: str) -> str:
@@ -47,7 +57,7 @@ def compile_key(loaded: LoadedSpec, script_dir: str) -> str:
         "version": __version__,
         "compiler": compiler_digest(),
     }
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return inputs_digest(inputs)
 
 
 def _entry(key: str, kind: str = "compiled") -> Path:

@@ -19,15 +19,21 @@ difference, or any doubt, falls back to the full check, which records a new entr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from specforge import __version__
 from specforge.artifacts import sha256_bytes
-from specforge.codegen.cache import compiler_digest, outputs_on_disk, read_entry, write_entry
+from specforge.codegen.cache import (
+    compiler_digest,
+    inputs_digest,
+    outputs_on_disk,
+    read_entry,
+    sources_digest,
+    write_entry,
+)
 
 if TYPE_CHECKING:
     from specforge.spec.load import LoadedSpec
@@ -38,24 +44,21 @@ KIND = "checked"
 @lru_cache(maxsize=1)
 def validator_digest() -> str:
     """The compiler's digest plus the spec package's source (schema and rules decide validity)."""
-    digest = hashlib.sha256(compiler_digest().encode())
-    for path in sorted((Path(__file__).resolve().parent.parent / "spec").glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
+    spec_package = Path(__file__).resolve().parent.parent / "spec"
+    return sources_digest(sorted(spec_package.glob("*.py")), seed=compiler_digest())
 
 
 def verdict_key(spec_path: Path, overrides: list[str], allow_remote_code: bool) -> str:
-    from specforge import __version__
-
-    inputs = {
-        "cwd": str(Path.cwd().resolve()),
-        "spec": str(Path(spec_path).resolve()),
-        "overrides": list(overrides),
-        "allow_remote_code": allow_remote_code,
-        "version": __version__,
-        "code": validator_digest(),
-    }
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return inputs_digest(
+        {
+            "cwd": str(Path.cwd().resolve()),
+            "spec": str(Path(spec_path).resolve()),
+            "overrides": list(overrides),
+            "allow_remote_code": allow_remote_code,
+            "version": __version__,
+            "code": validator_digest(),
+        }
+    )
 
 
 def stat_fingerprint(path: Path) -> str:
