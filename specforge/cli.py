@@ -210,6 +210,9 @@ def full_check(args) -> int:
         found = problems
         for path, old, new in changes(out_dir, files):
             problems += 1
+            if old is None:  # a diff from /dev/null would print the whole file
+                say(f"[red]missing[/]: {path} (run specforge compile)")
+                continue
             sys.stdout.write(unified_diff(path, old, new))
             say(f"[red]stale[/] {path}: differs from a fresh compile (stale or edited by hand)")
         for path in strays(out_dir, files):

@@ -61,3 +61,15 @@ def test_no_temp_file_left_behind(tmp_path):
     write_atomic(tmp_path / "a", b"1")
     write_atomic(tmp_path / "a", b"2")
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
+
+
+def test_check_names_a_missing_file_without_a_diff(project):
+    from tests.conftest import run_cli
+
+    assert run_cli("compile", cwd=project).returncode == 0
+    (project / "generated/tiny/infer.py").unlink()
+    result = run_cli("check", cwd=project)
+    assert result.returncode == 1
+    assert "missing: generated/tiny/infer.py (run specforge compile)" in result.stderr
+    assert "stale" not in result.stderr
+    assert result.stdout == ""  # no diff of the whole file from /dev/null
