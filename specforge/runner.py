@@ -113,10 +113,27 @@ def train_command(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[str]
     ]
 
 
+VALIDATION_ROWS = "validation.jsonl"
+
+
+def evaluation_rows(loaded: LoadedSpec, run_dir: Path) -> str | None:
+    """The rows the evaluate steps score: inference.eval_data, else (with labels) the validation
+    split's raw rows, which train.py writes to <run_dir>/validation.jsonl; None: no evaluation."""
+    spec = loaded.spec
+    if spec.inference.eval_data:
+        return spec.inference.eval_data
+    has_validation = (
+        spec.dataset.validation_fraction is not None or spec.dataset.validation_split is not None
+    )
+    if spec.inference.labels and has_validation:
+        return str(run_dir / VALIDATION_ROWS)
+    return None
+
+
 def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
     python = sys.executable
     steps = [Step("train", train_command(loaded, scripts, run_dir), run_dir / "train.log")]
-    eval_data = loaded.spec.inference.eval_data
+    eval_data = evaluation_rows(loaded, run_dir)
     infer = [python, str(scripts / "infer.py")]
     if eval_data:
         # the tuned model, then the base model on the same rows: the record compares the two

@@ -178,3 +178,53 @@ def test_dry_run_creates_nothing(first_run):
     assert result.returncode == 0
     assert "generated/tiny/train.py" in result.stdout
     assert sorted((root / "runs/tiny").iterdir()) == before
+
+
+def planned(tmp_path: Path, tiny_model_dir: Path, edit) -> dict[str, list[str]]:
+    """plan_steps for the tiny spec after `edit(text)`: {step name: command}."""
+    from specforge.runner import plan_steps
+    from specforge.spec.load import load_spec
+    from tests.conftest import tiny_spec
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data/heldout.jsonl").write_text("{}\n")
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(edit(tiny_spec(tiny_model_dir)))
+    loaded = load_spec(spec, check_files=False)
+    run_dir = tmp_path / "runs/tiny/r1"
+    return {s.name: s.command for s in plan_steps(loaded, tmp_path / "scripts", run_dir)}
+
+
+def data_arg(command: list[str]) -> str:
+    return command[command.index("--data") + 1]
+
+
+def test_plan_evaluates_on_eval_data(tmp_path, tiny_model_dir):
+    steps = planned(tmp_path, tiny_model_dir, lambda text: text)
+    assert list(steps) == ["train", "evaluate-tuned", "evaluate-base"]
+    assert data_arg(steps["evaluate-tuned"]) == data_arg(steps["evaluate-base"])
+    assert data_arg(steps["evaluate-base"]) == "data/heldout.jsonl"
+
+
+def test_plan_evaluates_labels_on_the_validation_rows_train_writes(tmp_path, tiny_model_dir):
+    """fingpt's case: labels, no eval_data: score the validation split train.py saves."""
+    steps = planned(
+        tmp_path, tiny_model_dir, lambda text: text.replace("  eval_data: data/heldout.jsonl\n", "")
+    )
+    assert list(steps) == ["train", "evaluate-tuned", "evaluate-base"]
+    rows = str(tmp_path / "runs/tiny/r1/validation.jsonl")
+    assert data_arg(steps["evaluate-tuned"]) == data_arg(steps["evaluate-base"]) == rows
+    assert "--no-adapter" in steps["evaluate-base"]
+
+
+def test_plan_without_labels_or_eval_data_answers_the_examples(tmp_path, tiny_model_dir):
+    steps = planned(
+        tmp_path,
+        tiny_model_dir,
+        lambda text: text.replace("  eval_data: data/heldout.jsonl\n", "").replace(
+            "  labels: [negative, neutral, positive]\n", ""
+        ),
+    )
+    assert list(steps) == ["train", "infer"]
+    assert "--data" not in steps["infer"]
+    assert steps["infer"][-1].endswith("examples.jsonl")
