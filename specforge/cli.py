@@ -278,8 +278,12 @@ RUN_COLUMNS = (
     ("final_train_loss", "train loss"),
     ("final_eval_loss", "eval loss"),
     ("accuracy_tuned", "acc tuned"),
+    ("lenient_accuracy_tuned", "lenient tuned"),
     ("accuracy_base", "acc base"),
+    ("lenient_accuracy_base", "lenient base"),
 )
+# shown only when some listed run has them (runs recorded before infer.py reported them do not)
+OPTIONAL_COLUMNS = ("lenient_accuracy_tuned", "lenient_accuracy_base")
 
 
 def _cell(value) -> str:
@@ -303,8 +307,13 @@ def cmd_runs(args) -> int:
     if args.format == "json":
         print_json(rows)
         return 0
-    table = [[_cell(row[key]) for key, _ in RUN_COLUMNS] for row in rows]
-    headers = [label for _, label in RUN_COLUMNS]
+    columns = [
+        (key, label)
+        for key, label in RUN_COLUMNS
+        if key not in OPTIONAL_COLUMNS or any(row[key] is not None for row in rows)
+    ]
+    table = [[_cell(row[key]) for key, _ in columns] for row in rows]
+    headers = [label for _, label in columns]
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table

@@ -378,7 +378,7 @@ def summary_row(run_dir: Path, data: dict) -> dict:
     that never wrote its results (still running, or killed)."""
     results = data.get("results") or {}
     losses = results.get("losses") or final_losses(read_jsonl(run_dir / "metrics.jsonl"))
-    accuracy = {k: (results.get(k) or {}).get("accuracy") for k in ("eval_tuned", "eval_base")}
+    evals = {k: results.get(k) or {} for k in ("eval_tuned", "eval_base")}
     return {
         "name": data.get("name", run_dir.parent.name),
         "run_id": data.get("run_id", run_dir.name),
@@ -386,8 +386,11 @@ def summary_row(run_dir: Path, data: dict) -> dict:
         "steps": losses.get("steps"),
         "final_train_loss": losses.get("final_train_loss"),
         "final_eval_loss": losses.get("final_eval_loss"),
-        "accuracy_tuned": accuracy["eval_tuned"],
-        "accuracy_base": accuracy["eval_base"],
+        "accuracy_tuned": evals["eval_tuned"].get("accuracy"),
+        # lenient: the first label the answer names counts (infer.py's lenient_accuracy)
+        "lenient_accuracy_tuned": evals["eval_tuned"].get("lenient_accuracy"),
+        "accuracy_base": evals["eval_base"].get("accuracy"),
+        "lenient_accuracy_base": evals["eval_base"].get("lenient_accuracy"),
         "attempts": len(data.get("attempts") or [None]),
         "started_at": data.get("started_at"),
         "path": run_dir.as_posix(),

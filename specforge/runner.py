@@ -441,8 +441,10 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
     for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
         result = data["results"].get(key)
         if result:
+            lenient = result.get("lenient_accuracy")
             say(
-                f"{label:>5} model: accuracy {result['accuracy']:.1%}, macro-F1 {result['macro_f1']:.3f} "
-                f"on {result['n']} held-out rows"
+                f"{label:>5} model: accuracy {result['accuracy']:.1%}"
+                + (f" (lenient {lenient:.1%})" if lenient is not None else "")
+                + f", macro-F1 {result['macro_f1']:.3f} on {result['n']} held-out rows"
             )
     say(f"record: {run_dir}/run.json")

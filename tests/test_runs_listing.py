@@ -214,3 +214,30 @@ def test_reused_pid_counts_as_dead(runs_root):
         pid_start=process_start(me) - 1,
     )
     assert [r["status"] for r in runs_json("gamma")] == ["interrupted"]
+
+
+def test_lenient_accuracy_shown_beside_strict_when_recorded(runs_root, capsys):
+    write_record(
+        runs_root,
+        "delta",
+        "20260105T000000Z-eeeeee",
+        results={
+            "losses": {"steps": 4, "final_train_loss": 1.0},
+            "eval_tuned": {"accuracy": 0.5, "lenient_accuracy": 0.625, "n": 8},
+            "eval_base": {"accuracy": 0.125, "lenient_accuracy": 0.375, "n": 8},
+        },
+    )
+    assert cli.main(["runs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-8:] == [
+        "acc", "tuned", "lenient", "tuned", "acc", "base", "lenient", "base"
+    ]  # fmt: skip
+    rows = {line.split()[1]: line.split() for line in lines[1:]}
+    assert rows["20260105T000000Z-eeeeee"][-4:] == ["0.5000", "0.6250", "0.1250", "0.3750"]
+    assert rows["20260101T000000Z-aaaaaa"][-4:] == ["0.7500", "-", "0.2500", "-"]
+    assert cli.main(["runs", "--format", "json"]) == 0
+    json_rows = {row["run_id"]: row for row in json.loads(capsys.readouterr().out)}
+    lenient = json_rows["20260105T000000Z-eeeeee"]
+    assert lenient["lenient_accuracy_tuned"] == 0.625 and lenient["lenient_accuracy_base"] == 0.375
+    assert lenient["accuracy_tuned"] == 0.5
+    assert json_rows["20260101T000000Z-aaaaaa"]["lenient_accuracy_tuned"] is None
