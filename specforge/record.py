@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -127,6 +128,75 @@ def model_fingerprint(spec: Spec) -> dict:
     if m.gguf_file:
         out["gguf_file"] = m.gguf_file
     return out
+
+
+# Resolving a Hub revision (null, a branch or a tag) to the commit that ran, so run.json can
+# reproduce a Hub run. Read after the train step: the files, and the ref, are in the cache then.
+
+COMMIT = re.compile(r"[0-9a-f]{40}")
+TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading of HF_HUB_OFFLINE
+
+
+def hub_cache() -> Path:
+    """The Hub cache folder, found as huggingface_hub finds it (read here without importing it)."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.path.expandvars(os.environ[variable])).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "huggingface" / "hub"
+
+
+def hub_offline() -> bool:
+    return any(
+        os.environ.get(v, "").upper() in TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def resolve_revision(kind: str, repo_id: str, revision: str | None) -> dict:
+    """{resolved_revision, resolved_from} for a Hub `kind` ("model" or "dataset") repo: the spec's
+    own commit sha, else the Hub cache's ref, else (online) the Hub API, else unresolved."""
+    if revision and COMMIT.fullmatch(revision):
+        return {"resolved_revision": revision, "resolved_from": "spec"}
+    folder = hub_cache() / f"{kind}s--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        sha = folder.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        sha = ""
+    if COMMIT.fullmatch(sha):
+        return {"resolved_revision": sha, "resolved_from": "hub-cache"}
+    unresolved = {"resolved_revision": None, "resolved_from": "unresolved"}
+    if hub_offline():
+        return unresolved
+    try:
+        from huggingface_hub import HfApi
+
+        info = getattr(HfApi(), f"{kind}_info")(repo_id, revision=revision, timeout=10)
+    except Exception as err:  # noqa: BLE001 - no network, no access, no such repo: unresolved
+        return {**unresolved, "resolve_error": type(err).__name__}
+    if info.sha and COMMIT.fullmatch(info.sha):
+        return {"resolved_revision": info.sha, "resolved_from": "hub-api"}
+    return unresolved
+
+
+def hub_model(spec: Spec) -> str | None:
+    """The model's Hub id; None for a package or a local folder (which transformers prefers)."""
+    m = spec.model
+    if m.package or is_local_path(m.name) or Path(m.name).expanduser().exists():
+        return None
+    return m.name
+
+
+def record_revisions(record: RunRecord, spec: Spec) -> None:
+    """Add the resolved commit of the Hub model and the Hub dataset to run.json."""
+    model = hub_model(spec)
+    if model is not None:
+        record.data["model"].update(resolve_revision("model", model, spec.model.revision))
+    train = record.data["data"]["train"]
+    if "hub" in train:
+        train.update(resolve_revision("dataset", spec.dataset.path, spec.dataset.revision))
+    record.save()
 
 
 def read_jsonl(path: Path) -> list[dict]:

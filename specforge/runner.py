@@ -26,12 +26,15 @@ from specforge.record import (
     RunRecord,
     data_fingerprint,
     final_losses,
+    hub_model,
     list_runs,
     logged_mean_loss,
     new_run_dir,
     now_iso,
     process_start,
     read_jsonl,
+    record_revisions,
+    resolve_revision,
     start_record,
 )
 from specforge.spec.load import LoadedSpec
@@ -308,10 +311,38 @@ def resume_mismatches(
             else:
                 problems.append(f"{scripts / name} was edited since the run started")
     try:
-        if data_fingerprint(loaded.spec) != data["data"]:
+        if data_fingerprint(loaded.spec) != _unresolved(data["data"]):
             problems.append("the data files changed since the run started (sha256)")
     except OSError as err:
         problems.append(f"data: {err}")
+    problems += _moved_revisions(loaded, data)
+    return problems
+
+
+RESOLVED = ("resolved_revision", "resolved_from", "resolve_error")
+
+
+def _unresolved(data: dict) -> dict:
+    """The data fingerprint as start_record wrote it, before the train step added revisions."""
+    return {k: {f: v for f, v in part.items() if f not in RESOLVED} for k, part in data.items()}
+
+
+def _moved_revisions(loaded: LoadedSpec, data: dict) -> list[str]:
+    """A Hub branch that moved since the run resolved it would load other weights or rows."""
+    spec, problems = loaded.spec, []
+    model, train = hub_model(spec), data["data"]["train"]
+    for kind, repo_id, revision, recorded in (
+        ("model", model, spec.model.revision, data["model"]),
+        ("dataset", train.get("hub"), spec.dataset.revision, train),
+    ):
+        was = recorded.get("resolved_revision")
+        if repo_id is None or was is None:
+            continue
+        now = resolve_revision(kind, repo_id, revision)["resolved_revision"]
+        if now is not None and now != was:
+            problems.append(
+                f"{kind} {repo_id}@{revision or 'main'} is now {now}; the run used {was}"
+            )
     return problems
 
 
@@ -393,6 +424,8 @@ def _attempt(
             for step in steps:
                 view.set_step(step.name)
                 code = _run_step(step, view, record, append=append)
+                if step.name == "train":  # the Hub files, and their refs, are cached by now
+                    record_revisions(record, loaded.spec)
                 if code != 0:
                     status, failed = "failed", step.name
                     break

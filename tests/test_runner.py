@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,142 @@ def test_plan_without_labels_or_eval_data_answers_the_examples(tmp_path, tiny_mo
     assert list(steps) == ["train", "infer"]
     assert "--data" not in steps["infer"]
     assert steps["infer"][-1].endswith("examples.jsonl")
+
+
+HUB_MODEL, HUB_DATA = "HuggingFaceTB/SmolLM2-135M-Instruct", "FinGPT/fingpt-sentiment-train"
+SHA_A, SHA_B = "a" * 40, "b" * 40
+
+
+def hub_spec(tmp_path: Path, tiny_model_dir: Path, *, model_revision=None, data_revision=None):
+    """The tiny spec pointed at a Hub model and a Hub dataset (never downloaded here)."""
+    from specforge.spec.load import load_spec
+    from tests.conftest import tiny_spec
+
+    text = tiny_spec(tiny_model_dir).replace(f"name: {tiny_model_dir}", f"name: {HUB_MODEL}")
+    text = text.replace("path: data/train.jsonl", f"path: {HUB_DATA}")
+    text = text.replace("  eval_data: data/heldout.jsonl\n", "")
+    if model_revision:
+        text = text.replace("  dtype: float32", f"  revision: {model_revision}\n  dtype: float32")
+    if data_revision:
+        text = text.replace(
+            "  validation_fraction", f"  revision: {data_revision}\n  validation_fraction"
+        )
+    spec = tmp_path / "hub.yaml"
+    spec.write_text(text)
+    return load_spec(spec, check_files=False)
+
+
+def cache_ref(cache: Path, kind: str, repo_id: str, ref: str, sha: str) -> None:
+    """A Hub cache entry as huggingface_hub lays it out: <kind>s--org--name/refs/<ref> holds the sha."""
+    folder = cache / f"{kind}s--{repo_id.replace('/', '--')}"
+    (folder / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / ref).write_text(sha)
+    (folder / "snapshots" / sha).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch) -> Path:
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return cache
+
+
+def test_revision_resolves_from_spec_then_hub_cache(hub_cache):
+    from specforge.record import resolve_revision
+
+    assert resolve_revision("model", HUB_MODEL, SHA_B) == {
+        "resolved_revision": SHA_B,
+        "resolved_from": "spec",
+    }
+    cache_ref(hub_cache, "model", HUB_MODEL, "main", SHA_A)
+    cache_ref(hub_cache, "dataset", HUB_DATA, "v1.0", SHA_B)
+    assert resolve_revision("model", HUB_MODEL, None) == {
+        "resolved_revision": SHA_A,
+        "resolved_from": "hub-cache",
+    }
+    assert resolve_revision("dataset", HUB_DATA, "v1.0")["resolved_revision"] == SHA_B
+    # offline, with nothing cached for the ref: recorded as unresolved, never guessed
+    assert resolve_revision("dataset", HUB_DATA, None) == {
+        "resolved_revision": None,
+        "resolved_from": "unresolved",
+    }
+
+
+def test_hub_cache_found_through_hf_home(tmp_path, monkeypatch):
+    from specforge.record import resolve_revision
+
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache_ref(tmp_path / "hf/hub", "model", HUB_MODEL, "main", SHA_A)
+    assert resolve_revision("model", HUB_MODEL, None)["resolved_from"] == "hub-cache"
+
+
+def test_revision_asks_the_hub_api_only_when_online(hub_cache, monkeypatch):
+    import huggingface_hub
+
+    from specforge.record import resolve_revision
+
+    asked = []
+
+    class FakeApi:
+        def model_info(self, repo_id, revision=None, timeout=None):
+            asked.append((repo_id, revision))
+            return type("Info", (), {"sha": SHA_B})()
+
+        def dataset_info(self, repo_id, revision=None, timeout=None):
+            raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert resolve_revision("model", HUB_MODEL, "main")["resolved_from"] == "unresolved"
+    assert asked == []  # HF_HUB_OFFLINE=1: no request
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    assert resolve_revision("model", HUB_MODEL, "main") == {
+        "resolved_revision": SHA_B,
+        "resolved_from": "hub-api",
+    }
+    assert asked == [(HUB_MODEL, "main")]
+    failed = resolve_revision("dataset", HUB_DATA, None)
+    assert failed["resolved_revision"] is None and failed["resolved_from"] == "unresolved"
+
+
+def test_run_records_the_commits_resolved_after_the_train_step(
+    tmp_path, tiny_model_dir, hub_cache, monkeypatch
+):
+    """The train step downloads (here: writes the refs); run.json then names both commits."""
+    from specforge import runner
+    from specforge.record import RunRecord, start_record
+
+    monkeypatch.chdir(tmp_path)
+    loaded = hub_spec(tmp_path, tiny_model_dir, data_revision=SHA_B)
+    run_dir = tmp_path / "runs/hub/r1"
+    run_dir.mkdir(parents=True)
+    record = start_record(run_dir, loaded, tmp_path, {})
+    assert (
+        record.data["model"]["revision"] is None and "resolved_revision" not in record.data["model"]
+    )
+    download = (
+        "import sys; from pathlib import Path; "
+        f"f = Path(sys.argv[1]) / 'models--{HUB_MODEL.replace('/', '--')}/refs/main'; "
+        f"f.parent.mkdir(parents=True); f.write_text('{SHA_A}')"
+    )
+    steps = [
+        runner.Step("train", [sys.executable, "-c", download, str(hub_cache)], run_dir / "t.log")
+    ]
+    assert runner._attempt(loaded, record, run_dir, steps, append=False) == 0
+    saved = RunRecord.load(run_dir).data
+    assert saved["model"]["resolved_revision"] == SHA_A
+    assert saved["model"]["resolved_from"] == "hub-cache"
+    train = saved["data"]["train"]
+    assert train["hub"] == HUB_DATA and train["revision"] == SHA_B
+    assert train["resolved_revision"] == SHA_B and train["resolved_from"] == "spec"
+    # resume: the recorded fingerprint still matches, until the cached branch moves on
+    assert runner._unresolved(saved["data"]) == runner.data_fingerprint(loaded.spec)
+    assert runner._moved_revisions(loaded, saved) == []
+    cache_ref(hub_cache, "model", HUB_MODEL, "main", "c" * 40)
+    [moved] = runner._moved_revisions(loaded, saved)
+    assert HUB_MODEL in moved and SHA_A in moved and "c" * 40 in moved
