@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.spec.conftest import line_col, spec_text
+from tests.spec.conftest import PENDING_WARNINGS, line_col, spec_text
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "schema" / "specforge.schema.json"
@@ -90,6 +90,35 @@ def test_warnings_alone_exit_0(tmp_path):
     assert "[SF006]" in result.stderr
 
 
+def test_scheduler_without_its_argument_fails_before_training(tmp_path):
+    text = spec_text(training={"lr_scheduler_type": "warmup_stable_decay"})
+    path = tmp_path / "wsd.yaml"
+    path.write_text(text)
+    line, col = line_col(text, "warmup_stable_decay")
+    result = specforge("validate", str(path))
+    assert result.returncode == 1
+    head = (
+        f"{path}:{line}:{col}: error: training.lr_scheduler_type: the warmup_stable_decay "
+        "schedule needs num_decay_steps in training.lr_scheduler_kwargs [SF004]"
+    )
+    hint = "  hint: add under training: `lr_scheduler_kwargs: {num_decay_steps: 100}`"
+    assert result.stderr.splitlines()[:2] == [head, hint]
+    result = specforge(
+        "validate", str(path), "--set", "training.lr_scheduler_kwargs.num_decay_steps=100"
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_unsupported_method_says_what_is_supported(tmp_path):
+    path = tmp_path / "dpo.yaml"
+    path.write_text(spec_text() + "method: dpo\n")
+    result = specforge("validate", str(path))
+    assert result.returncode == 1
+    assert "error: method: specforge trains LoRA SFT only" in result.stderr
+    assert "hint: DPO, ORPO and KTO are not supported yet; remove `method`" in result.stderr
+    assert "unknown key" not in result.stderr
+
+
 def test_set_error_is_located_at_the_override():
     result = specforge("validate", "specs/quickstart.yaml", "--set", "lora.r=0")
     assert result.returncode == 1
@@ -138,7 +167,12 @@ def test_json_format_for_valid_specs():
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload["valid"] is True
-    assert payload["diagnostics"] == []
+    unexpected = [
+        d
+        for d in payload["diagnostics"]
+        if d["rule"] not in PENDING_WARNINGS.get(Path(d["file"]).name, set())
+    ]
+    assert unexpected == []
     assert payload["specs"] == [f"specs/{p.name}" for p in SHIPPED]
 
 

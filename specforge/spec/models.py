@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from specforge.spec import schedulers
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 
 
@@ -273,11 +275,26 @@ class TrainingSpec(Strict):
     max_steps: int | None = Field(None, description="Optimiser steps; overrides epochs.", gt=0)
     learning_rate: float = Field(2e-4, description="Peak learning rate.", gt=0)
     lr_scheduler_type: Scheduler = Field("cosine", description="Learning-rate schedule.")
-    warmup_ratio: float = Field(
-        0.0,
-        description="Fraction of steps spent warming up (compiled to a float `warmup_steps`).",
+    lr_scheduler_kwargs: dict[str, int | float | str | bool] = Field(
+        default_factory=dict,
+        description=(
+            "Arguments of the schedule (transformers `lr_scheduler_kwargs`), checked against "
+            f"lr_scheduler_type. {schedulers.describe()}. The others take none."
+        ),
+    )
+    warmup_ratio: float | None = Field(
+        None,
+        description=(
+            "Fraction of steps spent warming up (compiled to a float `warmup_steps`); "
+            "null: no warm-up unless `warmup_steps` is set."
+        ),
         ge=0,
         lt=1,
+    )
+    warmup_steps: int | None = Field(
+        None,
+        description="Warm-up length in optimiser steps; set this or `warmup_ratio`, not both.",
+        ge=0,
     )
     weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
     optim: Optimizer = Field("adamw_torch", description="Optimiser.")
@@ -322,6 +339,12 @@ class TrainingSpec(Strict):
         None, description="Hub repo for `push_to_hub` (`user/name`); default: the spec's `name`."
     )
     hub_private_repo: bool = Field(True, description="Create the Hub repo private.")
+
+    def warmup_value(self) -> int | float:
+        """SFTConfig's `warmup_steps`: an int counts steps, a float below 1 is a ratio (transformers 5)."""
+        if self.warmup_steps is not None:
+            return self.warmup_steps
+        return float(self.warmup_ratio or 0.0)
 
 
 class InferenceSpec(Strict):
@@ -454,6 +477,14 @@ class Spec(Strict):
     launch: LaunchSpec = Field(
         default_factory=LaunchSpec, description="Processes, nodes, Slurm (torchrun)."
     )
+
+    def stop_token(self) -> str | None:
+        """The declared token (eos or additional) the completion ends with; the longest if several."""
+        tokens = self.tokenizer.special_tokens
+        ends = [
+            t for t in [tokens.eos, *tokens.additional] if t and self.prompt.completion.endswith(t)
+        ]
+        return max(ends, key=len, default=None)
 
     @field_validator("name")
     @classmethod

@@ -13,8 +13,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from specforge.spec import schedulers
 from specforge.spec.errors import Diagnostic
 from specforge.spec.models import Spec, is_local_path
+from specforge.spec.vocab import vocab_files, vocab_tokens
 from specforge.spec.yaml_source import Document
 
 TOKEN_LIKE = re.compile(r"<[^<>\s{}]+>")
@@ -51,30 +53,16 @@ def peek_columns(path: Path) -> set[str] | None:
     return None  # parquet: read by the generated script (pyarrow is not a CLI dependency)
 
 
-def known_vocab(spec: Spec) -> set[str] | None:
-    """Token strings of a local model directory's tokenizer.json, when there is one to read."""
-    if spec.model.package or spec.model.gguf_file or not Path(spec.model.name).is_dir():
-        return None
-    tokenizer = Path(spec.model.name) / "tokenizer.json"
-    try:
-        data = json.loads(tokenizer.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    vocab = set(data.get("model", {}).get("vocab", {}) or [])
-    return vocab | {t.get("content") for t in data.get("added_tokens", []) if isinstance(t, dict)}
-
-
 def files_read(spec: Spec) -> list[Path]:
     """Every file or folder the rules look at (SF009/SF010 and the vocabulary check): `check`'s
     verdict cache fingerprints them, so a change to any of them validates the spec afresh.
-    Keep in step with run_rules and known_vocab."""
+    Keep in step with run_rules and vocab_tokens."""
     paths = []
     if is_local_path(spec.dataset.path):
         paths.append(Path(spec.dataset.path).expanduser())
     if spec.inference.eval_data is not None:
         paths.append(Path(spec.inference.eval_data).expanduser())
-    model = Path(spec.model.name).expanduser()
-    return [*paths, model, model / "tokenizer.json"]
+    return [*paths, *vocab_files(spec)]
 
 
 def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
@@ -137,6 +125,22 @@ def run_rules(
         )
     if t.save_strategy == "best" and t.eval_strategy == "no":
         report("SF004", ("training", "save_strategy"), "save_strategy 'best' needs evaluation")
+    if t.warmup_steps is not None and t.warmup_ratio is not None:
+        report(
+            "SF004",
+            ("training", "warmup_steps"),
+            "set warmup_steps or warmup_ratio, not both",
+            "remove one (write `warmup_ratio: null` to drop one inherited through `extends`)",
+        )
+    # A schedule's arguments are checked only when the Trainer builds it, at step 1 of a run.
+    for problem in schedulers.check(t.lr_scheduler_type, t.lr_scheduler_kwargs, t.learning_rate):
+        path = ("training", "lr_scheduler_kwargs", problem.key)
+        report(
+            "SF004",
+            path if problem.key else ("training", "lr_scheduler_type"),
+            problem.message,
+            *problem.hints,
+        )
 
     # SF005: mixed precision must agree with the weights' dtype.
     dtype, precision = spec.model.dtype, t.precision
@@ -171,8 +175,21 @@ def run_rules(
             severity="warning",
         )
 
+    # SF016: TRL's `eos_token` (the stop token) replaces the tokenizer's eos during training, so a
+    # different declared eos gets a trained row for a token that never occurs.
+    eos, stop = spec.tokenizer.special_tokens.eos, spec.stop_token()
+    if eos is not None and stop is not None and stop != eos:
+        report(
+            "SF016",
+            ("tokenizer", "special_tokens", "eos"),
+            f"eos {eos} never occurs: TRL makes the completion's stop token {stop} the "
+            "tokenizer's eos during training (a new eos row is trained for nothing)",
+            f'declare the stop token as eos (eos: "{stop}"), or drop eos',
+            severity="warning",
+        )
+
     # SF007: tokens written in templates are declared (or in the base vocabulary when we can read it).
-    vocab = known_vocab(spec)
+    vocab = vocab_tokens(spec)
     for path, text in _prompt_texts(spec):
         for token in TOKEN_LIKE.findall(text):
             if token in declared or (vocab is not None and token in vocab):
@@ -201,6 +218,7 @@ def run_rules(
             )
 
     # SF009: prompt fields exist in the data (peeked from local files), answers are evaluable.
+    unknown: list[str] = []  # fields reported as not in the data: the examples are not blamed too
     if check_files and is_local_path(ds.path):
         data_path = Path(ds.path).expanduser()
         if not data_path.is_file():
@@ -212,12 +230,12 @@ def run_rules(
             )
         else:
             columns = peek_columns(data_path)
-            missing = [f for f in fields if columns is not None and f not in columns]
-            if missing:
+            unknown = [f for f in fields if columns is not None and f not in columns]
+            if unknown:
                 report(
                     "SF010",
                     ("prompt",),
-                    f"field(s) {', '.join(missing)} not in the dataset's columns "
+                    f"field(s) {', '.join(unknown)} not in the dataset's columns "
                     f"({', '.join(sorted(columns)) or 'none'})",
                     "fix the {field} names in the templates",
                 )
@@ -239,7 +257,7 @@ def run_rules(
         )
     prompt_fields = spec.prompt.prompt_fields()
     for i, example in enumerate(inf.examples):
-        missing = [f for f in prompt_fields if f not in example]
+        missing = [f for f in prompt_fields if f not in example and f not in unknown]
         if missing:
             report(
                 "SF010",

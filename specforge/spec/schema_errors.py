@@ -9,10 +9,16 @@ import typing
 from pydantic import BaseModel, ValidationError
 
 from specforge.spec.errors import Diagnostic, dotted
-from specforge.spec.suggest import closest, unknown_key_hints
+from specforge.spec.suggest import NOT_NULL, UNSUPPORTED, closest, unknown_key_hints
 from specforge.spec.yaml_source import Document
 
 _YAML_11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+}
 
 
 def show(value) -> str:
@@ -94,15 +100,37 @@ def _message(err: dict) -> tuple[str, list[str]]:
         return f"must be a string{got}", ["quote the value"]
     if kind == "float_type" and isinstance(value, str):
         return f"must be a number{got}", ["write numbers without quotes, e.g. 5.0e-4"]
+    if kind in _TYPE_WORDS:
+        return f"must be {_TYPE_WORDS[kind]}{got}", []
     if kind == "missing":
         return "required key is missing", []
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping{got}", []
+    if kind in ("list_type", "tuple_type"):
+        return f"must be a list{got}", []
     if kind == "string_pattern_mismatch":
         return f"must match {ctx.get('pattern')}{got}", []
     text = err["msg"]
     text = re.sub(r"^Value error, ", "", text)
     text = re.sub(r"^Input should be ", "must be ", text)
     text = re.sub(r"^Input ", "value ", text)
+    text = re.sub(r" or instance of \w+", "", text)  # pydantic class names mean nothing to a user
     return text + ("" if kind == "value_error" else got), []
+
+
+def _mapping_hints(model: type[BaseModel], path: tuple, err: dict) -> list[str]:
+    """For a section given a scalar: how to write it as a mapping, or how to get its defaults."""
+    if err["type"] != "model_type" or not path:
+        return []
+    holder, inner = _model_at(model, path[:-1]), _model_at(model, path)
+    field = holder.model_fields.get(str(path[-1])) if holder else None
+    value = err.get("input")
+    if value is None and field is not None and not field.is_required():
+        return [f"remove `{path[-1]}` to use the defaults"]
+    required = [n for n, f in inner.model_fields.items() if f.is_required()] if inner else []
+    if isinstance(value, str) and len(required) == 1:
+        return [f"write `{path[-1]}: {{{required[0]}: {value}}}`"]
+    return []
 
 
 def schema_diagnostics(
@@ -115,6 +143,10 @@ def schema_diagnostics(
     out = []
     for path, errs in grouped.items():
         key = dotted(path)
+        if errs[0]["type"] == "extra_forbidden" and str(path[-1]) in UNSUPPORTED:
+            message, hint = UNSUPPORTED[str(path[-1])]
+            out.append(Diagnostic(doc.locate(path, key=True), message, key=key, hints=(hint,)))
+            continue
         if errs[0]["type"] == "extra_forbidden":
             holder = _model_at(model, path[:-1])
             allowed = list(holder.model_fields) if holder else []
@@ -124,6 +156,8 @@ def schema_diagnostics(
             )
             continue
         if errs[0]["type"] == "missing":
+            if path == ("dataset",) and isinstance(doc.data, dict) and "datasets" in doc.data:
+                continue  # reported at `datasets`
             holder = _model_at(model, path[:-1])
             field = holder.model_fields.get(str(path[-1])) if holder else None
             hints = (field.description,) if field and field.description else ()
@@ -136,7 +170,11 @@ def schema_diagnostics(
                 )
             )
             continue
-        messages, hints = [], []
+        if path and str(path[-1]) in NOT_NULL and errs[0].get("input", ...) is None:
+            message, hint = NOT_NULL[str(path[-1])]
+            out.append(Diagnostic(doc.locate(path), message, key=key, hints=(hint,)))
+            continue
+        messages, hints = [], list(_mapping_hints(model, path, errs[0]))
         for err in errs:
             text, extra = _message(err)
             if text not in messages:
@@ -144,6 +182,8 @@ def schema_diagnostics(
             hints.extend(h for h in extra if h not in hints)
         if len(messages) > 1:  # union branches: one sentence, the input shown once
             got = f" (got {show(errs[0].get('input'))})"
-            messages = [" or ".join(m.removesuffix(got) for m in messages) + got]
+            parts = [m.removesuffix(got) for m in messages]
+            parts[1:] = [p.removeprefix("must be ") for p in parts[1:]]
+            messages = [" or ".join(parts) + got]
         out.append(Diagnostic(doc.locate(path), messages[0], key=key, hints=tuple(hints)))
     return sorted(out, key=lambda d: (d.location.file, d.location.line, d.location.col))

@@ -20,12 +20,52 @@ MIGRATIONS: dict[str, str] = {
     "micro_batch_size": "write `training.per_device_train_batch_size`",
     "num_epochs": "write `training.num_train_epochs`",
     "sequence_len": "write `training.max_length`",
-    "warmup_steps": "write `training.warmup_ratio` (a fraction of the steps)",
+    "warmup_steps": "write `training.warmup_steps` (or `training.warmup_ratio`)",
     "additional_special_tokens": "write `tokenizer.special_tokens.additional`",
     "gradient_checkpointing_kwargs": "non-reentrant checkpointing is always used; set `training.gradient_checkpointing`",
     "output_dir": "outputs go to runs/<name>/<run-id>/; there is no output_dir key",
     "dataset_text_field": "write `prompt.template` and `prompt.completion`",
     "task_type": "specforge trains causal LMs (CAUSAL_LM); remove the key",
+    "load_in_4bit": "write `model.quantization: {bits: 4}`",
+    "load_in_8bit": "write `model.quantization: {bits: 8}`",
+}
+
+# Keys for things specforge does not do: the message says so, the hint says what it does instead.
+UNSUPPORTED: dict[str, tuple[str, str]] = {
+    "method": (
+        "specforge trains LoRA SFT only; there is no `method` key",
+        "DPO, ORPO and KTO are not supported yet; remove `method`",
+    ),
+    "datasets": (
+        "one dataset per spec",
+        "write `dataset:` (a mapping with `path` and `split`) instead of a `datasets:` list",
+    ),
+    "deepspeed": (
+        "DeepSpeed is not supported",
+        "use `launch.strategy: ddp` or `fsdp` (LoRA adapters are small enough for either)",
+    ),
+    "peft": (
+        "LoRA is the only adapter; there is no `peft` key",
+        "configure it under `lora` (r, alpha, target_modules)",
+    ),
+    "adapter": (
+        "LoRA is the only adapter; there is no `adapter` key",
+        "configure it under `lora` (r, alpha, target_modules)",
+    ),
+    "full_finetune": (
+        "full fine-tuning is not supported; every spec trains a LoRA adapter",
+        "remove the key and configure the adapter under `lora`",
+    ),
+}
+# Keys whose mapping cannot be null, and why.
+NOT_NULL: dict[str, tuple[str, str]] = {
+    "lora": (
+        "full fine-tuning is not supported: every spec trains a LoRA adapter",
+        (
+            "lora needs r, alpha and target_modules, e.g. `lora: {r: 16, alpha: 32, "
+            "target_modules: all-linear}`; remove the key for the defaults"
+        ),
+    ),
 }
 
 

@@ -17,6 +17,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DROP = object()  # spec_data(prompt=DROP) deletes the key
+# Warnings a shipped spec may still have until its owner updates it (specs/ is edited outside the
+# spec language): fingpt.yaml declares eos <|im_end|> but stops on <response|end> (SF016).
+PENDING_WARNINGS: dict[str, set[str]] = {"fingpt.yaml": {"SF016"}}
 
 BASE_SPEC: dict = {
     "spec_version": 1,
@@ -75,3 +78,11 @@ def write_spec(workdir: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def empty_hub_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """An empty Hub cache: a model the developer happens to have downloaded changes no result."""
+    cache = tmp_path_factory.mktemp("hub-cache")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache

@@ -56,6 +56,8 @@ FIELD_PATHS = list(paths(VALID)) + [
     ("model", "quantization"),
     ("launch", "slurm"),
     ("extends",),
+    ("training", "lr_scheduler_kwargs"),
+    ("training", "warmup_steps"),
 ]
 
 
@@ -67,6 +69,7 @@ def load_text(tmp_path, text: str):
     except SpecError as err:
         assert err.diagnostics
         assert all(d.location.file.endswith("spec.yaml") for d in err.diagnostics)
+        assert not any("instance of" in d.render() for d in err.diagnostics)  # no class names
         return None
 
 

@@ -217,6 +217,140 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
     assert diag.message.count("(got 5)") == 1
 
 
+# --- unsupported ideas and wrong shapes: say what is supported, never a pydantic class name --------
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "message", "hint"),
+    [
+        (
+            {"method": "dpo"},
+            "method",
+            "specforge trains LoRA SFT only; there is no `method` key",
+            "DPO, ORPO and KTO are not supported yet; remove `method`",
+        ),
+        (
+            {"lora": None},
+            "lora",
+            "full fine-tuning is not supported: every spec trains a LoRA adapter",
+            "lora needs r, alpha and target_modules",
+        ),
+        (
+            {"dataset": DROP, "datasets": [{"path": "a.jsonl"}, {"path": "b.jsonl"}]},
+            "datasets",
+            "one dataset per spec",
+            "write `dataset:` (a mapping with `path` and `split`)",
+        ),
+        (
+            {"launch": {"deepspeed": "zero3.json"}},
+            "launch.deepspeed",
+            "DeepSpeed is not supported",
+            "use `launch.strategy: ddp` or `fsdp`",
+        ),
+    ],
+    ids=["method", "lora-null", "datasets", "deepspeed"],
+)
+def test_unsupported_ideas_say_what_is_supported(write_spec, sections, key, message, hint):
+    text = spec_text(**sections)
+    diag = only_error(write_spec(text))
+    assert diag.key == key
+    assert diag.location.line == line_col(text, f"{key.split('.')[-1]}:")[0]
+    assert diag.message == message
+    assert len(diag.hints) == 1 and diag.hints[0].startswith(hint)
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "message", "hints"),
+    [
+        ({"lora": 16}, "lora", "must be a mapping (got 16)", ()),
+        ({"tokenizer": []}, "tokenizer", "must be a mapping (got a list)", ()),
+        (
+            {"tokenizer": None},
+            "tokenizer",
+            "must be a mapping (got null)",
+            ("remove `tokenizer` to use the defaults",),
+        ),
+        (
+            {"model": "org/m"},
+            "model",
+            "must be a mapping (got 'org/m')",
+            ("write `model: {name: org/m}`",),
+        ),
+        (
+            {"dataset": "d.jsonl"},
+            "dataset",
+            "must be a mapping (got 'd.jsonl')",
+            ("write `dataset: {path: d.jsonl}`",),
+        ),
+        (
+            {"tokenizer": {"special_tokens": ["<a>"]}},
+            "tokenizer.special_tokens",
+            "must be a mapping (got a list)",
+            (),
+        ),
+        (
+            {"inference": {"examples": [1]}},
+            "inference.examples[0]",
+            "must be a mapping (got 1)",
+            (),
+        ),
+        (
+            {"training": {"report_to": "wandb"}},
+            "training.report_to",
+            "must be a list (got 'wandb')",
+            (),
+        ),
+        (
+            {"lora": {"target_modules": 5}},
+            "lora.target_modules",
+            "must be a list or one of all-linear (got 5)",
+            (),
+        ),
+        ({"lora": {"r": 1.5}}, "lora.r", "must be an integer (got 1.5)", ()),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_wrong_shapes_are_described_in_yaml_words(write_spec, sections, key, message, hints):
+    diag = only_error(write_spec(spec_text(**sections)))
+    assert (diag.key, diag.message, diag.hints) == (key, message, hints)
+
+
+BAD_VALUES = [
+    {"lora": None},
+    {"lora": 16},
+    {"lora": "r16"},
+    {"tokenizer": []},
+    {"training": 5},
+    {"model": None},
+    {"launch": {"slurm": 3, "fsdp": []}},
+    {"model": {"quantization": 4}},
+    {"prompt": {"messages": 3}},
+    {"inference": {"examples": [1, [2]]}},
+    {"training": {"lr_scheduler_kwargs": {"a": [1]}, "warmup_steps": "10"}},
+    {"tokenizer": {"special_tokens": {"additional": "<a>"}, "new_token_init": []}},
+]
+
+
+@pytest.mark.parametrize("sections", BAD_VALUES, ids=str)
+def test_no_message_names_a_pydantic_class(write_spec, sections):
+    for diag in errors_of(write_spec(spec_text(**sections))):
+        text = diag.render()
+        assert "instance of" not in text and "valid dictionary" not in text, text
+        assert not any(name in text for name in ("Spec", "Quantization", "SpecialTokens")), text
+
+
+def test_warmup_steps_is_an_integer(write_spec):
+    diag = only_error(write_spec(spec_text(training={"warmup_steps": 2.5})))
+    assert (diag.key, diag.message) == ("training.warmup_steps", "must be an integer (got 2.5)")
+    diag = only_error(write_spec(spec_text(training={"warmup_steps": -1})))
+    assert diag.message == "must be greater than or equal to 0 (got -1)"
+
+
+def test_misplaced_warmup_steps_points_into_training(write_spec):
+    diag = only_error(write_spec(spec_text(lora={"warmup_steps": 10})))
+    assert diag.hints == ("write `training.warmup_steps` (or `training.warmup_ratio`)",)
+
+
 def test_template_fields_must_be_plain(write_spec):
     diag = only_error(write_spec(spec_text(prompt={"template": "Q: {q!r}\n<response>"})))
     assert diag.key == "prompt.template"

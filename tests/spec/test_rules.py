@@ -9,7 +9,7 @@ import pytest
 from specforge.spec.errors import Diagnostic, SpecError
 from specforge.spec.load import load_spec
 
-from .conftest import REPO, spec_text
+from .conftest import PENDING_WARNINGS, REPO, line_col, spec_text
 
 SHIPPED = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.startswith("_"))
 
@@ -42,7 +42,10 @@ def write_jsonl(path, rows: list[dict]) -> None:
 def test_shipped_specs_break_no_rule(spec, monkeypatch):
     monkeypatch.chdir(REPO)  # their relative data paths resolve from the project root
     loaded = load_spec(spec.relative_to(REPO))
-    assert loaded.warnings == [], "\n".join(d.render() for d in loaded.warnings)
+    unexpected = [
+        d for d in loaded.warnings if d.rule not in PENDING_WARNINGS.get(spec.name, set())
+    ]
+    assert unexpected == [], "\n".join(d.render() for d in unexpected)
 
 
 def test_there_are_shipped_specs():
@@ -111,6 +114,163 @@ def test_sf004_save_best_needs_evaluation(write_spec):
     assert diag.key == "training.save_strategy"
 
 
+def test_sf004_warmup_steps_or_ratio_not_both(write_spec):
+    path = write_spec(training={"warmup_steps": 10, "warmup_ratio": 0.1})
+    diag = only_rule(diagnose(path), "SF004")
+    assert diag.key == "training.warmup_steps"
+    assert diag.message == "set warmup_steps or warmup_ratio, not both"
+
+
+@pytest.mark.parametrize(
+    ("training", "value"),
+    [({}, 0.0), ({"warmup_ratio": 0.1}, 0.1), ({"warmup_steps": 10}, 10), ({"warmup_steps": 0}, 0)],
+    ids=["neither", "ratio", "steps", "zero-steps"],
+)
+def test_warmup_value_is_steps_or_a_ratio(write_spec, training, value):
+    loaded = load_spec(write_spec(training=training))
+    assert loaded.warnings == []
+    got = loaded.spec.training.warmup_value()
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "kwargs"),
+    [
+        ("cosine_with_min_lr", {"min_lr_rate": 0.1}),
+        ("cosine_with_min_lr", {"min_lr": 1.0e-5, "num_cycles": 0.5}),
+        ("warmup_stable_decay", {"num_decay_steps": 100}),
+        (
+            "warmup_stable_decay",
+            {
+                "num_decay_steps": 10,
+                "num_stable_steps": 50,
+                "warmup_type": "cosine",
+                "decay_type": "1-sqrt",
+                "min_lr_ratio": 0.1,
+                "num_cycles": 0.5,
+            },
+        ),
+        ("cosine", {}),
+        ("cosine", {"num_cycles": 1}),
+        ("cosine_with_restarts", {"num_cycles": 3}),
+        ("polynomial", {"lr_end": 1.0e-6, "power": 2.0}),
+        ("inverse_sqrt", {"timescale": 100}),
+        ("constant", {}),
+    ],
+)
+def test_sf004_scheduler_arguments_that_fit(write_spec, scheduler, kwargs):
+    path = write_spec(training={"lr_scheduler_type": scheduler, "lr_scheduler_kwargs": kwargs})
+    loaded = load_spec(path)
+    assert loaded.warnings == []
+    assert loaded.spec.training.lr_scheduler_kwargs == kwargs
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "hint"),
+    [
+        (
+            "cosine_with_min_lr",
+            (
+                "add under training: `lr_scheduler_kwargs: {min_lr_rate: 0.1}` or "
+                "`lr_scheduler_kwargs: {min_lr: 1.0e-5}`"
+            ),
+        ),
+        (
+            "warmup_stable_decay",
+            "add under training: `lr_scheduler_kwargs: {num_decay_steps: 100}`",
+        ),
+    ],
+)
+def test_sf004_scheduler_without_its_required_argument(write_spec, scheduler, hint):
+    text = spec_text(training={"lr_scheduler_type": scheduler})
+    diag = only_rule(diagnose(write_spec(text)), "SF004")
+    assert diag.key == "training.lr_scheduler_type"
+    assert diag.location.line == line_col(text, f"lr_scheduler_type: {scheduler}")[0]
+    assert "lr_scheduler_kwargs" in diag.message
+    assert diag.hints == (hint,)
+
+
+def test_sf004_unknown_scheduler_argument_suggests_the_closest(write_spec):
+    kwargs = {"num_decay_step": 100}
+    text = spec_text(
+        training={"lr_scheduler_type": "warmup_stable_decay", "lr_scheduler_kwargs": kwargs}
+    )
+    found = diagnose(write_spec(text))
+    [typo] = [d for d in found if d.key == "training.lr_scheduler_kwargs.num_decay_step"]
+    assert typo.rule == "SF004"
+    assert typo.location.line == line_col(text, "num_decay_step:")[0]
+    assert typo.message == "the warmup_stable_decay schedule has no argument `num_decay_step`"
+    assert typo.hints[0] == "did you mean `num_decay_steps`?"
+    assert {d.key for d in found} == {typo.key, "training.lr_scheduler_type"}  # still missing
+
+
+def test_sf004_argument_of_another_scheduler(write_spec):
+    path = write_spec(
+        training={"lr_scheduler_type": "cosine", "lr_scheduler_kwargs": {"min_lr": 1e-5}}
+    )
+    diag = only_rule(diagnose(path), "SF004")
+    assert diag.hints == (
+        "`min_lr` belongs to lr_scheduler_type cosine_with_min_lr",
+        "cosine takes: num_cycles",
+    )
+
+
+def test_sf004_constant_schedules_take_no_arguments(write_spec):
+    path = write_spec(
+        training={
+            "lr_scheduler_type": "constant_with_warmup",
+            "lr_scheduler_kwargs": {"power": 1.0},
+        }
+    )
+    diag = only_rule(diagnose(path), "SF004")
+    assert diag.hints[-1] == "constant_with_warmup takes no lr_scheduler_kwargs; remove them"
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "kwargs", "key", "message"),
+    [
+        (
+            "warmup_stable_decay",
+            {"num_decay_steps": 1.5},
+            "num_decay_steps",
+            "must be an integer (got 1.5)",
+        ),
+        (
+            "warmup_stable_decay",
+            {"num_decay_steps": True},
+            "num_decay_steps",
+            "must be an integer (got true)",
+        ),
+        (
+            "warmup_stable_decay",
+            {"num_decay_steps": 9, "decay_type": "exp"},
+            "decay_type",
+            "must be one of linear, cosine, 1-sqrt (got 'exp')",
+        ),
+        ("cosine_with_min_lr", {"min_lr_rate": 1.5}, "min_lr_rate", "must be <= 1 (got 1.5)"),
+        (
+            "cosine_with_min_lr",
+            {"min_lr_rate": "0.1"},
+            "min_lr_rate",
+            "must be a number (got '0.1')",
+        ),
+        (
+            "cosine_with_min_lr",
+            {"min_lr": 1e-5, "min_lr_rate": 0.1},
+            "min_lr",
+            "set min_lr_rate or min_lr, not both",
+        ),
+        ("inverse_sqrt", {"timescale": 0}, "timescale", "must be > 0 (got 0)"),
+        ("polynomial", {"lr_end": 0.01}, "lr_end", "must be below learning_rate 0.0002 (got 0.01)"),
+    ],
+)
+def test_sf004_scheduler_argument_values(write_spec, scheduler, kwargs, key, message):
+    path = write_spec(training={"lr_scheduler_type": scheduler, "lr_scheduler_kwargs": kwargs})
+    diag = only_rule(diagnose(path), "SF004")
+    assert diag.key == f"training.lr_scheduler_kwargs.{key}"
+    assert diag.message == message
+
+
 # --- SF005: precision and dtype ----------------------------------------------------------------
 
 
@@ -155,6 +315,38 @@ def test_sf006_additional_token_counts_as_a_stop_token(write_spec):
     path = write_spec(
         tokenizer={"special_tokens": {"eos": None, "additional": ["<response>", "<end>"]}},
         prompt={"completion": "{answer}<end>"},
+    )
+    assert diagnose(path) == []
+
+
+def test_sf016_eos_other_than_the_stop_token_is_a_warning(write_spec):
+    text = spec_text(
+        tokenizer={
+            "special_tokens": {"eos": "<|im_end|>", "additional": ["<response>", "<response|end>"]}
+        },
+        prompt={"completion": "{answer}<response|end>"},
+    )
+    loaded = load_spec(write_spec(text))
+    diag = only_rule(loaded.warnings, "SF016", severity="warning")
+    assert diag.key == "tokenizer.special_tokens.eos"
+    assert diag.location.line == line_col(text, "eos: <|im_end|>")[0]
+    assert "<|im_end|>" in diag.message and "<response|end>" in diag.message
+    assert diag.hints == ('declare the stop token as eos (eos: "<response|end>"), or drop eos',)
+
+
+@pytest.mark.parametrize(
+    "special_tokens",
+    [
+        {"eos": "<response|end>", "additional": ["<response>"]},
+        {"eos": None, "additional": ["<response>", "<response|end>"]},
+        {"eos": "<response|end>", "additional": ["<response>", "<response|end>"]},
+    ],
+    ids=["eos-is-the-stop-token", "no-eos", "eos-also-additional"],
+)
+def test_sf016_not_fired_when_eos_is_the_stop_token_or_absent(write_spec, special_tokens):
+    path = write_spec(
+        tokenizer={"special_tokens": special_tokens},
+        prompt={"completion": "{answer}<response|end>"},
     )
     assert diagnose(path) == []
 
@@ -234,6 +426,18 @@ def test_sf010_prompt_field_not_in_the_dataset_columns(write_spec, workdir):
     diag = only_rule(diagnose(write_spec(dataset={"path": "train.jsonl"})), "SF010")
     assert diag.key == "prompt"
     assert diag.message == "field(s) answer not in the dataset's columns (label, question)"
+
+
+def test_sf010_misspelt_prompt_field_is_reported_once(write_spec, workdir):
+    write_jsonl(workdir / "train.jsonl", [{"instruction": "q", "answer": "a"}])
+    path = write_spec(
+        dataset={"path": "train.jsonl"},
+        prompt={"template": "{instrution}\n<response>"},
+        inference={"examples": [{"instruction": "fine"}]},
+    )
+    diag = only_rule(diagnose(path), "SF010")
+    assert diag.key == "prompt"
+    assert diag.message.startswith("field(s) instrution not in the dataset's columns")
 
 
 def test_sf010_csv_header_is_peeked(write_spec, workdir):
