@@ -270,6 +270,31 @@ def cmd_run(args) -> int:
         return 1
 
 
+def cmd_prepare(args) -> int:
+    from specforge.prepare import PrepareError, prepare_model
+
+    if not args.spec.is_file():
+        raise UsageError(f"{args.spec}: no such spec file")
+    try:  # the model only: data files need not exist yet
+        loaded = load_spec(
+            args.spec, args.set, allow_remote_code=args.allow_remote_code, check_files=False
+        )
+    except SpecError as err:
+        print_diagnostics(err.diagnostics)
+        return 1
+    print_diagnostics(loaded.warnings)
+    try:
+        folder = prepare_model(loaded.spec, say=say)
+    except PrepareError as err:
+        say(f"[red]error[/]: {err}")
+        return 1
+    if folder is None:
+        say(f"{loaded.label}: nothing to prepare (no model.package with a gguf_file)")
+        return 0
+    print(folder)
+    return 0
+
+
 RUN_COLUMNS = (
     ("name", "spec"),
     ("run_id", "run"),
@@ -425,6 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an unfinished run in its folder, from its last checkpoint "
         "(default: the spec's latest run that did not succeed)",
     )
+
+    sub = add(
+        "prepare",
+        cmd_prepare,
+        "Dequantise the spec's GGUF into a plain model folder (once; `run` does it too); "
+        "print the folder.",
+    )
+    sub.add_argument("spec", type=Path, metavar="SPEC")
+    overrides(sub)
+    remote(sub)
 
     sub = add("runs", cmd_runs, "List runs: status, steps, losses, accuracy.")
     sub.add_argument(

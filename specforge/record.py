@@ -6,7 +6,6 @@ Environment variables are never recorded: tokens live there.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -20,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from specforge import __version__
-from specforge.artifacts import write_atomic
+from specforge.artifacts import file_sha256, write_atomic
 from specforge.spec.models import Spec, is_local_path
 
 RUNS_DIR = Path("runs")
@@ -43,14 +42,6 @@ def new_run_dir(name: str, root: Path = RUNS_DIR) -> Path:
             return path
         except FileExistsError:
             continue
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str | None]:

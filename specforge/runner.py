@@ -3,6 +3,8 @@
 The scripts run under the same Python as specforge, from the project root, with the caller's
 environment (credentials stay there: nothing from the environment is written to the record).
 `--resume` continues an unfinished run in its own folder; run.json keeps every attempt.
+Before the first script, a spec's GGUF is dequantised into the model folder the scripts load
+(specforge.prepare; once per file, then a hash check).
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from specforge.artifacts import changes, sha256_bytes, write_atomic
+from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
+from specforge.prepare import PrepareError, gguf_path, model_dir, prepare_model, read_source
 from specforge.record import (
     RUNS_DIR,
     RunRecord,
@@ -230,6 +234,9 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     run_dir = RUNS_DIR / loaded.spec.name / "<run-id>"
     print(f"scripts: {scripts}")
     print(f"run dir: {run_dir}")
+    model = loaded.spec.model
+    if model.package and model.gguf_file:  # named, not built: a dry run dequantises nothing
+        print(f"prepare: {model_dir(model.package, model.gguf_file)} (from {model.gguf_file})")
     for step in plan_steps(loaded, scripts, run_dir):
         print(f"{step.name}: {' '.join(step.command)}")
 
@@ -316,6 +323,13 @@ def resume_mismatches(
     except OSError as err:
         problems.append(f"data: {err}")
     problems += _moved_revisions(loaded, data)
+    recorded_gguf = data["model"].get("gguf_sha256")
+    if recorded_gguf:
+        try:
+            if file_sha256(gguf_path(loaded.spec)) != recorded_gguf:
+                problems.append(f"{loaded.spec.model.gguf_file} changed since the run started")
+        except (PrepareError, OSError) as err:
+            problems.append(f"model: {err}")
     return problems
 
 
@@ -420,6 +434,10 @@ def _attempt(
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
     status, failed, code = "succeeded", None, 0
     try:
+        view.step = "prepare"  # an interrupt before the first step names this one
+        if steps and not _prepare(loaded, record, run_dir):
+            status, failed, code = "failed", "prepare", 1
+            steps = []
         with view:
             for step in steps:
                 view.set_step(step.name)
@@ -438,6 +456,23 @@ def _attempt(
     _plot(run_dir)
     _summarise(record, run_dir)
     return code
+
+
+def _prepare(loaded: LoadedSpec, record: RunRecord, run_dir: Path) -> bool:
+    """Build the model folder the scripts load (a spec with a GGUF) and fingerprint it in
+    run.json; False when that failed (prepare.log says why)."""
+    try:
+        folder = prepare_model(loaded.spec, say=say)
+    except Exception as err:  # noqa: BLE001 - recorded as the failed step, like a script's crash
+        (run_dir / "prepare.log").write_text(traceback.format_exc(), encoding="utf-8")
+        say(f"[red]error[/]: {err}")
+        return False
+    if folder is not None:
+        record.data["model"].update(
+            dequantized_dir=folder.as_posix(), gguf_sha256=read_source(folder)["sha256"]
+        )
+        record.save()
+    return True
 
 
 def _plot(run_dir: Path) -> None:

