@@ -1,13 +1,20 @@
-"""GGUF cache: cold vs warm load of SmolLM2 through the generated script's own path.
+"""GGUF model folder: `specforge prepare` cold vs warm, then the generated script's plain load.
 
-Each measurement runs in a fresh child process that imports generated/quickstart/train.py as a
-module, then times `module.model_source()` (sha256 of the GGUF, and on a cold cache the
-dequantise-and-save) and `AutoModelForCausalLM.from_pretrained(source)`. Imports are not timed.
+Since the GGUF dequantisation left the generated scripts, `specforge prepare SPEC` writes a plain
+model folder into $SPECFORGE_CACHE/models/<package>/<stem> once; the scripts only load it.
+Every measurement is a fresh child process (interpreter start and imports included, as a user
+waits for them):
 
-  cold  SPECFORGE_CACHE points at an empty temp dir (dequantise, write safetensors)
-  warm  the same dir again (hash the GGUF, load safetensors)
+  prepare cold  `python -m specforge prepare SPEC`, SPECFORGE_CACHE an empty temp dir
+                (dequantise the GGUF, save safetensors + tokenizer + source.json)
+  prepare warm  the same command and dir again (fast path: sha256 of the GGUF vs source.json)
+  load          a child imports the generated train.py as a module and times its
+                model_source() + AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPE)
+                (imports not timed: the figure comparable with the old in-script cache)
 
-    .venv/bin/python benchmarks/gguf_cache.py             # 1 cold + 3 warm, ~1-2 min on 2 cores
+and, in-process (imports not timed), `prepare_model(spec)` on the warm cache: the fast path alone.
+
+    .venv/bin/python benchmarks/gguf_cache.py             # 1 cold + 3 warm, ~1 min on 2 cores
     .venv/bin/python benchmarks/gguf_cache.py --warm 5
 """
 
@@ -20,46 +27,63 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
-CHILD = r"""
+LOAD_CHILD = r"""
 import importlib.util, json, sys, time
-script = sys.argv[1]
-spec = importlib.util.spec_from_file_location("generated_train", script)
+spec = importlib.util.spec_from_file_location("generated_train", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 from transformers import AutoModelForCausalLM
 
 t0 = time.perf_counter()
 source = module.model_source()
+model = AutoModelForCausalLM.from_pretrained(source, dtype=module.DTYPE)
 t1 = time.perf_counter()
-model = AutoModelForCausalLM.from_pretrained(source)
-t2 = time.perf_counter()
 params = sum(p.numel() for p in model.parameters())
-print("RESULT " + json.dumps({"source_s": t1 - t0, "load_s": t2 - t1, "total_s": t2 - t0, "params": params}))
+print("RESULT " + json.dumps({"load_s": t1 - t0, "params": params, "folder": source}))
+"""
+
+FAST_PATH_CHILD = r"""
+import json, sys, time
+from pathlib import Path
+from specforge.spec.load import load_spec
+from specforge.prepare import prepare_model
+
+loaded = load_spec(Path(sys.argv[1]), [], check_files=False)
+t0 = time.perf_counter()
+folder = prepare_model(loaded.spec)
+t1 = time.perf_counter()
+print("RESULT " + json.dumps({"prepare_model_s": t1 - t0, "folder": str(folder)}))
 """
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
+        "--spec",
+        default="specs/quickstart.yaml",
+        help="spec whose GGUF is prepared (default: %(default)s)",
+    )
+    parser.add_argument(
         "--script",
         default="generated/quickstart/train.py",
-        help="generated train.py to load through (default: %(default)s)",
+        help="generated train.py to load the folder through (default: %(default)s)",
     )
     parser.add_argument(
         "--cold",
         type=int,
         default=1,
-        help="cold loads, each into a new empty cache (default: %(default)s)",
+        help="cold prepares, each into a new empty cache (default: %(default)s)",
     )
     parser.add_argument(
         "--warm",
         type=int,
         default=3,
-        help="warm loads from the last cold cache (default: %(default)s)",
+        help="warm prepares and loads from the last cold cache (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout", type=float, default=300, help="seconds per child (default: %(default)s)"
@@ -67,15 +91,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def measure(script: Path, cache: Path, timeout: float) -> dict:
+def child(argv: list[str], cache: Path, timeout: float) -> tuple[float, str]:
+    """Wall seconds and stdout of one child process run against `cache`."""
     env = {
         **os.environ,
         "SPECFORGE_CACHE": str(cache),
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    t0 = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(script)],
+        [sys.executable, *argv],
         check=False,
         cwd=REPO,
         capture_output=True,
@@ -83,11 +109,19 @@ def measure(script: Path, cache: Path, timeout: float) -> dict:
         env=env,
         timeout=timeout,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    if done.returncode != 0 or not lines:
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
         sys.exit(
-            f"child failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+            f"{' '.join(argv)} failed (exit {done.returncode}):\n"
+            f"{done.stdout[-3000:]}{done.stderr[-3000:]}"
         )
+    return wall, done.stdout
+
+
+def result(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        sys.exit(f"child printed no RESULT line:\n{stdout[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
@@ -96,39 +130,58 @@ def main(argv=None) -> int:
     script = (REPO / args.script).resolve()
     if not script.is_file():
         sys.exit(f"{script}: not found (run `specforge compile` first)")
-    cold, warm = [], []
+    prepare = ["-m", "specforge", "prepare", args.spec]
+    cold, warm, fast, load = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="sf-gguf-cache-") as tmp:
         cache = Path(tmp) / "cache-0"
         for i in range(max(args.cold, 1)):
             cache = Path(tmp) / f"cache-{i}"
             cache.mkdir()
-            cold.append(measure(script, cache, args.timeout))
-            print(f"  cold {i}: {cold[-1]['total_s']:.2f} s", flush=True)
+            wall, out = child(prepare, cache, args.timeout)
+            cold.append(wall)
+            folder = Path(out.strip().splitlines()[-1])  # prepare prints the folder last
+            print(f"  prepare cold {i}: {wall:.2f} s", flush=True)
         for i in range(args.warm):
-            warm.append(measure(script, cache, args.timeout))
-            print(f"  warm {i}: {warm[-1]['total_s']:.2f} s", flush=True)
-        size = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file())
+            warm.append(child(prepare, cache, args.timeout)[0])
+            print(f"  prepare warm {i}: {warm[-1]:.2f} s", flush=True)
+        for i in range(max(args.warm, 1)):
+            fast.append(result(child(["-c", FAST_PATH_CHILD, args.spec], cache, args.timeout)[1]))
+            print(f"  prepare_model() fast path {i}: {fast[-1]['prepare_model_s']:.3f} s")
+        for i in range(max(args.warm, 1)):
+            load.append(result(child(["-c", LOAD_CHILD, str(script)], cache, args.timeout)[1]))
+            print(f"  load {i}: {load[-1]['load_s']:.2f} s", flush=True)
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shown = folder.relative_to(cache)
+    floor = [child(["-c", "pass"], Path(tmp), args.timeout)[0] for _ in range(3)]
 
-    def med(rows, key):
-        return statistics.median(r[key] for r in rows) if rows else float("nan")
+    def med(values):
+        return statistics.median(values) if values else float("nan")
 
+    fast_s = med([r["prepare_model_s"] for r in fast])
+    load_s = med([r["load_s"] for r in load])
     print()
     print(
-        f"model: {args.script} model_source(), {cold[0]['params'] / 1e6:.1f} M parameters; cache {size / 2**20:.0f} MiB"
+        f"spec {args.spec}: folder $SPECFORGE_CACHE/{shown}, {size / 2**20:.0f} MiB; "
+        f"model {load[0]['params'] / 1e6:.1f} M parameters"
     )
-    print("| cache | runs | model_source() s | from_pretrained s | total s (median) |")
-    print("|---|---|---|---|---|")
-    for name, rows in (("cold", cold), ("warm", warm)):
-        if rows:
-            print(
-                f"| {name} | {len(rows)} | {med(rows, 'source_s'):.2f} | {med(rows, 'load_s'):.2f} | {med(rows, 'total_s'):.2f} |"
-            )
+    print()
+    print("| step | runs | seconds (median) |")
+    print("|---|---|---|")
+    print(f"| `specforge prepare` cold (dequantise + save), wall | {len(cold)} | {med(cold):.2f} |")
+    print(f"| `specforge prepare` warm (fast path), wall | {len(warm)} | {med(warm):.2f} |")
+    print(f"| `python -c pass` (interpreter start), wall | {len(floor)} | {med(floor):.2f} |")
+    print(
+        f"| prepare_model() warm, in-process (sha256 + source.json) | {len(fast)} | {fast_s:.3f} |"
+    )
+    print(f"| model_source() + from_pretrained(folder), in-process | {len(load)} | {load_s:.2f} |")
+    print()
     if warm:
-        print()
-        print(f"speedup cold / warm: {med(cold, 'total_s') / med(warm, 'total_s'):.1f}x")
-        print(
-            f"  warm model_source() share (hashing the GGUF): {med(warm, 'source_s') / med(warm, 'total_s'):.0%}"
-        )
+        print(f"ratio prepare cold / warm (wall): {med(cold) / med(warm):.0f}x")
+    print(f"first run of a script on a new machine: prepare + load {med(cold) + load_s:.2f} s")
+    print(f"every later run: warm prepare + load {med(warm) + load_s:.2f} s (wall + in-process)")
+    print(
+        f"  in-process (prepare_model() + load, as `specforge run` pays it): {fast_s + load_s:.2f} s"
+    )
     return 0
 
 

@@ -1,22 +1,23 @@
-"""Data preparation speed of the generated train.py: rows/s of load_splits + to_prompt_completion.
+"""Data preparation of the generated train.py, first run vs second run, on 50k synthetic rows.
 
-Writes a synthetic FinGPT-format .jsonl (instruction / input / output; inputs of varied length,
-a few long enough to be truncated to max_length) into a temp dir, imports the generated
-train.py as a module, points its DATASET_PATH at the file, and times:
+Writes a synthetic FinGPT-format .jsonl (instruction / input / output; inputs of 6-60 words,
+~3% of 250-400 words so that truncation runs) into a temp dir, then runs the data path of the
+generated train()'s own functions twice, each time in a NEW child process, against one private
+HF_DATASETS_CACHE (empty before the first run):
 
-  load_splits()                               json -> datasets, seeded train/validation split
-  to_prompt_completion(train, tokenizer, ...) check_rows + fit_to_length per row + Dataset.from_list
+  load_dataset("json", data_files=..., split="train")   file-backed rows, as train() loads them
+  rows.train_test_split(VALIDATION_FRACTION, seed=SEED)
+  to_prompt_completion(train / validation, tokenizer)   row checks + rows.map(fit_rows, batched)
+  SFTTrainer(...)                                       TRL's own tokenisation of both splits
+                                                        (a one-layer model of the same vocabulary:
+                                                        constructing the trainer tokenises)
 
-with the SmolLM2 tokenizer from the module's model_source() and the spec's special tokens added
-(as train() does). Prints rows/s; --profile adds a cProfile summary of to_prompt_completion.
+The tokenizer is the one model_source() names, with the spec's special tokens added as train()
+adds them; the first run must build every datasets cache file, the second should read them all
+back (datasets fingerprints the rows, fit_rows with the globals it reads, and the tokenizer).
+Needs the prepared model folder: runs `specforge prepare SPEC` first (instant when it exists).
 
-Then the data path as train() runs it, twice against one empty SPECFORGE_CACHE (first run,
-second run): prepared_data() (load_splits + to_prompt_completion of both splits, saved to the
-cache; the second run loads it) and TRL's tokenisation of the train split (an SFTTrainer built
-around a one-layer model of the same vocabulary: constructing it tokenises; datasets caches the
-result beside the prepared rows, so the second run reads it back).
-
-    .venv/bin/python benchmarks/tokenize_rows.py              # 50k rows, ~1 min on 2 cores
+    .venv/bin/python benchmarks/tokenize_rows.py              # 50k rows, ~45 s on 2 cores
     .venv/bin/python benchmarks/tokenize_rows.py --rows 5000 --profile
 """
 
@@ -29,13 +30,15 @@ import io
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SLOW = 2000.0  # rows/s under which the data path is called slow
+SLOW = 2000.0  # rows/s (first run of to_prompt_completion) under which the data path is slow
+TARGET = 1.0  # seconds: a second run on 50k rows prepares its data in under a second (issue)
 
 INSTRUCTIONS = [
     "What is the sentiment of this news? Please choose an answer from {negative/neutral/positive}.",
@@ -117,8 +120,19 @@ def parse_args(argv=None):
         default="generated/quickstart/train.py",
         help="generated train.py whose data path is measured (default: %(default)s)",
     )
+    parser.add_argument(
+        "--spec",
+        default="specs/quickstart.yaml",
+        help="its spec, prepared first for the tokenizer (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile summary")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile of the first run's to_prompt_completion"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds per run (default: %(default)s)"
+    )
+    parser.add_argument("--worker", metavar="JSONL", help=argparse.SUPPRESS)  # one child run
     return parser.parse_args(argv)
 
 
@@ -144,114 +158,199 @@ def load_module(script: Path):
     return module
 
 
-def time_train_data_path(module, tokenizer) -> tuple[float, float]:
-    """Seconds of prepared_data() and of TRL's tokenisation of its train split, as train() does."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def worker(args) -> int:
+    """One run of train()'s data path in this process; prints a RESULT line of seconds."""
+    t0 = time.perf_counter()
+    module = load_module((REPO / args.script).resolve())
+    from datasets import load_dataset
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    quiet = io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        data, _ = module.prepared_data(tokenizer)
-    prepare = time.perf_counter() - t0
-    tiny = LlamaConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=len(tokenizer),
+    seconds = {"import": time.perf_counter() - t0}
+    tokenizer = AutoTokenizer.from_pretrained(module.model_source())
+    tokenizer.add_special_tokens(module.SPECIAL_TOKENS, replace_extra_special_tokens=False)
+    tiny = LlamaForCausalLM(
+        LlamaConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            vocab_size=len(tokenizer),
+        )
     )
-    settings = {**module.TRAINING_ARGS, "max_steps": 1, "eval_strategy": "no", "report_to": []}
-    settings.pop("eval_steps", None)
-    with tempfile.TemporaryDirectory(prefix="sf-trl-") as out:
-        t0 = time.perf_counter()
+    settings = {**module.TRAINING_ARGS, "max_steps": 1, "report_to": []}
+    quiet = io.StringIO()  # the module's report lines, datasets' and TRL's progress output
+
+    @contextlib.contextmanager
+    def timed(name):
+        start = time.perf_counter()
         with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            SFTTrainer(
-                model=LlamaForCausalLM(tiny),
-                args=SFTConfig(output_dir=out, use_cpu=True, **settings),
-                train_dataset=data["train"],
-                processing_class=tokenizer,
-            )
-        tokenise = time.perf_counter() - t0
-    return prepare, tokenise
+            yield
+        seconds[name] = time.perf_counter() - start
+
+    with timed("load_dataset"):
+        rows = load_dataset("json", data_files=args.worker, split="train")
+    with timed("train_test_split"):
+        split = rows.train_test_split(test_size=module.VALIDATION_FRACTION, seed=module.SEED)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    with timed("ours_train"):
+        train_data, report = module.to_prompt_completion(split["train"], tokenizer, "train")
+    if profiler:
+        profiler.disable()
+    with timed("ours_validation"):
+        eval_data, _ = module.to_prompt_completion(split["test"], tokenizer, "validation")
+    with tempfile.TemporaryDirectory(prefix="sf-trl-") as out, timed("trl"):
+        trainer = SFTTrainer(
+            model=tiny,
+            args=SFTConfig(output_dir=out, use_cpu=True, **settings),
+            train_dataset=train_data,
+            eval_dataset=eval_data,
+            processing_class=tokenizer,
+        )
+    if profiler:
+        import pstats
+
+        stats = pstats.Stats(profiler, stream=sys.stdout)
+        stats.sort_stats("tottime").print_stats(12)
+        stats.sort_stats("cumulative").print_stats(15)
+    result = {
+        "seconds": seconds,
+        "rows": len(rows),
+        "train": len(split["train"]),
+        "validation": len(split["test"]),
+        "report": report,
+        "file_backed": bool(train_data.cache_files),
+        "trl_columns": trainer.train_dataset.column_names,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+def cache_files(root: Path) -> int:
+    return sum(1 for path in root.rglob("*.arrow")) if root.is_dir() else 0
+
+
+def run_worker(args, data_path: Path, datasets_cache: Path) -> tuple[dict, str]:
+    env = {
+        **os.environ,
+        "HF_DATASETS_CACHE": str(datasets_cache),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [sys.executable, __file__, "--worker", str(data_path), "--script", args.script]
+    command += ["--profile"] if args.profile else []
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=args.timeout,
+    )
+    wall = time.perf_counter() - t0
+    lines = done.stdout.splitlines()
+    results = [line for line in lines if line.startswith("RESULT ")]
+    if done.returncode != 0 or not results:
+        sys.exit(
+            f"run failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
+    result = json.loads(results[-1][len("RESULT ") :])
+    result["wall"] = wall
+    return result, "\n".join(line for line in lines if not line.startswith("RESULT "))
+
+
+STEPS = [
+    ("load_dataset", 'load_dataset("json")'),
+    ("train_test_split", "train_test_split()"),
+    ("ours_train", "to_prompt_completion(train)"),
+    ("ours_validation", "to_prompt_completion(validation)"),
+    ("trl", "SFTTrainer(...): TRL's tokenisation"),
+]
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    script = (REPO / args.script).resolve()
     os.chdir(REPO)
+    if args.worker:
+        return worker(args)
+    if not (REPO / args.script).is_file():
+        sys.exit(f"{args.script}: not found (run `specforge compile` first)")
+    t0 = time.perf_counter()
+    prepared = subprocess.run(
+        [sys.executable, "-m", "specforge", "prepare", args.spec],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    if prepared.returncode != 0:
+        sys.exit(f"specforge prepare {args.spec} failed:\n{prepared.stdout}{prepared.stderr}")
+    print(f"specforge prepare {args.spec}: {time.perf_counter() - t0:.1f} s", flush=True)
+    runs, profile = [], ""
     with tempfile.TemporaryDirectory(prefix="sf-tokenize-") as tmp:
         tmp = Path(tmp)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ["HF_DATASETS_CACHE"] = str(tmp / "hf-datasets")  # a cold, private datasets cache
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         data_path = tmp / "synthetic.jsonl"
         write_rows(data_path, args.rows, args.seed)
+        datasets_cache = tmp / "hf-datasets"  # private and empty: the first run is cold
+        for name in ("first", "second"):
+            before = cache_files(datasets_cache)
+            result, output = run_worker(args, data_path, datasets_cache)
+            result["new_cache_files"] = cache_files(datasets_cache) - before
+            runs.append(result)
+            profile = profile or output
+            print(f"  {name} run: {result['wall']:.1f} s wall", flush=True)
+            args.profile = False  # profile the cold run only
 
-        t0 = time.perf_counter()
-        module = load_module(script)
-        t_import = time.perf_counter() - t0
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(module.model_source())
-        module.add_special_tokens(tokenizer)
-        module.DATASET_PATH = str(data_path)
-
-        t0 = time.perf_counter()
-        with contextlib.redirect_stderr(io.StringIO()):  # datasets' progress bars
-            train_rows, validation_rows = module.load_splits()
-        t_load = time.perf_counter() - t0
-
-        profiler = None
-        if args.profile:
-            import cProfile
-
-            profiler = cProfile.Profile()
-            profiler.enable()
-        t0 = time.perf_counter()
-        captured = io.StringIO()
-        with contextlib.redirect_stdout(captured):  # the module prints its report line
-            _, report = module.to_prompt_completion(train_rows, tokenizer, "train")
-        t_prep = time.perf_counter() - t0
-        if profiler:
-            profiler.disable()
-
-        os.environ["SPECFORGE_CACHE"] = str(tmp / "specforge-cache")  # empty: a first run
-        runs = [time_train_data_path(module, tokenizer) for _ in range(2)]
-
-    n_train = len(train_rows)
-    prep_rate = n_train / t_prep
+    first, second = runs
+    print()
     print(
-        f"{args.rows} synthetic rows -> {n_train} train / {len(validation_rows)} validation (module import {t_import:.1f} s)"
+        f"{first['rows']} synthetic rows -> {first['train']} train / {first['validation']}"
+        f" validation (imports {first['seconds']['import']:.1f} s, not counted)"
     )
-    print(f"report: {json.dumps(report)}")
+    print(f"report: {json.dumps(first['report'])}")
+    if second["report"] != first["report"]:
+        print(f"second run's report differs: {json.dumps(second['report'])}")
+    print(f"to_prompt_completion output file-backed: {first['file_backed']}")
+    print(f"TRL's dataset columns: {', '.join(first['trl_columns'])}")
     print()
-    print("| step | rows | seconds | rows/s |")
+    print("| step | first run s | second run s | first / second |")
     print("|---|---|---|---|")
-    print(f"| load_splits() | {args.rows} | {t_load:.2f} | {args.rows / t_load:.0f} |")
-    print(f"| to_prompt_completion(train) | {n_train} | {t_prep:.2f} | {prep_rate:.0f} |")
-    print(f"| both | {n_train} | {t_load + t_prep:.2f} | {n_train / (t_load + t_prep):.0f} |")
+    for key, label in STEPS:
+        a, b = first["seconds"][key], second["seconds"][key]
+        print(f"| {label} | {a:.2f} | {b:.2f} | {a / b:.0f}x |")
+    ours = [sum(r["seconds"][k] for k, _ in STEPS[:4]) for r in runs]
+    total = [o + r["seconds"]["trl"] for o, r in zip(ours, runs)]
+    print(
+        f"| ours (load + split + both splits) | {ours[0]:.2f} | {ours[1]:.2f} | {ours[0] / ours[1]:.0f}x |"
+    )
+    print(
+        f"| all data preparation | {total[0]:.2f} | {total[1]:.2f} | {total[0] / total[1]:.0f}x |"
+    )
+    new_files = f"{first['new_cache_files']} / {second['new_cache_files']}"
+    print(f"| datasets cache files written | {new_files} | | |")
     print()
-    print("the data path of train(), same empty cache (first run, then second run):")
-    print()
-    print("| run | prepared_data() s | TRL tokenisation s | total s | train rows/s |")
-    print("|---|---|---|---|---|")
-    for name, (prepare, tokenise) in zip(("first", "second"), runs):
-        total = prepare + tokenise
-        print(f"| {name} | {prepare:.2f} | {tokenise:.2f} | {total:.2f} | {n_train / total:.0f} |")
-    speedup = sum(runs[0]) / sum(runs[1])
-    print(f"second run / first run: {speedup:.0f}x faster")
-    print()
-    verdict = "SLOW" if prep_rate < SLOW else "ok"
-    print(f"to_prompt_completion: {prep_rate:.0f} rows/s ({verdict}; threshold {SLOW:.0f} rows/s)")
-    if profiler:
-        import pstats
-
+    rate = first["train"] / first["seconds"]["ours_train"]
+    verdict = "SLOW" if rate < SLOW else "ok"
+    print(
+        f"to_prompt_completion, first run: {rate:.0f} rows/s ({verdict}; threshold {SLOW:.0f} rows/s)"
+    )
+    print(
+        f"first run {total[0]:.1f} s (ours {ours[0]:.1f} + TRL {first['seconds']['trl']:.1f}),"
+        f" second run {total[1]:.2f} s: {total[0] / total[1]:.0f}x"
+    )
+    verdict = "PASS" if total[1] < TARGET else "MISS"
+    print(f"second run under {TARGET:.0f} s on {first['rows']} rows: {total[1]:.2f} s  {verdict}")
+    if profile.strip():
         print()
-        stats = pstats.Stats(profiler, stream=sys.stdout)
-        stats.sort_stats("tottime").print_stats(12)
-        stats.sort_stats("cumulative").print_stats(15)
+        print(profile)
     return 0
 
 

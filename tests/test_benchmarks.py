@@ -114,6 +114,19 @@ def test_help(name):
     assert exit_.value.code == 0
 
 
+def test_tokenize_rows_synthetic_rows_are_seeded_with_a_long_tail(tmp_path):
+    bench = load("tokenize_rows")
+    out = tmp_path / "rows.jsonl"
+    bench.write_rows(out, 2000, seed=0)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2000
+    assert all(set(row) == {"instruction", "input", "output"} for row in rows)
+    long_rows = sum(len(row["input"].split()) >= 250 for row in rows)
+    assert 20 <= long_rows <= 120  # ~3%: enough for to_prompt_completion's truncation to run
+    bench.write_rows(tmp_path / "again.jsonl", 2000, seed=0)
+    assert (tmp_path / "again.jsonl").read_bytes() == out.read_bytes()
+
+
 def test_fingpt_lengths_rows_keep_labels_and_spread(tmp_path):
     bench = load("train_throughput")
     source = bench.spec_dataset("specs/quickstart.yaml")
