@@ -67,24 +67,36 @@ def read_source(folder: Path) -> dict | None:
 
 
 def gguf_path(spec: Spec) -> Path | None:
-    """The spec's GGUF file; None when the spec loads no GGUF from a package."""
+    """The spec's GGUF file, in an installed package or a local folder; None without one."""
     m = spec.model
-    if not (m.package and m.gguf_file):
+    if not m.gguf_file:
         return None
-    path = package_dir(m.package) / m.gguf_file
+    folder = package_dir(m.package) if m.package else Path(m.name).expanduser()
+    path = folder / m.gguf_file
     if not path.is_file():
-        raise PrepareError(f"{m.package} has no {m.gguf_file} (in {path.parent})")
+        raise PrepareError(f"{m.package or m.name} has no {m.gguf_file} (in {path.parent})")
     return path
 
 
+def model_key(spec: Spec) -> str:
+    """A spec's prepared folder under the cache, as the generated scripts name it (MODEL_DIR):
+    models/<its package, else its local folder's name>/<the GGUF's stem>."""
+    m = spec.model
+    return f"models/{m.package or Path(m.name).name}/{Path(m.gguf_file).stem}"
+
+
+def spec_model_dir(spec: Spec) -> Path:
+    return cache_root() / model_key(spec)
+
+
 def prepare_model(spec: Spec, *, say=None) -> Path | None:
-    """The plain model folder for a spec that loads a GGUF from a package, built on first use;
-    None for every other spec."""
+    """The plain model folder for a spec that loads a GGUF, built on first use; None for every
+    other spec."""
     path = gguf_path(spec)
     if path is None:
         return None
     m = spec.model
-    target = model_dir(m.package, m.gguf_file)
+    target = spec_model_dir(spec)
     sha = file_sha256(path)
     if (read_source(target) or {}).get("sha256") == sha:
         return target

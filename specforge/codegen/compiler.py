@@ -8,6 +8,7 @@ from specforge.codegen.paths import GENERATED_DIR
 from specforge.codegen.plan import build_plan, safe_label, slurm_plan
 from specforge.codegen.render import environment, render_script
 from specforge.spec.load import LoadedSpec
+from specforge.spec.vocab import vocab_tokens
 
 SCRIPT_NAMES = ("train.py", "infer.py")
 RESOLVED_NAME = "spec.resolved.yaml"
@@ -29,7 +30,12 @@ def compile_files(loaded: LoadedSpec, script_dir: str | None = None) -> dict[str
     """{file name: text} for one spec; deterministic, byte for byte."""
     script_dir = script_dir or f"{GENERATED_DIR}/{loaded.spec.name}"
     plan = build_plan(
-        loaded.spec, loaded.label, loaded.sha256, script_dir, overrides=len(loaded.overrides)
+        loaded.spec,
+        loaded.label,
+        loaded.sha256,
+        script_dir,
+        overrides=len(loaded.overrides),
+        vocab=vocab_tokens(loaded.spec),
     )
     files = {
         "train.py": render_script("train.py.j2", plan),

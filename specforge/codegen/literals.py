@@ -11,7 +11,9 @@ import ast
 import math
 
 _PLAIN = (str, int, float, bool, type(None))
-LINE_LIMIT = 88  # ruff's default line length: generated files pass `ruff format --check` as emitted
+LINE_LIMIT = (
+    100  # the project's line length (pyproject.toml): generated files pass `ruff format --check`
+)
 
 
 class LiteralError(ValueError):
@@ -45,6 +47,12 @@ def py(value) -> str:
     return text
 
 
+def literal(value) -> str:
+    """The `py` filter: a value as the literal ruff format would write, proven to round-trip."""
+    py(value)
+    return _inline(value)
+
+
 def _scalar(value) -> str:
     text = py(value)
     if isinstance(value, str) and text.startswith("'") and '"' not in value:
@@ -52,16 +60,30 @@ def _scalar(value) -> str:
     return text
 
 
-def _block(value, depth: int) -> str:
-    """A literal, collections exploded one item per line with trailing commas (stable under ruff)."""
-    pad, close = "    " * (depth + 1), "    " * depth
-    if isinstance(value, list) and value:
-        items = "".join(f"{pad}{_block(item, depth + 1)},\n" for item in value)
-        return f"[\n{items}{close}]"
-    if isinstance(value, dict) and value:
-        items = "".join(f"{pad}{_scalar(k)}: {_block(v, depth + 1)},\n" for k, v in value.items())
-        return f"{{\n{items}{close}}}"
+def _inline(value) -> str:
+    """A literal on one line, as ruff format writes a collection that fits."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_inline(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_scalar(k)}: {_inline(v)}" for k, v in value.items()) + "}"
     return _scalar(value)
+
+
+def _block(value, depth: int, room: int = LINE_LIMIT) -> str:
+    """A literal: on one line when it fits in `room` characters, else one item per line with
+    trailing commas (ruff format's own layout, kept stable by the magic trailing comma)."""
+    text = _inline(value)
+    if len(text) <= room or not isinstance(value, (list, dict)) or not value:
+        return text
+    pad, close = "    " * (depth + 1), "    " * depth
+    if isinstance(value, list):
+        items = [_block(item, depth + 1, LINE_LIMIT - len(pad) - 1) for item in value]
+        return "[\n" + "".join(f"{pad}{item},\n" for item in items) + f"{close}]"
+    items = []
+    for key, item in value.items():
+        lead = f"{_scalar(key)}: "
+        items.append(lead + _block(item, depth + 1, LINE_LIMIT - len(pad) - len(lead) - 1))
+    return "{\n" + "".join(f"{pad}{item},\n" for item in items) + f"{close}}}"
 
 
 def _comment(spec_key: str | None, why: str | None) -> str:
@@ -100,7 +122,8 @@ def assign(name: str, value, spec_key: str | None = None, why: str | None = None
     """`NAME = <literal>  # spec: key; why`, proven to round-trip."""
     if not name.isidentifier():
         raise LiteralError(f"{name!r} is not an identifier")
-    lines = _entry(0, f"{name} = ", _block(value, 0), _comment(spec_key, why))
+    lead = f"{name} = "
+    lines = _entry(0, lead, _block(value, 0, LINE_LIMIT - len(lead)), _comment(spec_key, why))
     return _checked("\n".join(lines), value)
 
 
@@ -109,6 +132,7 @@ def kwargs_block(name: str, items: list[tuple]) -> str:
     lines = [f"{name} = {{"]
     for key, value, spec_key, why in items:
         lead = f"{_scalar(key)}: "
-        lines += _entry(4, lead, _block(value, 1), _comment(spec_key, why), ",")
+        body = _block(value, 1, LINE_LIMIT - 4 - len(lead) - 1)
+        lines += _entry(4, lead, body, _comment(spec_key, why), ",")
     lines.append("}")
     return _checked("\n".join(lines), {k: v for k, v, _, _ in items})

@@ -1,7 +1,8 @@
 """Spec -> render plan: every default, branch and derived value decided here, in Python.
 
-The templates only place what the plan holds. Spec values reach generated code only through the
-literal emitters in `literals.py`.
+The plan is plain data, one part per section of the generated scripts (model, tokens, prompt,
+data, adapter, training, preflight, inference). Templates only place it: values become literals
+through the `py` filter and `const`/`kwargs` (literals.py); no code is built as strings here.
 """
 
 from __future__ import annotations
@@ -11,42 +12,102 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from specforge import __version__
-from specforge.codegen.literals import assign, kwargs_block
+from specforge.prepare import model_key
 from specforge.spec.models import Spec, is_local_path
 
-RULE = "# " + "-" * 76
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._/+-]")
 
 
 @dataclass(frozen=True)
-class Plan:
-    header: str
+class Value:
+    """One config value: `NAME = <literal>  # spec: key; why` (or one keyword in a dict)."""
+
     name: str
+    value: object
+    key: str | None = None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
+class Meta:
+    name: str
+    constants: list[Value]  # NAME, SEED
+    header: list[str]
     spec_label: str
-    model_label: str
     script_dir: str
-    rule: str
-    common_constants: list[str]
-    train_constants: list[str]
-    infer_constants: list[str]
-    prompt_args: str  # build_prompt's parameters, and the names passed at its call sites
+    model_label: str
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    constants: list[Value]
+    # "hub" (name + revision), "dir" (a local folder), "package" (an installed package's folder)
+    # or "gguf" (the plain folder `specforge prepare` writes)
+    source: str
+    train_attn: Value | None  # ATTN_IMPLEMENTATION as train.py loads it
+    infer_attn: Value | None  # ... and infer.py (sdpa where training uses flex_attention)
+    quantization: Value | None
+    trust_remote_code: bool
+
+
+@dataclass(frozen=True)
+class TokensPart:
+    constants: list[Value]  # empty when the spec declares no special token
+    pad_excluded: bool  # the pad token is declared: added, never trained
+
+
+@dataclass(frozen=True)
+class PromptPart:
+    shared: list[Value]  # both scripts: the prompt and the stop token
+    train: list[Value]  # train.py: the completion and how long rows are fitted
     chat: bool
-    gguf: bool
-    model_source: str
-    model_kwargs: list[str]
-    tokenizer_kwargs: str
-    preflight_train: list[str]
-    preflight_infer: list[str]
-    local_data: bool
-    data_builder: str
-    peek_format: str | None
+
+
+@dataclass(frozen=True)
+class DataPart:
+    constants: list[Value]
+    local: bool
+    builder: str | None  # datasets' builder for a local file: json, csv, parquet
+    validation: str | None  # "fraction", "split" or None
     max_samples: bool
-    validation: str | None
-    quantization: bool
-    upcast_trainable: bool
-    gradient_checkpointing_py: str
+    peek: str | None  # how --dry-run reads the first local row: jsonl, json, csv
+    write_validation: bool  # keep the validation rows for infer.py (labels, no eval_data)
+
+
+@dataclass(frozen=True)
+class TrainingPart:
+    lora: list[Value]
+    args: list[Value]
+    resume: bool  # checkpoints are saved, so --resume exists
+    fsdp: bool
+    push_to_hub: bool
+    gradient_checkpointing: bool
+
+
+@dataclass(frozen=True)
+class PreflightPart:
+    cuda: list[str]  # why this script needs a CUDA GPU (one check, every reason)
+    train: list[str]  # templates/preflight/<name>.py.j2 snippets, beside the CUDA check
+    infer: list[str]
+    infer_cuda: list[str]
+
+
+@dataclass(frozen=True)
+class InferencePart:
+    constants: list[Value]
     labels: bool
-    fsdp: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    meta: Meta
+    model: ModelPart
+    tokens: TokensPart
+    prompt: PromptPart
+    data: DataPart
+    training: TrainingPart
+    preflight: PreflightPart
+    inference: InferencePart
 
 
 def safe_label(text: str) -> str:
@@ -60,49 +121,6 @@ def default_token_init(token: str) -> str:
     return " ".join(words) or token
 
 
-def stop_token(spec: Spec) -> str | None:
-    """The declared special token the completion ends with (eos or additional)."""
-    tokens = spec.tokenizer.special_tokens
-    for token in sorted({t for t in [tokens.eos, *tokens.additional] if t}, key=len, reverse=True):
-        if spec.prompt.completion.endswith(token):
-            return token
-    return None
-
-
-def _dataset_builder(path: str) -> str:
-    suffix = PurePosixPath(path).suffix.lower()
-    return {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}[suffix]
-
-
-def _special_tokens_dict(spec: Spec) -> dict:
-    tokens = spec.tokenizer.special_tokens
-    out: dict = {}
-    for key, value in (
-        ("bos_token", tokens.bos),
-        ("eos_token", tokens.eos),
-        ("pad_token", tokens.pad),
-    ):
-        if value:
-            out[key] = value
-    if tokens.additional:
-        out["additional_special_tokens"] = list(tokens.additional)
-    return out
-
-
-def _lora_kwargs(spec: Spec) -> list[tuple]:
-    lora = spec.lora
-    return [
-        ("r", lora.r, "lora.r", None),
-        ("lora_alpha", lora.alpha, "lora.alpha", None),
-        ("lora_dropout", lora.dropout, "lora.dropout", None),
-        ("target_modules", lora.target_modules, "lora.target_modules", None),
-        ("bias", lora.bias, "lora.bias", None),
-        ("use_dora", lora.use_dora, "lora.use_dora", None),
-        ("use_rslora", lora.use_rslora, "lora.use_rslora", None),
-        ("task_type", "CAUSAL_LM", None, "causal language modelling"),
-    ]
-
-
 def padding_free(spec: Spec) -> bool:
     """Padding-free batches are exact with sdpa/eager/flex/flash attention and faster than padding;
     packing replaces them when asked for."""
@@ -110,108 +128,301 @@ def padding_free(spec: Spec) -> bool:
     return (not t.packing) if t.padding_free is None else t.padding_free
 
 
-def _training_kwargs(spec: Spec, stop: str | None) -> list[tuple]:
-    t = spec.training
+# -- sections --------------------------------------------------------------------------------
+
+
+def _meta(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, overrides: int) -> Meta:
+    label = safe_label(spec_label)
+    header = [
+        f"# Code generated by specforge {__version__} from {label}. DO NOT EDIT.",
+        f"# spec-sha256: {spec_sha256}",
+        f"# Regenerate: specforge compile {label}",
+    ]
+    if overrides:
+        header.append(
+            f"# With {overrides} --set override(s): see spec.resolved.yaml beside this file."
+        )
+    constants = [Value("NAME", spec.name, "name"), Value("SEED", spec.seed, "seed")]
+    return Meta(
+        spec.name, constants, header, label, safe_label(script_dir), safe_label(spec.model.name)
+    )
+
+
+def _model(spec: Spec) -> ModelPart:
+    m = spec.model
+    # a name that is not where the weights load from stays in the docstring, not in the code
+    constants = [] if m.gguf_file or m.package else [Value("MODEL_NAME", m.name, "model.name")]
+    if m.gguf_file:
+        source = "gguf"
+        constants.append(
+            Value("MODEL_DIR", model_key(spec), "model.gguf_file", "in SPECFORGE_CACHE")
+        )
+    elif m.package:
+        source = "package"
+        constants.append(Value("MODEL_PACKAGE", m.package, "model.package"))
+    elif is_local_path(m.name):
+        source = "dir"
+    else:
+        source = "hub"
+        constants.append(Value("MODEL_REVISION", m.revision, "model.revision"))
+    constants.append(Value("DTYPE", m.dtype, "model.dtype"))
+    train_attn = infer_attn = None
+    if m.attn_implementation != "auto":
+        train_attn = infer_attn = Value(
+            "ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation"
+        )
+    if m.attn_implementation == "flex_attention":
+        # generation recompiles flex for every new shape (120 rows: 114 s against 14 s with sdpa
+        # on an H200); sdpa computes the same attention
+        infer_attn = Value("ATTN_IMPLEMENTATION", "sdpa", None, "training's flex_attention")
+    quantization = None
+    if m.quantization is not None:
+        q = m.quantization
+        quantization = Value(
+            "QUANTIZATION",
+            {
+                f"load_in_{q.bits}bit": True,
+                "bnb_4bit_quant_type": q.quant_type,
+                "bnb_4bit_use_double_quant": q.double_quant,
+                "bnb_4bit_compute_dtype": q.compute_dtype,
+            },
+            "model.quantization",
+        )
+    return ModelPart(constants, source, train_attn, infer_attn, quantization, m.trust_remote_code)
+
+
+def _special_tokens_dict(spec: Spec) -> dict:
+    tokens = spec.tokenizer.special_tokens
+    out = {
+        key: value
+        for key, value in (
+            ("bos_token", tokens.bos),
+            ("eos_token", tokens.eos),
+            ("pad_token", tokens.pad),
+        )
+        if value
+    }
+    if tokens.additional:
+        out["extra_special_tokens"] = list(tokens.additional)  # the transformers 5 key
+    return out
+
+
+def _tokens(spec: Spec, vocab: set[str] | None) -> TokensPart:
+    declared = spec.tokenizer.special_tokens.all()
+    if not declared:
+        return TokensPart([], False)
+    pad = spec.tokenizer.special_tokens.pad
+    explicit = spec.tokenizer.new_token_init
+    # Tokens the base vocabulary already has keep their rows: no start row to choose.
+    new = [t for t in declared if vocab is None or t not in vocab or t in explicit]
+    init = {t: explicit.get(t, default_token_init(t)) for t in new}
+    constants = [
+        Value("SPECIAL_TOKENS", _special_tokens_dict(spec), "tokenizer.special_tokens"),
+        Value(
+            "NEW_TOKEN_INIT",
+            init,
+            "tokenizer.new_token_init",
+            "a new token's row starts as the mean of this text's rows",
+        ),
+    ]
+    return TokensPart(constants, pad is not None)
+
+
+def _prompt(spec: Spec) -> PromptPart:
+    p, stop = spec.prompt, spec.stop_token()
+    if p.messages is not None:
+        shared = [
+            Value(
+                "PROMPT_MESSAGES",
+                [[msg.role, msg.content] for msg in p.messages],
+                "prompt.messages",
+                "rendered by the tokenizer's chat template",
+            )
+        ]
+    else:
+        shared = [Value("PROMPT_TEMPLATE", p.template, "prompt.template")]
+    fields = Value(
+        "PROMPT_FIELDS", p.prompt_fields(), "prompt.messages" if p.messages else "prompt.template"
+    )
+    if p.messages is None:  # a chat prompt's fields are only checked in the data: train.py's
+        shared.append(fields)
+    shared.append(
+        Value("STOP_TOKEN", stop or "", "prompt.completion", "rows end with it; generation stops")
+    )
+    train = [
+        *([fields] if p.messages is not None else []),
+        Value("COMPLETION_TEMPLATE", p.completion, "prompt.completion"),
+        Value("COMPLETION_FIELDS", p.completion_fields(), "prompt.completion"),
+        Value(
+            "TRUNCATE_FIELD",
+            p.truncate_field or p.prompt_fields()[-1],
+            "prompt.truncate_field",
+            "long rows lose text here, never the answer",
+        ),
+    ]
+    return PromptPart(shared, train, p.messages is not None)
+
+
+BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+PEEKABLE = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
+
+
+def _data(spec: Spec) -> DataPart:
+    ds, local = spec.dataset, is_local_path(spec.dataset.path)
+    suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
+    constants = [Value("DATASET_PATH", ds.path, "dataset.path")]
+    if not local:
+        constants.append(Value("DATASET_REVISION", ds.revision, "dataset.revision"))
+        constants.append(Value("DATASET_SPLIT", ds.split, "dataset.split"))
+    validation = None
+    if ds.validation_fraction is not None:
+        validation = "fraction"
+        constants.append(
+            Value(
+                "VALIDATION_FRACTION",
+                ds.validation_fraction,
+                "dataset.validation_fraction",
+                "seeded split",
+            )
+        )
+    elif ds.validation_split is not None:
+        validation = "split"
+        constants.append(Value("VALIDATION_SPLIT", ds.validation_split, "dataset.validation_split"))
+    if ds.max_samples is not None:
+        constants.append(Value("MAX_SAMPLES", ds.max_samples, "dataset.max_samples"))
+    constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
+    write_validation = (
+        validation is not None
+        and spec.inference.labels is not None
+        and spec.inference.eval_data is None
+    )
+    return DataPart(
+        constants,
+        local,
+        BUILDERS[suffix] if local else None,
+        validation,
+        ds.max_samples is not None,
+        PEEKABLE.get(suffix),
+        write_validation,
+    )
+
+
+def _lora(spec: Spec) -> list[Value]:
+    lora = spec.lora
+    return [
+        Value("r", lora.r, "lora.r"),
+        Value("lora_alpha", lora.alpha, "lora.alpha"),
+        Value("lora_dropout", lora.dropout, "lora.dropout"),
+        Value("target_modules", lora.target_modules, "lora.target_modules"),
+        Value("bias", lora.bias, "lora.bias"),
+        *([Value("use_dora", True, "lora.use_dora")] if lora.use_dora else []),
+        *([Value("use_rslora", True, "lora.use_rslora")] if lora.use_rslora else []),
+        Value("task_type", "CAUSAL_LM", None, "causal language modelling"),
+    ]
+
+
+def _warmup(spec: Spec) -> Value:
+    value = spec.training.warmup_value()
+    if isinstance(value, int):
+        return Value("warmup_steps", value, "training.warmup_steps")
+    return Value("warmup_steps", value, "training.warmup_ratio", "a float below 1 is a ratio")
+
+
+def _training_args(spec: Spec) -> list[Value]:
+    t, stop = spec.training, spec.stop_token()
     pf = padding_free(spec)
-    items = [
-        ("seed", spec.seed, "seed", None),
-        ("data_seed", spec.seed, "seed", None),
-        (
+    args = [
+        Value("seed", spec.seed, "seed", "the data order too (data_seed defaults to it)"),
+        Value(
             "per_device_train_batch_size",
             t.per_device_train_batch_size,
             "training.per_device_train_batch_size",
-            None,
         ),
-        (
+        Value(
             "per_device_eval_batch_size",
             t.per_device_eval_batch_size,
             "training.per_device_eval_batch_size",
-            None,
         ),
-        (
+        Value(
             "gradient_accumulation_steps",
             t.gradient_accumulation_steps,
             "training.gradient_accumulation_steps",
-            None,
         ),
-        ("num_train_epochs", t.num_train_epochs, "training.num_train_epochs", None),
-        (
+        Value("num_train_epochs", t.num_train_epochs, "training.num_train_epochs"),
+        Value(
             "max_steps",
-            t.max_steps if t.max_steps is not None else -1,
+            -1 if t.max_steps is None else t.max_steps,
             "training.max_steps",
-            None if t.max_steps is not None else "-1: epochs decide",
+            "-1: epochs decide" if t.max_steps is None else None,
         ),
-        ("learning_rate", t.learning_rate, "training.learning_rate", None),
-        ("lr_scheduler_type", t.lr_scheduler_type, "training.lr_scheduler_type", None),
-        ("warmup_steps", t.warmup_ratio, "training.warmup_ratio", "a float below 1 is a ratio"),
-        ("weight_decay", t.weight_decay, "training.weight_decay", None),
-        ("optim", t.optim, "training.optim", None),
-        ("max_grad_norm", t.max_grad_norm, "training.max_grad_norm", None),
-        ("fp16", t.precision == "fp16", "training.precision", None),
-        ("bf16", t.precision == "bf16", "training.precision", None),
-        # transformers 5 name; `gradient_checkpointing` is its deprecated alias (gone in v6)
-        (
+        Value("learning_rate", t.learning_rate, "training.learning_rate"),
+        Value("lr_scheduler_type", t.lr_scheduler_type, "training.lr_scheduler_type"),
+    ]
+    if t.lr_scheduler_kwargs:
+        args.append(
+            Value(
+                "lr_scheduler_kwargs", dict(t.lr_scheduler_kwargs), "training.lr_scheduler_kwargs"
+            )
+        )
+    args += [
+        _warmup(spec),
+        Value("weight_decay", t.weight_decay, "training.weight_decay"),
+        Value("optim", t.optim, "training.optim"),
+        Value("max_grad_norm", t.max_grad_norm, "training.max_grad_norm"),
+        Value("fp16", t.precision == "fp16", "training.precision"),
+        Value("bf16", t.precision == "bf16", "training.precision"),
+        # the transformers 5 name; `gradient_checkpointing` is its deprecated alias
+        Value(
             "activation_checkpointing",
             t.gradient_checkpointing,
             "training.gradient_checkpointing",
-            None,
+            "non-reentrant" if t.gradient_checkpointing else None,
         ),
-    ]
-    if t.gradient_checkpointing:
-        items.append(
-            ("activation_checkpointing_kwargs", {"use_reentrant": False}, None, "non-reentrant")
-        )
-    items += [
-        ("eval_strategy", t.eval_strategy, "training.eval_strategy", None),
+        Value("eval_strategy", t.eval_strategy, "training.eval_strategy"),
     ]
     if t.eval_steps is not None:
-        items.append(("eval_steps", t.eval_steps, "training.eval_steps", None))
-    items += [
-        ("logging_steps", t.logging_steps, "training.logging_steps", None),
-        ("save_strategy", t.save_strategy, "training.save_strategy", None),
+        args.append(Value("eval_steps", t.eval_steps, "training.eval_steps"))
+    args += [
+        Value("logging_steps", t.logging_steps, "training.logging_steps"),
+        Value("save_strategy", t.save_strategy, "training.save_strategy"),
     ]
     if t.save_steps is not None:
-        items.append(("save_steps", t.save_steps, "training.save_steps", None))
+        args.append(Value("save_steps", t.save_steps, "training.save_steps"))
     if t.save_total_limit is not None:
-        items.append(("save_total_limit", t.save_total_limit, "training.save_total_limit", None))
-    items += [
-        ("completion_only_loss", True, None, "loss on the completion only"),
-        (
+        args.append(Value("save_total_limit", t.save_total_limit, "training.save_total_limit"))
+    args += [
+        Value("completion_only_loss", True, None, "loss on the completion only"),
+        Value(
             "padding_free",
             pf,
             "training.padding_free",
-            "exact with sdpa/eager/flex/flash: masks come from position_ids" if pf else None,
+            "exact: masks come from position_ids" if pf else None,
         ),
-        ("packing", t.packing, "training.packing", None),
-        # padding-free without packing does not truncate; rows are fitted to MAX_LENGTH first.
-        (
+        Value("packing", t.packing, "training.packing"),
+        Value(
             "max_length",
             t.max_length if t.packing else None,
             "training.max_length",
-            "rows are fitted to MAX_LENGTH before training" if not t.packing else None,
+            None if t.packing else "rows are fitted to MAX_LENGTH first",
         ),
     ]
     if stop is not None:
-        items.append(
-            ("eos_token", stop, "prompt.completion", "the completion's stop token; never doubled")
-        )
+        args.append(Value("eos_token", stop, "prompt.completion", "the stop token"))
     if t.use_liger_kernel:
-        items.append(("use_liger_kernel", True, "training.use_liger_kernel", None))
-    items += [
-        ("report_to", list(t.report_to), "training.report_to", None),
-        ("push_to_hub", t.push_to_hub, "training.push_to_hub", None),
-    ]
+        args.append(Value("use_liger_kernel", True, "training.use_liger_kernel"))
+    args.append(Value("report_to", list(t.report_to), "training.report_to"))
     if t.push_to_hub:
-        items.append(
-            (
+        args += [
+            Value("push_to_hub", True, "training.push_to_hub", "the adapter, after training"),
+            Value(
                 "hub_model_id",
                 t.hub_model_id or spec.name,
                 "training.hub_model_id",
                 None if t.hub_model_id else "default: the spec's name",
-            )
-        )
-        items.append(("hub_private_repo", t.hub_private_repo, "training.hub_private_repo", None))
-    return items + _distributed_kwargs(spec)
+            ),
+            Value("hub_private_repo", t.hub_private_repo, "training.hub_private_repo"),
+        ]
+    return args + _distributed_args(spec)
 
 
 WRAP_POLICIES = {
@@ -221,15 +432,15 @@ WRAP_POLICIES = {
 }
 
 
-def _distributed_kwargs(spec: Spec) -> list[tuple]:
+def _distributed_args(spec: Spec) -> list[Value]:
     """Multi-process settings; absent for single-process specs (nothing to review there)."""
     launch = spec.launch
-    items: list[tuple] = []
+    args: list[Value] = []
     if launch.backend != "auto":
-        items.append(("ddp_backend", launch.backend, "launch.backend", None))
+        args.append(Value("ddp_backend", launch.backend, "launch.backend"))
     if launch.world_size() > 1 and launch.strategy == "ddp":
         # LoRA leaves most parameters frozen; no search for unused ones each step
-        items.append(("ddp_find_unused_parameters", False, "launch.strategy", None))
+        args.append(Value("ddp_find_unused_parameters", False, "launch.strategy"))
     if launch.strategy == "fsdp":
         fsdp = launch.fsdp
         config = {
@@ -240,9 +451,95 @@ def _distributed_kwargs(spec: Spec) -> list[tuple]:
         }
         if fsdp.wrap_policy == "size":
             config["min_num_params"] = fsdp.min_num_params
-        items.append(("fsdp", True, "launch.strategy", None))
-        items.append(("fsdp_config", config, "launch.fsdp", "FSDP2; layers from the model"))
-    return items
+        args.append(Value("fsdp", True, "launch.strategy"))
+        args.append(Value("fsdp_config", config, "launch.fsdp", "FSDP2; layers from the model"))
+    return args
+
+
+def _training(spec: Spec) -> TrainingPart:
+    t = spec.training
+    return TrainingPart(
+        lora=_lora(spec),
+        args=_training_args(spec),
+        resume=t.save_strategy != "no",
+        fsdp=spec.launch.strategy == "fsdp",
+        push_to_hub=t.push_to_hub,
+        gradient_checkpointing=t.gradient_checkpointing,
+    )
+
+
+def _preflight(spec: Spec) -> PreflightPart:
+    m, t = spec.model, spec.training
+    infer_cuda = []
+    if m.attn_implementation == "flash_attention_2":
+        infer_cuda.append("model.attn_implementation flash_attention_2 (or use sdpa)")
+    if m.quantization is not None:
+        infer_cuda.append("model.quantization (bitsandbytes)")
+    cuda = list(infer_cuda)
+    if m.attn_implementation == "flex_attention":
+        # torch 2.13 has no FlexAttention backward on CPU, and its CPU kernels fail to compile
+        cuda.append("model.attn_implementation flex_attention (or use sdpa)")
+    if t.precision == "fp16":
+        cuda.append("training.precision fp16 (or use fp32)")
+    infer = []
+    if m.attn_implementation == "flash_attention_2":
+        infer.append("flash_attn")
+    if m.quantization is not None:
+        infer.append("quantization")
+    train = list(infer)
+    if t.precision == "bf16":
+        train.append("bf16")
+    if "wandb" in t.report_to:
+        train.append("wandb")
+    if [r for r in t.report_to if r != "wandb"]:
+        train.append("tracker")
+    if t.push_to_hub:
+        train.append("hub")
+    if t.use_liger_kernel:
+        train.append("liger")
+    return PreflightPart(cuda, train, infer, infer_cuda)
+
+
+def _inference(spec: Spec) -> InferencePart:
+    inf = spec.inference
+    generation = {"max_new_tokens": inf.max_new_tokens, "do_sample": inf.do_sample}
+    if inf.do_sample:
+        if inf.temperature is not None:
+            generation["temperature"] = inf.temperature
+        if inf.top_p is not None:
+            generation["top_p"] = inf.top_p
+    generation["repetition_penalty"] = inf.repetition_penalty
+    constants = [
+        Value(
+            "GENERATION",
+            generation,
+            "inference",
+            None if inf.do_sample else "greedy",
+        )
+    ]
+    constants.append(Value("EXAMPLES", [dict(e) for e in inf.examples], "inference.examples"))
+    return InferencePart(constants, inf.labels is not None)
+
+
+def build_plan(
+    spec: Spec,
+    spec_label: str,
+    spec_sha256: str,
+    script_dir: str,
+    overrides: int = 0,
+    vocab: set[str] | None = None,
+) -> Plan:
+    """The whole plan; `vocab` is the base model's vocabulary where validation could read it."""
+    return Plan(
+        meta=_meta(spec, spec_label, spec_sha256, script_dir, overrides),
+        model=_model(spec),
+        tokens=_tokens(spec, vocab),
+        prompt=_prompt(spec),
+        data=_data(spec),
+        training=_training(spec),
+        preflight=_preflight(spec),
+        inference=_inference(spec),
+    )
 
 
 SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.,:/@%+=-]+$")
@@ -282,255 +579,3 @@ def slurm_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str) -
         "extra": [_shell_word(option) for option in slurm.extra_sbatch],
         "port": int(port),
     }
-
-
-def build_plan(
-    spec: Spec, spec_label: str, spec_sha256: str, script_dir: str, overrides: int = 0
-) -> Plan:
-    m, ds, t, inf = spec.model, spec.dataset, spec.training, spec.inference
-    label = safe_label(spec_label)
-    chat = spec.prompt.messages is not None
-    gguf = m.gguf_file is not None
-    stop = stop_token(spec)
-    local = is_local_path(ds.path)
-    suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
-    declared = spec.tokenizer.special_tokens.all()
-    token_init = {
-        tok: spec.tokenizer.new_token_init.get(tok, default_token_init(tok)) for tok in declared
-    }
-
-    header = [
-        f"# Code generated by specforge {__version__} from {label}. DO NOT EDIT.",
-        f"# spec-sha256: {spec_sha256}",
-        f"# Regenerate: specforge compile {label}",
-    ]
-    if overrides:
-        header.append(
-            f"# With {overrides} --set override(s): see spec.resolved.yaml beside this file."
-        )
-
-    common = [
-        assign("NAME", spec.name, "name"),
-        assign("SEED", spec.seed, "seed"),
-        "",
-        "# model",
-        assign("MODEL_NAME", m.name, "model.name"),
-    ]
-    if m.package:
-        common.append(
-            assign("MODEL_PACKAGE", m.package, "model.package", "weights ship in this package")
-        )
-    if gguf:
-        common.append(
-            assign("GGUF_FILE", m.gguf_file, "model.gguf_file", "dequantised once, then cached")
-        )
-    if not m.package:
-        common.append(assign("MODEL_REVISION", m.revision, "model.revision"))
-    common.append(assign("DTYPE", m.dtype, "model.dtype"))
-    if m.attn_implementation not in ("auto", "flex_attention"):
-        common.append(
-            assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation")
-        )
-    if m.quantization is not None:
-        q = m.quantization
-        common.append(
-            kwargs_block(
-                "QUANTIZATION",
-                [
-                    (f"load_in_{q.bits}bit", True, "model.quantization.bits", None),
-                    ("bnb_4bit_quant_type", q.quant_type, "model.quantization.quant_type", None),
-                    (
-                        "bnb_4bit_use_double_quant",
-                        q.double_quant,
-                        "model.quantization.double_quant",
-                        None,
-                    ),
-                    (
-                        "bnb_4bit_compute_dtype",
-                        q.compute_dtype,
-                        "model.quantization.compute_dtype",
-                        None,
-                    ),
-                ],
-            )
-        )
-    common += [
-        "",
-        "# tokenizer",
-        assign("SPECIAL_TOKENS", _special_tokens_dict(spec), "tokenizer.special_tokens"),
-        assign(
-            "NEW_TOKENS",
-            declared,
-            "tokenizer.special_tokens",
-            "trained only if the vocabulary lacks them",
-        ),
-        assign(
-            "NEW_TOKEN_INIT",
-            token_init,
-            "tokenizer.new_token_init",
-            "start rows: mean of this text's rows",
-        ),
-        "",
-        "# prompt: one template for training and inference",
-    ]
-    if chat:
-        common.append(
-            assign(
-                "PROMPT_MESSAGES",
-                [[msg.role, msg.content] for msg in spec.prompt.messages],
-                "prompt.messages",
-                "rendered by the tokenizer's chat template",
-            )
-        )
-    else:
-        common.append(assign("PROMPT_TEMPLATE", spec.prompt.template, "prompt.template"))
-    common.append(assign("PROMPT_FIELDS", spec.prompt.prompt_fields(), "prompt.template"))
-    common.append(
-        assign(
-            "STOP_TOKEN",
-            stop or "",
-            "prompt.completion",
-            "training ends rows with it; generation stops on it",
-        )
-    )
-
-    train = ["", "# data", assign("DATASET_PATH", ds.path, "dataset.path")]
-    if m.attn_implementation == "flex_attention":  # a training kernel: infer.py uses sdpa (below)
-        train[1:1] = [
-            "# model",
-            assign("ATTN_IMPLEMENTATION", m.attn_implementation, "model.attn_implementation"),
-            "",
-        ]
-    if not local:
-        train.append(assign("DATASET_REVISION", ds.revision, "dataset.revision"))
-        train.append(assign("DATASET_SPLIT", ds.split, "dataset.split"))
-    if ds.validation_fraction is not None:
-        train.append(
-            assign(
-                "VALIDATION_FRACTION",
-                ds.validation_fraction,
-                "dataset.validation_fraction",
-                "seeded split",
-            )
-        )
-    if ds.validation_split is not None:
-        train.append(assign("VALIDATION_SPLIT", ds.validation_split, "dataset.validation_split"))
-    if ds.max_samples is not None:
-        train.append(assign("MAX_SAMPLES", ds.max_samples, "dataset.max_samples"))
-    truncate = spec.prompt.truncate_field or spec.prompt.prompt_fields()[-1]
-    train += [
-        assign("COMPLETION_TEMPLATE", spec.prompt.completion, "prompt.completion"),
-        assign("COMPLETION_FIELDS", spec.prompt.completion_fields(), "prompt.completion"),
-        assign("MAX_LENGTH", t.max_length, "training.max_length"),
-        assign(
-            "TRUNCATE_FIELD",
-            truncate,
-            "prompt.truncate_field",
-            "long rows lose text here, never the answer",
-        ),
-        "",
-        "# lora: new token rows are trained and saved with the adapter (trainable_token_indices)",
-        kwargs_block("LORA_CONFIG", _lora_kwargs(spec)),
-        "",
-        "# optimisation, evaluation, output: every value explicit, none left to library defaults",
-        kwargs_block("TRAINING_ARGS", _training_kwargs(spec, stop)),
-    ]
-
-    generation = [
-        ("max_new_tokens", inf.max_new_tokens, "inference.max_new_tokens", None),
-        (
-            "do_sample",
-            inf.do_sample,
-            "inference.do_sample",
-            "greedy" if not inf.do_sample else None,
-        ),
-        ("repetition_penalty", inf.repetition_penalty, "inference.repetition_penalty", None),
-    ]
-    if inf.do_sample:
-        if inf.temperature is not None:
-            generation.append(("temperature", inf.temperature, "inference.temperature", None))
-        if inf.top_p is not None:
-            generation.append(("top_p", inf.top_p, "inference.top_p", None))
-    infer = ["", "# inference", kwargs_block("GENERATION", generation)]
-    if m.attn_implementation == "flex_attention":
-        infer[1:1] = [
-            "# model: flex_attention (model.attn_implementation) is for training, where it skips",
-            "# the cross-row blocks of padding-free batches; generation recompiles it for every new",
-            "# shape (120 held-out rows: 114 s against 14 s with sdpa on an H200), and sdpa",
-            "# computes the same attention",
-            assign("ATTN_IMPLEMENTATION", "sdpa"),
-            "",
-        ]
-    if inf.labels is not None:
-        answer = inf.answer_column or spec.prompt.completion_fields()[0]
-        infer.append(assign("LABELS", list(inf.labels), "inference.labels"))
-        infer.append(assign("ANSWER_COLUMN", answer, "inference.answer_column"))
-    infer.append(assign("EXAMPLES", [dict(e) for e in inf.examples], "inference.examples"))
-
-    model_kwargs = []
-    if not m.package:
-        model_kwargs.append("revision=MODEL_REVISION,")
-    model_kwargs.append("dtype=DTYPE,")
-    if m.attn_implementation != "auto":
-        model_kwargs.append("attn_implementation=ATTN_IMPLEMENTATION,")
-    if m.quantization is not None:
-        model_kwargs.append("quantization_config=BitsAndBytesConfig(**QUANTIZATION),")
-        model_kwargs.append('device_map="auto",')
-    if m.trust_remote_code:
-        model_kwargs.append("trust_remote_code=True,")
-    tokenizer_kwargs = "" if m.package else ", revision=MODEL_REVISION"
-    if m.trust_remote_code:
-        tokenizer_kwargs += ", trust_remote_code=True"
-
-    model_checks = []
-    if m.attn_implementation == "flash_attention_2":
-        model_checks.append("flash_attn")
-    if m.quantization is not None:
-        model_checks.append("quantization")
-    train_checks = list(model_checks)
-    if m.attn_implementation == "flex_attention":
-        train_checks.append("flex")
-    if t.precision in ("fp16", "bf16"):
-        train_checks.append(t.precision)
-    if "wandb" in t.report_to:
-        train_checks.append("wandb")
-    if [r for r in t.report_to if r != "wandb"]:
-        train_checks.append("tracker")
-    if t.push_to_hub:
-        train_checks.append("hub")
-    if t.use_liger_kernel:
-        train_checks.append("liger")
-
-    return Plan(
-        header="\n".join(header),
-        name=spec.name,
-        spec_label=label,
-        model_label=safe_label(m.name),
-        script_dir=safe_label(script_dir),
-        rule=RULE,
-        common_constants=common,
-        train_constants=train,
-        infer_constants=infer,
-        prompt_args="row, tokenizer" if chat else "row",
-        chat=chat,
-        gguf=gguf,
-        model_source="package" if m.package else "name",
-        model_kwargs=model_kwargs,
-        tokenizer_kwargs=tokenizer_kwargs,
-        preflight_train=train_checks,
-        preflight_infer=model_checks,
-        local_data=local,
-        data_builder=f'"{_dataset_builder(ds.path)}"' if local else "",
-        peek_format={".jsonl": "jsonl", ".json": "json", ".csv": "csv"}.get(suffix),
-        max_samples=ds.max_samples is not None,
-        validation="fraction"
-        if ds.validation_fraction is not None
-        else "split"
-        if ds.validation_split
-        else None,
-        quantization=m.quantization is not None,
-        upcast_trainable=m.dtype in ("float16", "bfloat16") or m.quantization is not None,
-        gradient_checkpointing_py=repr(t.gradient_checkpointing),
-        labels=inf.labels is not None,
-        fsdp=spec.launch.strategy == "fsdp",
-    )

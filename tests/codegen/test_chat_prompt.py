@@ -78,4 +78,37 @@ def test_chat_spec_renders_through_the_chat_template_and_trains(
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len([line for line in result.stdout.splitlines() if '"answer"' in line]) == 3
+    assert len([line for line in result.stdout.splitlines() if '"prediction"' in line]) == 3
+
+
+def test_a_chat_template_that_embeds_bos_gets_it_once(tmp_path, tiny_model_dir, monkeypatch):
+    """Defect: the rendered chat text carried the template's BOS, and TRL (and generation) then
+    encoded it with the tokenizer's own BOS: two at the start of every row."""
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.bos_token = "<|endoftext|>"
+    bos = tokenizer.bos_token_id
+    tokenizer._tokenizer.post_processor = TemplateProcessing(  # adds BOS on encode, as Llama's
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", bos)]
+    )
+    tokenizer.chat_template = (
+        "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    assert tokenizer("x").input_ids[0] == bos
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    for name in ("train.jsonl", "heldout.jsonl"):
+        first_row = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()[0]
+        (tmp_path / "data" / name).write_text(first_row + "\n")
+    (tmp_path / "specs/chat.yaml").write_text(chat_spec(tiny_model_dir))
+    assert run_cli("compile", "specs/chat.yaml", cwd=tmp_path).returncode == 0
+    monkeypatch.chdir(tmp_path)
+    train = load_generated(tmp_path / "generated/chat/train.py", "bos_train")
+    row = {"instruction": "Classify.", "input": "Shares rose.", "output": "positive"}
+    ids = tokenizer(train.build_prompt(row, tokenizer) + "positive<response|end>").input_ids
+    assert ids.count(bos) == 1 and ids[0] == bos
+    plain = AutoTokenizer.from_pretrained(tiny_model_dir)  # SmolLM2's: no BOS on encode
+    assert train.build_prompt(row, plain).startswith("<|im_start|>system")

@@ -1,82 +1,90 @@
-"""The generated train.py prepares its data once: prompt/completion rows are cached under a key of
-the source rows, the tokenizer and everything that shapes a row, and TRL's tokenisation of them is
-cached beside them by datasets."""
+"""The generated train.py prepares its data once, through datasets' own map cache: the prompt/
+completion rows are keyed by the source rows, fit_rows with the functions and constants it reads,
+and the tokenizer. Each check runs the script's own to_prompt_completion in a fresh process, as
+two runs of train.py would."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import load_generated, run_cli
+from tests.conftest import run_cli
+
+PROBE = """
+import importlib.util, json, os, sys
+from datasets import load_dataset
+from transformers import AutoTokenizer
+
+spec = importlib.util.spec_from_file_location("train", "generated/tiny/train.py")
+train = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train)
+tokenizer = AutoTokenizer.from_pretrained(train.MODEL_NAME)
+tokenizer.add_special_tokens(train.SPECIAL_TOKENS, replace_extra_special_tokens=False)
+rows = load_dataset("json", data_files=train.DATASET_PATH, split="train")
+data, report = train.to_prompt_completion(rows, tokenizer, "train")
+path = data.cache_files[0]["filename"]
+print(json.dumps({"file": path, "mtime": os.stat(path).st_mtime_ns, "report": report,
+                  "first": data[0]}))
+"""
 
 
 @pytest.fixture
-def train_module(project, monkeypatch, tmp_path):
-    assert run_cli("compile", "specs/tiny.yaml", cwd=project).returncode == 0
-    monkeypatch.chdir(project)
-    monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
-    module = load_generated(project / "generated/tiny/train.py", "cache_train")
-    from transformers import AutoTokenizer
+def prepare(project, tmp_path):
+    """Compile the tiny spec (after `edit`) and prepare its rows in a new process."""
+    env = {"HF_DATASETS_CACHE": str(tmp_path / "datasets-cache"), "HF_HUB_OFFLINE": "1"}
 
-    tokenizer = AutoTokenizer.from_pretrained(module.model_source())
-    module.add_special_tokens(tokenizer)
-    return module, tokenizer
+    def run(edit=lambda text: text):
+        spec = project / "specs/tiny.yaml"
+        spec.write_text(edit(spec.read_text()))
+        assert run_cli("compile", "specs/tiny.yaml", cwd=project).returncode == 0
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**__import__("os").environ, **env},
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
-
-def cached_entries(tmp_path) -> list:
-    return sorted((tmp_path / "cache/data").iterdir())
-
-
-def test_second_preparation_comes_from_the_cache(train_module, tmp_path, capsys):
-    module, tokenizer = train_module
-    data, reports = module.prepared_data(tokenizer)
-    assert "from the cache" not in capsys.readouterr().out
-    again, reports_again = module.prepared_data(tokenizer)
-    out = capsys.readouterr().out
-    assert "prepared data from the cache" in out
-    assert f"train: {json.dumps(reports['train'])}" in out  # the log still shows the data report
-    assert reports_again == reports and set(reports) == {"train", "eval"}
-    for what in ("train", "eval"):
-        assert again[what].to_list() == data[what].to_list()
-        assert again[what].column_names == ["prompt", "completion"]
-        assert len(again[what]) == reports[what]["rows"] - reports[what]["dropped"]
-    assert len(cached_entries(tmp_path)) == 1
+    return run
 
 
-def test_what_shapes_a_row_is_in_the_key_and_nothing_else(train_module, tmp_path, monkeypatch):
-    module, tokenizer = train_module
-    recipe = module.data_recipe()
-    for function in ("to_prompt_completion", "check_rows", "fit_to_length", "build_prompt"):
-        assert function in recipe
-    for constant in ("MAX_LENGTH", "TRUNCATE_FIELD", "COMPLETION_TEMPLATE", "PROMPT_FIELDS"):
-        assert constant in recipe
-    assert "TRAINING_ARGS" not in recipe and "LORA_CONFIG" not in recipe
-
-    module.prepared_data(tokenizer)
-    monkeypatch.setitem(module.TRAINING_ARGS, "learning_rate", 1.0)  # does not shape rows
-    module.prepared_data(tokenizer)
-    assert len(cached_entries(tmp_path)) == 1
-    monkeypatch.setattr(module, "MAX_LENGTH", module.MAX_LENGTH - 1)  # does
-    module.prepared_data(tokenizer)
-    assert len(cached_entries(tmp_path)) == 2
+def test_a_second_run_reads_the_prepared_rows_back(prepare):
+    first, second = prepare(), prepare()
+    assert second["file"] == first["file"] and second["mtime"] == first["mtime"]
+    assert second["report"] == first["report"] and second["first"] == first["first"]
+    assert first["first"]["completion"].endswith("<response|end>")
 
 
-def test_changed_data_is_prepared_afresh(train_module, tmp_path, project):
-    module, tokenizer = train_module
-    _, before = module.prepared_data(tokenizer)
-    path = project / "data/train.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
-    _, after = module.prepared_data(tokenizer)
-    assert len(cached_entries(tmp_path)) == 2
-    assert after["train"]["rows"] + after["eval"]["rows"] == 40
-    assert before["train"]["rows"] + before["eval"]["rows"] == 60
+def test_what_shapes_a_row_is_in_the_key_and_nothing_else(prepare):
+    base = prepare()
+    assert (
+        prepare(lambda t: t.replace("learning_rate: 0.02", "learning_rate: 0.01"))["file"]
+        == (base["file"])
+    )
+    shorter = prepare(lambda t: t.replace("max_length: 128", "max_length: 40"))
+    assert shorter["file"] != base["file"] and shorter["report"]["truncated"] > 0
 
 
-def test_new_tokens_change_the_key(train_module, tmp_path):
-    module, tokenizer = train_module
-    module.prepared_data(tokenizer)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<another>"]})
-    module.prepared_data(tokenizer)
-    assert len(cached_entries(tmp_path)) == 2
+def test_new_tokens_change_the_key(prepare):
+    base = prepare()
+    renamed = prepare(lambda t: t.replace("<response>", "<answer>"))
+    assert renamed["file"] != base["file"]
+    assert renamed["first"]["prompt"].endswith("<answer>")
+
+
+def test_changed_data_is_prepared_afresh(prepare, project):
+    base = prepare()
+    data = project / "data/train.jsonl"
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[0]["output"] = "neutral" if rows[0]["output"] != "neutral" else "positive"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    changed = prepare()
+    assert changed["file"] != base["file"]
+    assert changed["first"]["completion"] != base["first"]["completion"]

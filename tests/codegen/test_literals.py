@@ -113,5 +113,5 @@ def test_arbitrary_strings_come_back_as_the_same_literals(
     assert constants["MODEL_REVISION"] == revision
     assert constants["DATASET_PATH"] == dataset
     assert constants["PROMPT_TEMPLATE"] == prefix + "{question}\n<r>"
-    assert constants["LABELS"] == [label]
     assert constants["EXAMPLES"] == [{"question": example}]
+    assert constants["NEW_TOKEN_INIT"] == {"<r>": "r", "<r|end>": "r end"}

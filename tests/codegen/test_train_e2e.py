@@ -105,7 +105,7 @@ import importlib.util, sys, torch
 from pathlib import Path
 spec = importlib.util.spec_from_file_location("infer", "generated/tiny/infer.py")
 infer = importlib.util.module_from_spec(spec); spec.loader.exec_module(infer)
-model, tokenizer = infer.load(Path({str(out)!r}), use_adapter=True)
+model, tokenizer = infer.load(Path({str(out)!r}))
 ref = torch.load({str(reference)!r})
 ids = tokenizer({PROBE!r}, return_tensors="pt")["input_ids"]
 assert torch.equal(ids, ref["ids"]), (ids, ref["ids"])
@@ -125,29 +125,39 @@ print((logits - ref["logits"]).abs().max().item())
     assert float(result.stdout.strip().splitlines()[-1]) < 1e-5
 
 
-def test_infer_answers_and_scores(trained):
+def test_infer_answers_and_specforge_scores_them(trained):
+    from specforge.scoring import read_predictions, score_predictions
+
     root, out = trained["root"], trained["out"]
+    command = [sys.executable, "generated/tiny/infer.py", "--run-dir", str(out)]
+    command += ["--data", "data/heldout.jsonl", "--output", str(out / "predictions.jsonl")]
     result = subprocess.run(
-        [
-            sys.executable,
-            "generated/tiny/infer.py",
-            "--run-dir",
-            str(out),
-            "--data",
-            "data/heldout.jsonl",
-            "--metrics-out",
-            str(out / "eval.json"),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        command, cwd=root, capture_output=True, text=True, timeout=300, check=False
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    answers = [json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"input"')]
-    assert len(answers) == 8
-    metrics = json.loads((out / "eval.json").read_text())
-    assert metrics["n"] == 8
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert "model on cpu" in result.stderr
+    rows = read_predictions(out / "predictions.jsonl")
+    assert len(rows) == 8 and all("prediction" in row and "output" in row for row in rows)
+    metrics = score_predictions(rows, ["negative", "neutral", "positive"], "output")
+    assert metrics["n"] == 8 and 0.0 <= metrics["accuracy"] <= metrics["lenient_accuracy"] <= 1.0
     assert set(metrics["confusion"]) == {"negative", "neutral", "positive"}
+
+
+def test_infer_loads_the_model_onto_the_gpu_when_there_is_one(trained, monkeypatch):
+    """Defect: infer.py passed no device_map and never moved the model, so after training on a
+    GPU the evaluation ran Mistral-7B on the CPU (or failed there with flash-attention)."""
+    import torch
+
+    infer = load_generated(trained["root"] / "generated/tiny/infer.py", "device_infer")
+    real_available, real_load = torch.cuda.is_available, infer.AutoModelForCausalLM.from_pretrained
+    seen = {}
+
+    def load_on_this_machine(*args, **kwargs):
+        seen.update(kwargs)
+        monkeypatch.setattr(torch.cuda, "is_available", real_available)  # peft loads after
+        return real_load(*args, **{**kwargs, "device_map": "cpu"})  # no GPU here
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(infer.AutoModelForCausalLM, "from_pretrained", load_on_this_machine)
+    infer.load(trained["out"])
+    assert seen["device_map"] == "cuda"

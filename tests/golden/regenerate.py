@@ -1,4 +1,8 @@
-"""Regenerate tests/golden/ from the shipped specs: `make golden` (then review the diff)."""
+"""Regenerate tests/golden/<name>/ from tests/golden/specs/: `make golden` (then review the diff).
+
+The shipped specs' golden files are generated/ itself (`specforge check` compares it with a fresh
+compile); these specs reach the template branches the shipped specs do not.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,25 @@ from specforge.codegen.compiler import compile_files
 from specforge.spec.load import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
+SPECS = REPO / "tests/golden/specs"
+
+
+def golden_files() -> dict[Path, str]:
+    """{path under tests/golden: text} for every golden spec, compiled from the repo root."""
+    os.chdir(REPO)  # spec labels and relative paths resolve from the project root
+    files = {}
+    for spec in sorted(SPECS.glob("*.yaml")):
+        loaded = load_spec(spec.relative_to(REPO))
+        for name, text in compile_files(loaded, f"tests/golden/{loaded.spec.name}").items():
+            files[REPO / "tests/golden" / loaded.spec.name / name] = text
+    return files
 
 
 def main() -> None:
-    os.chdir(REPO)  # spec labels and relative paths resolve from the project root
-    for spec in sorted(Path("specs").glob("*.yaml")):
-        if spec.name.startswith("_"):
-            continue
-        loaded = load_spec(spec)
-        for name, text in compile_files(loaded).items():
-            out = REPO / "tests/golden" / loaded.spec.name / name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text, encoding="utf-8")
-            print(out.relative_to(REPO))
+    for path, text in golden_files().items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(path.relative_to(REPO))
 
 
 if __name__ == "__main__":

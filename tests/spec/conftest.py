@@ -17,9 +17,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DROP = object()  # spec_data(prompt=DROP) deletes the key
-# Warnings a shipped spec may still have until its owner updates it (specs/ is edited outside the
-# spec language): fingpt.yaml declares eos <|im_end|> but stops on <response|end> (SF016).
-PENDING_WARNINGS: dict[str, set[str]] = {"fingpt.yaml": {"SF016"}}
 
 BASE_SPEC: dict = {
     "spec_version": 1,
