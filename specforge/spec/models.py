@@ -69,7 +69,10 @@ class ModelSpec(Strict):
     )
     gguf_file: str | None = Field(
         None,
-        description="GGUF file name inside the model directory; dequantised on load (cached by sha256).",
+        description=(
+            "GGUF file name inside the model directory (or `package`); `specforge prepare` "
+            "(run does it) dequantises it once into a plain model folder the scripts load."
+        ),
         pattern=r"^[^/\\]+\.gguf$",
     )
     dtype: Literal["float32", "float16", "bfloat16", "auto"] = Field(
