@@ -329,3 +329,20 @@ def test_compile_refuses_to_write_through_a_symlink_escape(repo_copy, tmp_path_f
     assert result.returncode == 1 and "outside generated/" in result.stderr
     assert list(outside.iterdir()) == []
     assert not (repo_copy / "generated/fingpt-sentiment").exists()  # nothing half-written
+
+
+def test_tokens_the_base_vocabulary_has_get_no_start_row(repo_copy):
+    """SmolLM2's GGUF vocabulary is read at compile time: declaring its own <|im_end|> (as the
+    eos) adds nothing to NEW_TOKEN_INIT (it used to emit `"<|im_end|>": "im end"`)."""
+    spec = repo_copy / "specs/quickstart.yaml"
+    spec.write_text(
+        spec.read_text().replace(
+            '    additional: ["<response>", "<response|end>"]',
+            '    eos: "<|im_end|>"\n    additional: ["<response>", "<response|end>"]',
+        )
+    )
+    assert run_cli("compile", "specs/quickstart.yaml", cwd=repo_copy).returncode == 0
+    train = (repo_copy / "generated/quickstart/train.py").read_text()
+    line = next(x for x in train.splitlines() if x.startswith("NEW_TOKEN_INIT = "))
+    assert "<|im_end|>" not in line.split("#")[0].replace('"<response|end>": "<|im_end|>"', "")
+    assert '"eos_token": "<|im_end|>"' in train
