@@ -43,6 +43,7 @@ from specforge.record import (
 )
 from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
+from specforge.spec.models import Spec
 
 
 class StaleScripts(Exception):
@@ -128,7 +129,11 @@ VALIDATION_ROWS = "validation.jsonl"
 def evaluation_rows(loaded: LoadedSpec, run_dir: Path) -> str | None:
     """The rows the evaluate steps score: inference.eval_data, else (with labels) the validation
     split's raw rows, which train.py writes to <run_dir>/validation.jsonl; None: no evaluation."""
-    spec = loaded.spec
+    return spec_evaluation_rows(loaded.spec, run_dir)
+
+
+def spec_evaluation_rows(spec: Spec, run_dir: Path) -> str | None:
+    """evaluation_rows() from the spec alone (`specforge export` has run.json's, not a file)."""
     if spec.inference.eval_data:
         return spec.inference.eval_data
     has_validation = (
