@@ -295,6 +295,12 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from specforge.export import main as export_main
+
+    return export_main(args)
+
+
 RUN_COLUMNS = (
     ("name", "spec"),
     ("run_id", "run"),
@@ -460,6 +466,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("spec", type=Path, metavar="SPEC")
     overrides(sub)
     remote(sub)
+
+    from specforge.export import ALL, FORMATS  # names only: the formats load when they run
+
+    sub = add(
+        "export",
+        cmd_export,
+        "Export a run (merged model folder, GGUF, Ollama), each verified against the adapter "
+        "on the run's held-out rows; the adapter folder is made portable too.",
+    )
+    sub.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder, runs/<name>/<id>")
+    sub.add_argument("--format", required=True, choices=[*FORMATS, ALL], help="what to build")
+    sub.add_argument(
+        "--out",
+        type=Path,
+        help="the export's folder (default RUN_DIR/export/FORMAT; with `all`, one folder per format in it)",
+    )
+    sub.add_argument(
+        "--min-agreement",
+        action="append",
+        metavar="[FORMAT=]RATE",
+        help="share of held-out answers that must equal the adapter's (default 0.95), e.g. "
+        "merged=0.99 (repeatable)",
+    )
 
     sub = add("runs", cmd_runs, "List runs: status, steps, losses, accuracy.")
     sub.add_argument(
