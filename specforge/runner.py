@@ -461,6 +461,11 @@ def _attempt(
         status, failed, code = "interrupted", view.step, 130
     # the record first: a second Ctrl-C during the plot must not leave it saying `running`
     record.data["results"] = _results(run_dir, record)
+    if status == "succeeded" and (run_dir / "adapter" / "adapter_config.json").is_file():
+        # the adapter names its real base (not this machine's cache path) and has a model card
+        from specforge.export.adapter import make_portable
+
+        record.data.setdefault("exports", {})["adapter"] = make_portable(run_dir, record.data)
     record.end_attempt(status, failed, round(time.monotonic() - started, 1))
     _plot(run_dir)
     _summarise(record, run_dir)

@@ -117,6 +117,19 @@ def test_run_directory_contents(first_run):
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in m for m in metrics) and any("eval_loss" in m for m in metrics)
     assert "accuracy" in first_run["result"].stderr  # the summary names both models
+    scored = json.loads((run / "eval_tuned.json").read_text())  # specforge scored infer's answers
+    assert {"accuracy", "lenient_accuracy", "macro_f1", "confusion"} <= set(scored)
+
+
+def test_the_adapter_names_its_real_base_and_has_a_model_card(first_run):
+    """It named this machine's absolute model path, so it loaded nowhere else."""
+    adapter = first_run["run"] / "adapter"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    record = json.loads((first_run["run"] / "run.json").read_text())
+    assert config["base_model_name_or_path"] == record["model"]["name"]
+    card = (adapter / "README.md").read_text()
+    assert "PeftModel.from_pretrained" in card and "resize_token_embeddings" in card
+    assert record["exports"]["adapter"]["format"] == "adapter"
 
 
 def test_secrets_never_written(first_run):
