@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# + the `export` extra (llama.cpp, built from source once): make test and export-demo need it
+EXPORT_STAMP := $(VENV)/.export-stamp
 
 .PHONY: setup demo test golden lint bench clean
 
@@ -19,7 +21,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/specforge run specs/quickstart.yaml
 
-test: $(STAMP)
+test: $(EXPORT_STAMP)
 	$(BIN)/specforge check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
@@ -32,3 +34,22 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# `specforge export --format gguf|ollama` needs llama.cpp (the `export` extra, built from source once:
+# ~5 min on 2 cores, then pip's wheel cache). `make test` installs it too; `make demo` does not.
+.PHONY: export-demo
+
+$(EXPORT_STAMP): $(STAMP)
+	$(BIN)/pip install -q -c constraints.txt -e '.[train,test,export]'
+	touch $(EXPORT_STAMP)
+
+# The latest quickstart run (make demo's; one is trained when there is none) as a merged folder,
+# GGUF F16 + Q8_0 and an Ollama Modelfile, each verified against the adapter's held-out answers.
+export-demo: $(EXPORT_STAMP)
+	@run=$$(ls -d runs/quickstart/*/ 2>/dev/null | tail -1); \
+	if [ -z "$$run" ]; then \
+		HF_HUB_OFFLINE=1 $(BIN)/specforge run specs/quickstart.yaml || exit 1; \
+		run=$$(ls -d runs/quickstart/*/ | tail -1); \
+	fi; \
+	echo "specforge export $$run --format all"; \
+	HF_HUB_OFFLINE=1 $(BIN)/specforge export $$run --format all
