@@ -483,6 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the export's folder (default RUN_DIR/export/FORMAT; with `all`, one folder per format in it)",
     )
     sub.add_argument(
+        "--quant",
+        metavar="TYPE",
+        help="gguf: the quantised file beside the f16 one (q8_0, default; q4_0, q4_k_m, q5_k_m, q6_k)",
+    )
+    sub.add_argument(
         "--min-agreement",
         action="append",
         metavar="[FORMAT=]RATE",

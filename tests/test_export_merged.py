@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from specforge.artifacts import umask
 from tests.conftest import REPO, load_generated, run_cli, tiny_spec
 
 STOP = "<response|end>"
@@ -98,6 +99,9 @@ def test_export_succeeds_and_agrees_with_the_adapter(exported):
     adapter = [json.loads(x)["prediction"] for x in (exported.run / "predictions.jsonl").open()]
     assert [p["adapter_prediction"] for p in predictions] == adapter
     assert "agreement 100.0%" in exported.result.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in exported.folder.iterdir()}
+    # the umask decides, not safetensors' 0600
+    assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~umask()
 
 
 def test_plain_transformers_loads_the_folder_with_the_trained_rows(exported):

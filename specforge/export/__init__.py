@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import json
 import sys
 import time
@@ -94,7 +95,14 @@ class ExportRun:
             raise ExportError(f"infer.py could not load {self.run_dir}: {err}") from None
 
     def prompts(self) -> list[str]:
-        return [self.infer().build_prompt(row) for row in self.rows]
+        """infer.py's prompts for the held-out rows (a chat prompt needs the run's tokenizer)."""
+        infer = self.infer()
+        if len(inspect.signature(infer.build_prompt).parameters) == 1:
+            return [infer.build_prompt(row) for row in self.rows]
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.run_dir / "adapter")
+        return [infer.build_prompt(row, tokenizer) for row in self.rows]
 
 
 def load_run(run_dir: Path) -> ExportRun:
@@ -170,6 +178,7 @@ def export_run(
     *,
     out: Path | None = None,
     thresholds: dict[str, float] | None = None,
+    quant: str | None = None,
     say=print,
 ) -> list:
     """Export `run_dir` in each format, verify each, record each in run.json; the results."""
@@ -186,7 +195,8 @@ def export_run(
         started = time.monotonic()
         say(f"{name}: exporting to {folder}")
         try:
-            result = modules[name].export(run, folder, threshold)
+            options = {"quant": quant} if name == "gguf" and quant else {}
+            result = modules[name].export(run, folder, threshold, **options)
         except ExportError as err:
             result = verify.ExportResult(name, folder, threshold, error=str(err))
         result.total_seconds = round(time.monotonic() - started, 1)
@@ -205,7 +215,9 @@ def main(args) -> int:
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir}: no such run folder")
     try:
-        results = export_run(args.run_dir, formats, out=args.out, thresholds=thresholds, say=say)
+        results = export_run(
+            args.run_dir, formats, out=args.out, thresholds=thresholds, quant=args.quant, say=say
+        )
     except ExportUnavailable as err:
         print(f"specforge: error: {err}", file=sys.stderr)
         return 2

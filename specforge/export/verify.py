@@ -197,6 +197,9 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
     try:
         staging.chmod(0o777 & ~umask())  # mkdtemp makes it 0700
         yield staging
+        for path in staging.rglob("*"):  # safetensors writes 0600 files: the umask decides
+            if path.is_file():
+                path.chmod(0o666 & ~umask())
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
         if out_dir.exists():
             os.replace(out_dir, old)
