@@ -8,6 +8,11 @@ import tempfile
 from pathlib import Path
 
 
+def cache_root() -> Path:
+    """specforge's cache (SPECFORGE_CACHE, else ~/.cache/specforge); safe to delete."""
+    return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache" / "specforge"))
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

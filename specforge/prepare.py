@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from specforge.artifacts import file_sha256, umask, write_atomic
+from specforge.artifacts import cache_root, file_sha256, umask, write_atomic
 from specforge.spec.models import Spec
 
 SOURCE = "source.json"
@@ -25,13 +25,9 @@ class PrepareError(Exception):
     """The model folder cannot be built: package missing, or weights that do not line up."""
 
 
-def cache_root() -> Path:
-    """specforge's cache (SPECFORGE_CACHE, else ~/.cache/specforge); safe to delete."""
-    return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache" / "specforge"))
-
-
 def model_dir(package: str, gguf_file: str) -> Path:
-    """Where the dequantised model of `package`'s `gguf_file` lives (the scripts' formula too)."""
+    """Where the dequantised model of `package`'s `gguf_file` lives: the one formula, which the
+    generated scripts get as MODEL_DIR (model_key)."""
     return cache_root() / "models" / package / Path(gguf_file).stem
 
 
@@ -78,15 +74,14 @@ def gguf_path(spec: Spec) -> Path | None:
     return path
 
 
-def model_key(spec: Spec) -> str:
-    """A spec's prepared folder under the cache, as the generated scripts name it (MODEL_DIR):
-    models/<its package, else its local folder's name>/<the GGUF's stem>."""
-    m = spec.model
-    return f"models/{m.package or Path(m.name).name}/{Path(m.gguf_file).stem}"
-
-
 def spec_model_dir(spec: Spec) -> Path:
-    return cache_root() / model_key(spec)
+    """model_dir() of a spec's GGUF: owned by its package, else by its local folder's name."""
+    return model_dir(spec.model.package or Path(spec.model.name).name, spec.model.gguf_file)
+
+
+def model_key(spec: Spec) -> str:
+    """spec_model_dir() under the cache, as the generated scripts name it (MODEL_DIR)."""
+    return spec_model_dir(spec).relative_to(cache_root()).as_posix()
 
 
 def prepare_model(spec: Spec, *, say=None) -> Path | None:

@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge import __version__
-from specforge.artifacts import sha256_bytes, write_atomic
+from specforge.artifacts import cache_root, sha256_bytes, write_atomic
 from specforge.codegen.paths import templates_dir
 
 if TYPE_CHECKING:  # the verdict cache imports this module before any spec is loaded
     from specforge.spec.load import LoadedSpec
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache" / "specforge"))
 
 
 def sources_digest(paths: list[Path], seed: str = "") -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from specforge import __version__
 from specforge.artifacts import file_sha256, write_atomic
+from specforge.spec.models import Spec
 
 CARD = "README.md"
 
@@ -90,7 +91,7 @@ def loading_code(run_dir: Path, record: dict) -> str:
 def generation_code(record: dict) -> str:
     """How to ask it: the spec's prompt for its first example, greedy, up to the stop token."""
     spec = record["spec"]["resolved"]
-    template, stop = spec["prompt"].get("template"), stop_token(spec)
+    template, stop = spec["prompt"].get("template"), Spec.model_validate(spec).stop_token()
     examples = spec["inference"].get("examples") or []
     if not template or not examples or stop is None:
         return ""
@@ -108,14 +109,6 @@ def generation_code(record: dict) -> str:
         'new = output[0, inputs["input_ids"].shape[1] :].tolist()\n'
         "answer = tokenizer.decode(new[: new.index(stop)] if stop in new else new).strip()\n"
     )
-
-
-def stop_token(spec: dict) -> str | None:
-    """The declared token the completion ends with (Spec.stop_token, on run.json's copy)."""
-    tokens = spec["tokenizer"]["special_tokens"]
-    completion = spec["prompt"]["completion"]
-    ends = [t for t in [tokens.get("eos"), *tokens["additional"]] if t and completion.endswith(t)]
-    return max(ends, key=len, default=None)
 
 
 def _metrics_rows(results: dict) -> list[str]:

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from specforge.artifacts import cache_root
 from specforge.export import ExportError, ExportRun
 from specforge.export.verify import EVAL_FILE, agreement, finish, staged_folder
 from specforge.spec.gguf_meta import TOKENS, read_metadata
@@ -115,7 +116,8 @@ def quantised_file(folder: Path) -> Path | None:
 
 
 def stop_token(run: ExportRun) -> str | None:
-    return run.infer().STOP_TOKEN or run.spec.stop_token()
+    """The spec's stop token (what infer.py's STOP_TOKEN was compiled from)."""
+    return run.spec.stop_token()
 
 
 # -- the merged folder and the converter
@@ -138,10 +140,6 @@ def merged_folder(run: ExportRun, out_dir: Path) -> Path:
             f"the merged folder the GGUF is converted from did not verify: {result.error}"
         )
     return folder
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("SPECFORGE_CACHE", Path.home() / ".cache/specforge"))
 
 
 def converter_script() -> Path:

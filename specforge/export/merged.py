@@ -100,8 +100,8 @@ def build(run: ExportRun, folder: Path, probes: list[str]) -> tuple[object, dict
 
 
 def stop_token(run: ExportRun, tokenizer) -> str:
-    """The spec's stop token (infer.py's STOP_TOKEN), else the tokenizer's own eos."""
-    return run.infer().STOP_TOKEN or tokenizer.eos_token
+    """The spec's stop token (infer.py's STOP_TOKEN is compiled from it), else the tokenizer's eos."""
+    return run.spec.stop_token() or tokenizer.eos_token
 
 
 def last_logits(model, tokenizer, texts: list[str]):
