@@ -10,7 +10,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import socket
@@ -21,6 +20,7 @@ from pathlib import Path
 from specforge import __version__
 from specforge.artifacts import file_sha256, write_atomic
 from specforge.spec.models import Spec, is_local_path
+from specforge.spec.vocab import COMMIT, ref_file
 
 RUNS_DIR = Path("runs")
 STACK = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
@@ -124,19 +124,7 @@ def model_fingerprint(spec: Spec) -> dict:
 # Resolving a Hub revision (null, a branch or a tag) to the commit that ran, so run.json can
 # reproduce a Hub run. Read after the train step: the files, and the ref, are in the cache then.
 
-COMMIT = re.compile(r"[0-9a-f]{40}")
 TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's reading of HF_HUB_OFFLINE
-
-
-def hub_cache() -> Path:
-    """The Hub cache folder, found as huggingface_hub finds it (read here without importing it)."""
-    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(variable):
-            return Path(os.path.expandvars(os.environ[variable])).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "huggingface" / "hub"
 
 
 def hub_offline() -> bool:
@@ -150,7 +138,7 @@ def resolve_revision(kind: str, repo_id: str, revision: str | None) -> dict:
     own commit sha, else the Hub cache's ref, else (online) the Hub API, else unresolved."""
     if revision and COMMIT.fullmatch(revision):
         return {"resolved_revision": revision, "resolved_from": "spec"}
-    folder = hub_cache() / f"{kind}s--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    folder = ref_file(kind, repo_id, revision)
     try:
         sha = folder.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):

@@ -40,21 +40,30 @@ def package_dir(package: str) -> Path | None:
 
 
 def hub_cache_dir() -> Path:
-    """Where huggingface_hub keeps downloads (HF_HUB_CACHE, else HF_HOME/hub, else the default)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    """The Hub cache folder, found as huggingface_hub finds it (read here without importing it):
+    HF_HUB_CACHE (or its old name), else HF_HOME/hub, else the XDG/home default."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.path.expandvars(os.environ[variable])).expanduser()
     if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+        return Path(os.path.expandvars(os.environ["HF_HOME"])).expanduser() / "hub"
     xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
     return Path(xdg).expanduser() / "huggingface" / "hub"
 
 
+def ref_file(kind: str, repo_id: str, revision: str | None) -> Path:
+    """The Hub cache file naming the commit a `kind` ("model", "dataset") repo's revision is at."""
+    return (
+        hub_cache_dir() / f"{kind}s--{repo_id.replace('/', '--')}" / "refs" / (revision or "main")
+    )
+
+
 def hub_ref(spec: Spec) -> Path | None:
-    """The cache file naming the commit a revision points at (None for local models)."""
-    name, revision = spec.model.name, spec.model.revision or "main"
+    """The cache file naming the commit the model's revision points at (None for local models)."""
+    name = spec.model.name
     if spec.model.package or is_local_path(name) or name.count("/") != 1:
         return None
-    return hub_cache_dir() / f"models--{name.replace('/', '--')}" / "refs" / revision
+    return ref_file("model", name, spec.model.revision)
 
 
 def hub_file(spec: Spec, filename: str) -> Path | None:
