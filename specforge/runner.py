@@ -476,8 +476,8 @@ def score_step(step: Step, spec) -> None:
     """Score an evaluate step's predictions against the spec's labels (specforge.scoring) into
     eval_*.json, and note the figures at the end of the step's log."""
     predictions, out = step.scores
-    answer = spec.inference.answer_column or spec.prompt.completion_fields()[0]
-    metrics = score_predictions(read_predictions(predictions), list(spec.inference.labels), answer)
+    rows = read_predictions(predictions)
+    metrics = score_predictions(rows, list(spec.inference.labels), spec.answer_column())
     if metrics is None:
         return
     metrics["predictions"] = predictions.name

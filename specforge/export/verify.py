@@ -97,7 +97,7 @@ def held_out_metrics(run: ExportRun, answers: list[str]) -> dict | None:
     spec = run.spec
     if not spec.inference.labels:
         return None
-    column = spec.inference.answer_column or spec.prompt.completion_fields()[0]
+    column = spec.answer_column()
     rows = [{**row, "prediction": text} for row, text in zip(run.rows, answers)]
     return score_predictions(rows, list(spec.inference.labels), column)
 

@@ -481,6 +481,11 @@ class Spec(Strict):
         default_factory=LaunchSpec, description="Processes, nodes, Slurm (torchrun)."
     )
 
+    def answer_column(self) -> str:
+        """The held-out column with the gold answer: inference.answer_column, else the completion's
+        (first) field."""
+        return self.inference.answer_column or self.prompt.completion_fields()[0]
+
     def stop_token(self) -> str | None:
         """The declared token (eos or additional) the completion ends with; the longest if several."""
         tokens = self.tokenizer.special_tokens
