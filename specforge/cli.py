@@ -295,6 +295,29 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from specforge.explain import Unknown, explain, render_text
+
+    if not args.spec.is_file():
+        raise UsageError(f"{args.spec}: no such spec file")
+    try:
+        loaded = load_spec(args.spec, args.set, allow_remote_code=args.allow_remote_code)
+    except SpecError as err:
+        print_diagnostics(err.diagnostics)
+        return 1
+    print_diagnostics(loaded.warnings)
+    try:
+        report = explain(loaded.spec, args.gpu)
+    except Unknown as err:
+        say(f"[red]error[/]: {loaded.label}: {err}")
+        return 1
+    if args.format == "json":
+        print_json(report)
+    else:
+        print(render_text(report))
+    return 0
+
+
 def cmd_export(args) -> int:
     from specforge.export import main as export_main
 
@@ -456,6 +479,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an unfinished run in its folder, from its last checkpoint "
         "(default: the spec's latest run that did not succeed)",
     )
+
+    sub = add(
+        "explain",
+        cmd_explain,
+        "Predict a spec's cost (parameters, tokens and FLOPs per step, memory, time) and show "
+        "the execution plan; loads no weights.",
+    )
+    sub.add_argument("spec", type=Path, metavar="SPEC")
+    overrides(sub)
+    remote(sub)
+    sub.add_argument(
+        "--gpu",
+        choices=["H200", "H100", "A100-80GB", "cpu"],
+        help="plan for this device (default: training.gpu)",
+    )
+    sub.add_argument("--format", choices=["text", "json"], default="text")
 
     sub = add(
         "prepare",

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from specforge import __version__
+from specforge.explain.layout import choose, device_of, layout_of
+from specforge.explain.params import count
+from specforge.explain.sample import sample_rows
+from specforge.explain.shape import find_shape
 from specforge.prepare import model_key
 from specforge.spec.models import Spec, is_local_path
 
@@ -82,6 +86,7 @@ class TrainingPart:
     fsdp: bool
     push_to_hub: bool
     gradient_checkpointing: bool
+    peak_flops: Value  # PEAK_TFLOPS: the device MFU is measured against
 
 
 @dataclass(frozen=True)
@@ -333,26 +338,78 @@ def _warmup(spec: Spec) -> Value:
     return Value("warmup_steps", value, "training.warmup_ratio", "a float below 1 is a ratio")
 
 
-def _training_args(spec: Spec) -> list[Value]:
+@dataclass(frozen=True)
+class LayoutValues:
+    """The three values `training.layout: auto` may change, each naming where it came from."""
+
+    batch: Value
+    accumulation: Value
+    checkpointing: Value
+
+
+def layout_values(spec: Spec) -> LayoutValues:
+    """The recipe's batch, accumulation and checkpointing, or the auto plan's where it differs
+    (explain/layout.py). Compile reads only sources every checkout sees alike (no Hub cache)."""
+    t = spec.training
+    batch = Value(
+        "per_device_train_batch_size",
+        t.per_device_train_batch_size,
+        "training.per_device_train_batch_size",
+    )
+    accumulation = Value(
+        "gradient_accumulation_steps",
+        t.gradient_accumulation_steps,
+        "training.gradient_accumulation_steps",
+    )
+    ckpt = t.gradient_checkpointing
+    checkpointing = Value(
+        "activation_checkpointing",
+        ckpt,
+        "training.gradient_checkpointing",
+        "non-reentrant" if ckpt else None,
+    )
+    recipe = LayoutValues(batch, accumulation, checkpointing)
+    if layout_of(spec) != "auto":
+        return recipe
+    shape = find_shape(spec, hub_cache=False)
+    if shape is None:  # nothing to plan with: the recipe's layout, as written
+        return recipe
+    device = device_of(spec)
+    plan = choose(spec, shape, count(spec, shape), sample_rows(spec), device)
+    if plan.layout != "auto":
+        return recipe
+    rows = plan.rows_per_step
+    if plan.batch != t.per_device_train_batch_size:
+        batch = Value(batch.name, plan.batch, "training.layout", f"auto: {rows} rows per step")
+    if plan.accumulation != t.gradient_accumulation_steps:
+        why = "auto: same loss, a token mean"
+        accumulation = Value(accumulation.name, plan.accumulation, "training.layout", why)
+    if plan.checkpointing != ckpt:
+        why = f"auto: fits {device.name} (est. {plan.memory_gib:.0f} GiB)"
+        if plan.checkpointing:
+            why = f"auto: needed on {device.name}"
+        checkpointing = Value(checkpointing.name, plan.checkpointing, "training.layout", why)
+    return LayoutValues(batch, accumulation, checkpointing)
+
+
+def _peak_flops(spec: Spec) -> Value:
+    device = device_of(spec)
+    why = "measured fp32 matmul" if device.name == "cpu" else "dense fp16/bf16"
+    return Value("PEAK_TFLOPS", device.peak_tflops, "training.gpu", f"{device.name}: {why}")
+
+
+def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
     t, stop = spec.training, spec.stop_token()
     pf = padding_free(spec)
     args = [
         Value("seed", spec.seed, "seed", "the data order too (data_seed defaults to it)"),
-        Value(
-            "per_device_train_batch_size",
-            t.per_device_train_batch_size,
-            "training.per_device_train_batch_size",
-        ),
+        layout.batch,
         Value(
             "per_device_eval_batch_size",
             t.per_device_eval_batch_size,
             "training.per_device_eval_batch_size",
         ),
-        Value(
-            "gradient_accumulation_steps",
-            t.gradient_accumulation_steps,
-            "training.gradient_accumulation_steps",
-        ),
+        layout.accumulation,
         Value("num_train_epochs", t.num_train_epochs, "training.num_train_epochs"),
         Value(
             "max_steps",
@@ -377,12 +434,7 @@ def _training_args(spec: Spec) -> list[Value]:
         Value("fp16", t.precision == "fp16", "training.precision"),
         Value("bf16", t.precision == "bf16", "training.precision"),
         # the transformers 5 name; `gradient_checkpointing` is its deprecated alias
-        Value(
-            "activation_checkpointing",
-            t.gradient_checkpointing,
-            "training.gradient_checkpointing",
-            "non-reentrant" if t.gradient_checkpointing else None,
-        ),
+        layout.checkpointing,
         Value("eval_strategy", t.eval_strategy, "training.eval_strategy"),
     ]
     if t.eval_steps is not None:
@@ -462,14 +514,15 @@ def _distributed_args(spec: Spec) -> list[Value]:
 
 
 def _training(spec: Spec) -> TrainingPart:
-    t = spec.training
+    t, layout = spec.training, layout_values(spec)
     return TrainingPart(
         lora=_lora(spec),
-        args=_training_args(spec),
+        args=_training_args(spec, layout),
         resume=t.save_strategy != "no",
         fsdp=spec.launch.strategy == "fsdp",
         push_to_hub=t.push_to_hub,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=bool(layout.checkpointing.value),
+        peak_flops=_peak_flops(spec),
     )
 
 

@@ -333,6 +333,22 @@ class TrainingSpec(Strict):
     use_liger_kernel: bool = Field(
         False, description="Liger fused kernels (GPU, needs liger-kernel)."
     )
+    layout: Literal["auto", "recipe"] | None = Field(
+        None,
+        description=(
+            "How each optimiser step's rows are laid out on the device. `recipe`: the batch size, "
+            "accumulation and checkpointing as written. `auto`: the same rows per step in as few "
+            "micro-batches as memory allows, checkpointing off where it fits (`specforge explain` "
+            "shows the plan). null: auto for specs that need a CUDA GPU, recipe otherwise."
+        ),
+    )
+    gpu: Literal["H200", "H100", "A100-80GB", "cpu"] | None = Field(
+        None,
+        description=(
+            "The device the `auto` layout is planned for and MFU is measured against. "
+            "null: A100-80GB for specs that need a CUDA GPU, cpu otherwise."
+        ),
+    )
     report_to: list[Reporter] = Field(
         default_factory=list,
         description="Experiment trackers; credentials come from the environment.",

@@ -74,9 +74,10 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
 
 
 def test_line_budgets_and_the_main_flow_comes_first():
-    """A reviewer reads the whole script: fingpt's train.py within 320 lines, infer.py within
-    170, the quickstart's within 30 more, and train.py's main() in its first third."""
-    budgets = {"fingpt-sentiment": (320, 170), "quickstart": (350, 200)}
+    """A reviewer reads the whole script: fingpt's train.py within 342 lines, infer.py within
+    170, the quickstart's within 30 more, and train.py's main() in its first third. (320 until
+    issue 17: metrics.jsonl's tokens/s and MFU, with explain's FLOP count, took 22 lines.)"""
+    budgets = {"fingpt-sentiment": (342, 170), "quickstart": (350, 200)}
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()
@@ -236,9 +237,7 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
     ]
     expected = {
         "learning_rate": 5e-4,
-        "per_device_train_batch_size": 8,
         "per_device_eval_batch_size": 8,
-        "gradient_accumulation_steps": 8,
         "num_train_epochs": 1.0,
         "lr_scheduler_type": "cosine",
         "warmup_steps": 0.1,
@@ -255,6 +254,8 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
         "hub_private_repo": True,
     }
     assert {k: args[k] for k in expected} == expected
+    # layout auto (the default on a GPU) keeps the recipe's 8 x 8 = 64 rows per optimiser step
+    assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 64
     # the stop token is the eos (so the declared eos is not dead); the transformers 5 key
     assert out["special_tokens"] == {
         "eos_token": "<response|end>",

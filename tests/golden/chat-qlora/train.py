@@ -109,6 +109,7 @@ TRAINING_ARGS = {
     "use_liger_kernel": True,  # spec: training.use_liger_kernel
     "report_to": ["tensorboard"],  # spec: training.report_to
 }
+PEAK_TFLOPS = 312.0  # spec: training.gpu; A100-80GB: dense fp16/bf16
 
 
 def main():
@@ -169,7 +170,7 @@ def train(output_dir, checkpoint=None):
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
-        callbacks=[MetricsFile()],
+        callbacks=[MetricsFile(model, train_report["tokens_p50"])],
     )
     share = label_share(trainer)
     print(f"label share: {share:.1%} of tokens carry a label", flush=True)
@@ -358,9 +359,30 @@ class TiedHeadTokensWrapper(TrainableTokensWrapper):
 
 
 class MetricsFile(TrainerCallback):
-    """Append every log entry to metrics.jsonl as it happens, so a crash keeps the curve."""
+    """Append every log entry to metrics.jsonl as it happens, so a crash keeps the curve. Train
+    entries gain tokens/s and MFU since the previous one (evaluation restarts the clock), FLOPs
+    counted as `specforge explain` does: 4 per frozen matmul weight (forward and activation
+    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
+
+    def __init__(self, model, row_tokens):
+        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        frozen = sum(w.numel() for w in linear if not w.requires_grad)
+        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        c, self.last = model.config, None
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * trained + attention
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.last = None  # the next interval starts after evaluation
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        now, tokens = time.perf_counter(), (logs or {}).get("num_tokens")
+        if tokens is not None and self.last is not None:
+            rate = (tokens - self.last[1]) / (now - self.last[0])  # every rank's tokens
+            mfu = rate * self.flops_per_token / (PEAK_TFLOPS * 1e12 * args.world_size)
+            logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
+        self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
             with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")

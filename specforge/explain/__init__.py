@@ -1,0 +1,211 @@
+"""`specforge explain`: what a spec will cost, and the execution plan, before any weight loads.
+
+No torch: the model's shape comes from a config file, GGUF metadata or a built-in table
+(shape.py); parameters, FLOPs, memory and time are arithmetic (params.py, cost.py); the layout is
+the planner's (layout.py), the same one compile emits into train.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+from specforge.explain import cost
+from specforge.explain.layout import choose, device_of, layout_of
+from specforge.explain.params import count
+from specforge.explain.sample import sample_rows
+from specforge.explain.shape import find_shape
+from specforge.spec.models import Spec
+
+CONVENTION = (
+    "F = (4 N_frozen + 6 N_trained) T + 12 L d_attn sum(l^2): frozen base 4N (forward and "
+    "activation gradients), trained 6N, attention per row (benchmarks/gpu_check.py); "
+    "checkpointing's recompute is not counted in MFU"
+)
+
+
+class Unknown(Exception):
+    """The model's shape is in no source explain can read."""
+
+
+def explain(spec: Spec, gpu: str | None = None) -> dict:
+    """The whole report as plain data (what `--format json` prints)."""
+    shape = find_shape(spec)
+    if shape is None:
+        raise Unknown(
+            f"model {spec.model.name!r}: no config.json in a local folder or the Hub cache, no "
+            "GGUF header, and not in specforge's table; download its config.json "
+            "(hf download NAME config.json) or point model.name at a folder"
+        )
+    params = count(spec, shape)
+    rows = sample_rows(spec)
+    device = device_of(spec, gpu)
+    plan = choose(spec, shape, params, rows, device)
+    t = spec.training
+    step_rows = plan.rows_per_step * spec.launch.world_size()
+    step_tokens = step_rows * rows.mean_tokens
+    flops = cost.step_flops(params, shape, step_tokens, step_rows * rows.mean_sq_tokens)
+    train_rows = None
+    if rows.count is not None:
+        fraction = spec.dataset.validation_fraction or 0.0
+        train_rows = rows.count - math.ceil(rows.count * fraction)
+    steps_per_epoch = math.ceil(train_rows / step_rows) if train_rows else None
+    if t.max_steps is not None:
+        steps = t.max_steps
+    elif steps_per_epoch is not None:
+        steps = math.ceil(steps_per_epoch * t.num_train_epochs)
+    else:
+        steps = None
+    memory = {
+        checkpointing: cost.memory(
+            spec, shape, params, device, plan.budget_tokens, checkpointing
+        ).as_gib()
+        for checkpointing in (False, True)
+    }
+    return {
+        "spec": spec.name,
+        "model": {
+            "name": spec.model.name,
+            "shape_from": shape.source,
+            "hidden": shape.hidden,
+            "layers": shape.layers,
+            "heads": shape.heads,
+            "kv_heads": shape.kv_heads,
+            "intermediate": shape.intermediate,
+            "vocab": shape.vocab,
+            "tied_embeddings": shape.tied,
+        },
+        "parameters": {
+            "total": params.total,
+            "trainable": params.trainable,
+            "trainable_percent": round(100 * params.trainable / params.total, 4),
+            "lora": params.lora,
+            "new_token_rows": params.token_rows,
+            "new_tokens": params.new_tokens,
+            "trained_tokens": params.trained_tokens,
+        },
+        "data": {
+            "rows": rows.count,
+            "train_rows": train_rows,
+            "tokens_per_row": round(rows.mean_tokens, 1),
+            "from": rows.source,
+        },
+        "step": {
+            "rows": step_rows,
+            "tokens": round(step_tokens),
+            "flops": flops,
+            "flop_convention": CONVENTION,
+            "flops_per_token": round(flops / step_tokens) if step_tokens else None,
+        },
+        "memory_gib": {
+            "planned": round(plan.memory_gib, 2),
+            "device": device.memory_gib,
+            "without_checkpointing": memory[False],
+            "with_checkpointing": memory[True],
+            "micro_batch_tokens_worst_case": plan.budget_tokens,
+        },
+        "time": {
+            "device": device.name,
+            "peak_tflops": device.peak_tflops,
+            "assumed_mfu": round(plan.mfu, 4),
+            "step_seconds": round(plan.step_seconds, 4),
+            "steps": steps,
+            "steps_per_epoch": steps_per_epoch,
+            "epoch_seconds": round(plan.step_seconds * steps_per_epoch, 1)
+            if steps_per_epoch
+            else None,
+            "run_seconds": round(plan.step_seconds * steps, 1) if steps else None,
+        },
+        "plan": {
+            "layout": plan.layout,
+            "requested": t.layout or f"null -> {layout_of(spec)}",
+            "per_device_train_batch_size": plan.batch,
+            "gradient_accumulation_steps": plan.accumulation,
+            "gradient_checkpointing": plan.checkpointing,
+            "recipe": {
+                "per_device_train_batch_size": t.per_device_train_batch_size,
+                "gradient_accumulation_steps": t.gradient_accumulation_steps,
+                "gradient_checkpointing": t.gradient_checkpointing,
+            },
+            "attention": _attention(spec),
+            "liger_kernel": t.use_liger_kernel,
+            "why": plan.why,
+        },
+    }
+
+
+def _attention(spec: Spec) -> str:
+    attn, t = spec.model.attn_implementation, spec.training
+    if t.packing:
+        return f"{attn}, packed rows of max_length"
+    if t.padding_free is not False:
+        kernel = {"flash_attention_2": "flash-attn varlen", "flex_attention": "flex block-sparse"}
+        return f"{attn}, padding-free rows ({kernel.get(attn, 'block-diagonal mask')})"
+    return f"{attn}, rows padded to the longest in the batch"
+
+
+def _n(value: float) -> str:
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:g}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown (row count unknown)"
+    hours, rest = divmod(seconds, 3600)
+    return f"{int(hours)} h {rest / 60:.0f} min" if hours else f"{seconds / 60:.1f} min"
+
+
+def render_text(report: dict) -> str:
+    """The report as a reader sees it on a terminal."""
+    m, p, d, s = report["model"], report["parameters"], report["data"], report["step"]
+    mem, t, plan = report["memory_gib"], report["time"], report["plan"]
+    lora = ", ".join(f"{k} {_n(v)}" for k, v in p["lora"].items())
+    rec = plan["recipe"]
+    lines = [
+        f"{report['spec']}: {m['name']} ({m['layers']} layers, hidden {m['hidden']}, "
+        f"vocab {m['vocab']}; shape from {m['shape_from']})",
+        "",
+        "parameters",
+        f"  total      {p['total']:,}",
+        f"  trainable  {p['trainable']:,} ({p['trainable_percent']:.4f} %)",
+        f"    LoRA     {lora}",
+        f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
+        f"{'' if m['tied_embeddings'] else ', embedding and head'})",
+        "",
+        "step",
+        f"  rows       {s['rows']} per optimiser step",
+        f"  tokens     {s['tokens']:,} ({d['tokens_per_row']} per row, from {d['from']})",
+        f"  FLOPs      {_n(s['flops'])} ({_n(s['flops_per_token'] or 0)} per token)",
+        f"             {s['flop_convention']}",
+        "",
+        f"memory (GiB, {t['device']}: {mem['device']:g}; micro-batch worst case "
+        f"{mem['micro_batch_tokens_worst_case']:,} tokens)",
+    ]
+    for label, key in (("no checkpointing", "without_checkpointing"), ("checkpointing", "with_checkpointing")):
+        x = mem[key]
+        lines.append(
+            f"  {label:<17} weights {x['weights']:.2f} + adapter/optimizer "
+            f"{x['adapter_and_optimizer']:.2f} + activations {x['activations']:.2f} + logits "
+            f"{x['logits']:.2f} + overhead {x['overhead']:.2f} = {x['total']:.2f}"
+        )
+    lines += [
+        "",
+        f"time ({t['device']}, peak {t['peak_tflops']:g} TFLOP/s, at {t['assumed_mfu']:.1%} MFU)",
+        f"  step       {t['step_seconds']:.3f} s",
+        f"  epoch      {_duration(t['epoch_seconds'])} ({t['steps_per_epoch'] or '?'} steps)",
+        f"  this run   {_duration(t['run_seconds'])} ({t['steps'] or '?'} steps)",
+        "",
+        f"plan: layout {plan['layout']} (training.layout: {plan['requested']})",
+        f"  micro-batch          {plan['per_device_train_batch_size']} rows "
+        f"(recipe {rec['per_device_train_batch_size']})",
+        f"  accumulation         {plan['gradient_accumulation_steps']} "
+        f"(recipe {rec['gradient_accumulation_steps']})",
+        f"  checkpointing        {'on' if plan['gradient_checkpointing'] else 'off'} "
+        f"(recipe {'on' if rec['gradient_checkpointing'] else 'off'})",
+        f"  attention            {plan['attention']}",
+        f"  fused cross-entropy  {'Liger' if plan['liger_kernel'] else 'no (training.use_liger_kernel)'}",
+        f"  why                  {plan['why']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,142 @@
+"""FLOPs, memory and time of one optimiser step: the arithmetic `explain` and the layout plan share.
+
+FLOP convention (benchmarks/gpu_check.py's; recompute from checkpointing is not counted, as MFU
+is defined): F = (4 * N_frozen + 6 * N_trained) * T + 12 * L * d_attn * sum(l_i ** 2).
+4N: the frozen base's forward (2N) and activation gradients (2N), no weight gradients; 6N: the
+trained LoRA and token rows; attention: QK^T and AV (PaLM appendix B), per sequence, so padding and
+cross-row attention are not useful work. T counts non-pad tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specforge.explain.params import Params
+from specforge.explain.shape import Shape
+from specforge.spec.models import Spec
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    peak_tflops: float  # dense matmul peak in the training precision
+    memory_gib: float  # what the allocator can use
+    mfu_max: float  # the MFU a large micro-batch reaches (the time model's ceiling)
+    half_tokens: int  # the micro-batch size (tokens) at which MFU is half of mfu_max
+
+
+# The time model: MFU = mfu_max * t / (t + half_tokens) for micro-batches of t tokens.
+# GPUs: bf16/fp16 dense peaks of the SXM parts (H200/H100 989, A100 312 TFLOP/s); half_tokens is
+# fitted to the one measured point, 8 padding-free rows of ~160 tokens with flex_attention at
+# 15.7 % MFU on an H200 (benchmarks/README.md); mfu_max is NeMo AutoModel's reported 40-43 % for
+# 7-8B LoRA on an H100, rounded up for 8k-token micro-batches. Unverified until a GPU run checks it.
+# cpu: fp32 peak measured here (a 2048^2 matmul on 2 threads: 283 GFLOP/s); the curve is fitted
+# to the quickstart run (30 steps of ~451 tokens in 89 s: 32 % MFU).
+DEVICES = {
+    "H200": Device("H200", 989.0, 139.0, 0.45, 2400),
+    "H100": Device("H100", 989.0, 79.0, 0.45, 2400),
+    "A100-80GB": Device("A100-80GB", 312.0, 79.0, 0.50, 2400),
+    "cpu": Device("cpu", 0.283, 64.0, 0.35, 50),
+}
+OVERHEAD_GIB = 1.5  # CUDA context, allocator reserve, cuBLAS workspaces
+CPU_OVERHEAD_GIB = 1.0  # the Python process with torch, transformers, peft and trl loaded
+
+
+def step_flops(params: Params, shape: Shape, tokens: float, sum_sq: float) -> float:
+    """Model FLOPs of one optimiser step: `tokens` non-pad tokens, `sum_sq` = sum of l_i**2."""
+    dense = (4 * params.matmul + 6 * params.trainable) * tokens
+    return float(dense + 12 * shape.layers * shape.heads * shape.dim * sum_sq)
+
+
+def flops_per_token(params: Params, shape: Shape, seq_len: float) -> float:
+    """step_flops per token for sequences of `seq_len` tokens."""
+    return step_flops(params, shape, 1.0, seq_len)
+
+
+def weight_bytes(spec: Spec) -> float:
+    """Bytes per base weight as train.py loads it."""
+    q = spec.model.quantization
+    if q is not None:
+        return 0.5 + 0.0625 if q.bits == 4 else 1.0 + 0.03  # + quantisation constants
+    if spec.model.dtype in ("float16", "bfloat16"):
+        return 2.0
+    if spec.model.dtype == "auto":
+        return 2.0 if spec.training.precision != "fp32" else 4.0
+    return 4.0
+
+
+def activation_bytes(spec: Spec) -> float:
+    return 4.0 if spec.training.precision == "fp32" and spec.model.dtype != "float16" else 2.0
+
+
+def layer_activations(spec: Spec, shape: Shape) -> float:
+    """Bytes saved for backward per token per decoder layer, no checkpointing (flash/flex/sdpa
+    efficient kernels: no l**2 attention matrix). Counted tensors: two norm inputs and outputs,
+    q/k/v (and rotated q/k), the attention output, the MLP's gate, up, activation and product,
+    and each LoRA path's dropout copy (plus a 1-byte mask) when dropout is on."""
+    b, h, i = activation_bytes(spec), shape.hidden, shape.intermediate
+    q, kv = shape.heads * shape.dim, shape.kv_heads * shape.dim
+    saved = b * (4 * h + 2 * q + 3 * kv + q + 4 * i)
+    if spec.lora.dropout > 0:
+        dims = shape.projection_dims()
+        targets = spec.lora.target_modules
+        names = dims if targets == "all-linear" else [t for t in targets if t in dims]
+        saved += (b + 1) * sum(dims[name][0] for name in names)
+    return saved
+
+
+@dataclass(frozen=True)
+class Memory:
+    weights: float
+    adapter_and_optimizer: float
+    activations: float  # of one micro-batch
+    logits: float
+    overhead: float
+
+    @property
+    def total(self) -> float:
+        return (
+            self.weights + self.adapter_and_optimizer + self.activations + self.logits
+        ) + self.overhead
+
+    def as_gib(self) -> dict[str, float]:
+        parts = {
+            "weights": self.weights,
+            "adapter_and_optimizer": self.adapter_and_optimizer,
+            "activations": self.activations,
+            "logits": self.logits,
+            "overhead": self.overhead,
+            "total": self.total,
+        }
+        return {k: round(v / GIB, 2) for k, v in parts.items()}
+
+
+def memory(
+    spec: Spec,
+    shape: Shape,
+    params: Params,
+    device: Device,
+    micro_tokens: float,
+    checkpointing: bool,
+) -> Memory:
+    """Peak memory of one micro-batch of `micro_tokens` tokens (bytes)."""
+    weights = params.base * weight_bytes(spec)
+    # fp32 trainable weights, their gradients, AdamW's two moments: 16 bytes each
+    adapter = params.trainable * 16.0
+    per_layer = layer_activations(spec, shape)
+    b = activation_bytes(spec)
+    if checkpointing:  # each layer keeps its input; one layer's activations live during recompute
+        acts = micro_tokens * (shape.layers * b * shape.hidden + per_layer)
+    else:
+        acts = micro_tokens * shape.layers * per_layer
+    # the head's output in the model dtype, its fp32 copy for the loss, and that copy's gradient
+    logits = micro_tokens * (shape.vocab + len(params.new_tokens)) * (b + 8.0)
+    overhead = (OVERHEAD_GIB if device.name != "cpu" else CPU_OVERHEAD_GIB) * GIB
+    return Memory(weights, adapter, acts, logits, overhead)
+
+
+def mfu_at(device: Device, micro_tokens: float) -> float:
+    """The time model's MFU for micro-batches of `micro_tokens` tokens (see DEVICES)."""
+    return device.mfu_max * micro_tokens / (micro_tokens + device.half_tokens)

@@ -1,0 +1,128 @@
+"""The execution plan: how one optimiser step's rows are laid out on the device.
+
+The spec states the mathematics (rows per optimiser step, learning rate, schedule); `layout: auto`
+leaves the layout to this planner, as a query planner chooses how to run a join:
+- the step's rows go into as few micro-batches as memory allows. Batches are formed by rows, so
+  a micro-batch's memory is planned for its worst case, every row at max_length (the token budget);
+- gradient accumulation falls so that batch x accumulation stays the spec's rows per step. The loss
+  is the same token mean: transformers divides each micro-batch's summed loss by the label tokens
+  of the whole step (`num_items_in_batch`), however the step is split;
+- gradient checkpointing goes off where the memory estimate allows it (it recomputes the forward:
+  +50 % FLOPs for LoRA, whose backward has no weight gradients for the frozen base);
+- among the layouts that fit, the fastest by the time model (cost.mfu_at) wins; on a tie, the one
+  with fewer micro-batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from specforge.explain import cost
+from specforge.explain.params import Params
+from specforge.explain.sample import Rows
+from specforge.explain.shape import Shape
+from specforge.spec.models import Spec
+
+MEMORY_USE = 0.9  # of the device's memory: the allocator fragments
+
+
+@dataclass(frozen=True)
+class Layout:
+    layout: str  # "auto" or "recipe"
+    batch: int  # rows per micro-batch
+    accumulation: int
+    checkpointing: bool
+    micro_tokens: float  # expected tokens per micro-batch (the sample's mean)
+    budget_tokens: int  # worst case tokens per micro-batch: rows x max_length
+    memory_gib: float  # estimated peak
+    step_seconds: float
+    mfu: float  # the time model's
+    why: str
+
+    @property
+    def rows_per_step(self) -> int:
+        return self.batch * self.accumulation
+
+
+def needs_gpu(spec: Spec) -> bool:
+    """The spec's scripts need a CUDA GPU (what codegen's preflight checks for)."""
+    m, t = spec.model, spec.training
+    return (
+        m.attn_implementation in ("flash_attention_2", "flex_attention")
+        or m.quantization is not None
+        or t.precision == "fp16"
+    )
+
+
+def layout_of(spec: Spec) -> str:
+    t = spec.training
+    return t.layout or ("auto" if needs_gpu(spec) else "recipe")
+
+
+def device_of(spec: Spec, override: str | None = None) -> cost.Device:
+    name = override or spec.training.gpu or ("A100-80GB" if needs_gpu(spec) else "cpu")
+    return cost.DEVICES[name]
+
+
+def _estimate(spec, shape, params, device, rows, batch, accumulation, checkpointing, why, layout):
+    micro_tokens = batch * rows.mean_tokens
+    budget = batch * spec.training.max_length
+    mem = cost.memory(spec, shape, params, device, budget, checkpointing).total
+    step_tokens = batch * accumulation * rows.mean_tokens
+    flops = cost.step_flops(params, shape, step_tokens, batch * accumulation * rows.mean_sq_tokens)
+    mfu = cost.mfu_at(device, micro_tokens)
+    recompute = 1.5 if checkpointing else 1.0
+    seconds = flops * recompute / (device.peak_tflops * 1e12 * mfu)
+    return Layout(
+        layout,
+        batch,
+        accumulation,
+        checkpointing,
+        micro_tokens,
+        budget,
+        mem / cost.GIB,
+        seconds,
+        mfu / recompute,
+        why,
+    )
+
+
+def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.Device) -> Layout:
+    """The plan for this spec on this device (the recipe's own layout unless layout is auto)."""
+    t = spec.training
+    args = (spec, shape, params, device, rows)
+    recipe = _estimate(
+        *args,
+        t.per_device_train_batch_size,
+        t.gradient_accumulation_steps,
+        t.gradient_checkpointing,
+        "the spec's layout (training.layout: recipe)",
+        "recipe",
+    )
+    if layout_of(spec) == "recipe":
+        return recipe
+    if t.packing:
+        return _with_why(recipe, "packing: a batch holds packed sequences, not the spec's rows")
+    if spec.launch.strategy == "fsdp":
+        return _with_why(recipe, "FSDP shards the weights: this memory model is one device's")
+    per_step = recipe.rows_per_step
+    limit = device.memory_gib * MEMORY_USE
+    fits = []
+    for accumulation in (a for a in range(1, per_step + 1) if per_step % a == 0):
+        for checkpointing in (False, True):
+            option = _estimate(
+                *args, per_step // accumulation, accumulation, checkpointing, "", "auto"
+            )
+            if option.memory_gib <= limit:
+                fits.append(option)
+    if not fits:
+        return _with_why(recipe, f"no layout of {per_step} rows fits {device.name}'s memory")
+    best = min(fits, key=lambda o: (round(o.step_seconds, 6), o.accumulation))
+    split = f"{per_step} rows/step in {best.accumulation} micro-batch(es) of {best.batch}"
+    ckpt = "checkpointing on" if best.checkpointing else "checkpointing off"
+    why = f"{split}, {ckpt}: est. {best.memory_gib:.0f} of {device.memory_gib:.0f} GiB on {device.name}"
+    return _with_why(best, why)
+
+
+def _with_why(layout: Layout, why: str) -> Layout:
+    return replace(layout, why=why)

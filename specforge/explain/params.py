@@ -1,0 +1,58 @@
+"""Parameter counts as peft's `print_trainable_parameters` reports them for the generated train.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specforge.explain.shape import PROJECTIONS, Shape
+from specforge.spec.models import Spec
+
+
+@dataclass(frozen=True)
+class Params:
+    base: int  # every base weight after the new token rows are added
+    matmul: int  # base weights that take part in a matmul (projections + lm_head)
+    lora: dict[str, int]  # LoRA A + B per target module, all layers
+    token_rows: int  # the new tokens' trainable rows (peft trainable_token_indices)
+    new_tokens: list[str]
+    trained_tokens: list[str]
+
+    @property
+    def trainable(self) -> int:
+        return sum(self.lora.values()) + self.token_rows
+
+    @property
+    def total(self) -> int:
+        return self.base + self.trainable
+
+
+def new_tokens(spec: Spec, shape: Shape) -> tuple[list[str], list[str]]:
+    """(added to the vocabulary, trained): train.py trains every added token's row but padding's."""
+    declared = spec.tokenizer.special_tokens
+    added = [t for t in declared.all() if t not in shape.base_tokens]
+    return added, [t for t in added if t != declared.pad]
+
+
+def count(spec: Spec, shape: Shape) -> Params:
+    added, trained = new_tokens(spec, shape)
+    vocab = shape.vocab + len(added)  # the tokenizer's length; models sized to it are resized
+    dims = shape.projection_dims()
+    per_layer = sum(i * o for i, o in dims.values())
+    norms = (2 * shape.layers + 1) * shape.hidden  # RMSNorm weights: two per layer, one final
+    heads = 1 if shape.tied else 2
+    base = shape.layers * per_layer + heads * vocab * shape.hidden + norms
+    r = spec.lora.r
+    lora = {}
+    targets = spec.lora.target_modules
+    for target in PROJECTIONS if targets == "all-linear" else targets:
+        if target in dims:
+            fan_in, fan_out = dims[target]
+            extra = fan_out if spec.lora.use_dora else 0  # DoRA's magnitude vector
+            lora[target] = shape.layers * (r * (fan_in + fan_out) + extra)
+        else:
+            lora[target] = 0  # a module this shape does not have: peft would refuse it
+    # peft's TrainableTokensWrapper: one delta row per trained token for the embedding, and one
+    # for an untied lm_head (a tied head shares the embedding's delta)
+    token_rows = len(trained) * shape.hidden * heads
+    matmul = shape.layers * per_layer + vocab * shape.hidden
+    return Params(base, matmul, lora, token_rows, added, trained)

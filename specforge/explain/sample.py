@@ -1,0 +1,109 @@
+"""Tokens per row, from a sample of the training data where it can be read without downloading.
+
+A local data file: its first SAMPLE_ROWS rows, formatted with the spec's templates and counted with
+the model's tokenizer.json (the `tokenizers` library: no torch), else at CHARS_PER_TOKEN. A Hub
+dataset: the built-in table for the shipped specs, else the max_length bound.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from specforge.spec.models import Spec, is_local_path
+
+SAMPLE_ROWS = 512
+CHARS_PER_TOKEN = 4.0  # English BPE text, roughly
+
+
+@dataclass(frozen=True)
+class Rows:
+    count: int | None  # rows in the training data (before the validation split); None: unknown
+    mean_tokens: float  # prompt + completion tokens per row
+    mean_sq_tokens: float  # mean of tokens ** 2 (the attention term)
+    source: str
+
+
+# FinGPT/fingpt-sentiment-train: 76,772 rows; lengths are benchmarks/gpu_check.py's estimate of
+# its rows under the Mistral tokenizer (uniform on [48, 256] tokens: mean 152, mean square 26,744)
+BUILT_IN = {
+    "FinGPT/fingpt-sentiment-train": Rows(
+        76772, 152.0, 26744.0, "specforge's table (benchmarks/gpu_check.py's row-length estimate)"
+    ),
+}
+
+
+def _rows(path: Path) -> tuple[list[dict], int]:
+    """(the first SAMPLE_ROWS rows, the row count) of a local jsonl/json/csv file."""
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        rows, count = [], 0
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.strip():
+                    continue
+                if count < SAMPLE_ROWS:
+                    rows.append(json.loads(line))
+                count += 1
+        return rows, count
+    if suffix == ".json":
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data = data if isinstance(data, list) else next(iter(data.values()))
+        return data[:SAMPLE_ROWS], len(data)
+    if suffix == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return rows[:SAMPLE_ROWS], len(rows)
+    raise ValueError(f"no sampler for {suffix} files")
+
+
+def _text(spec: Spec, row: dict) -> str:
+    p = spec.prompt
+    values = {k: "" if v is None else str(v) for k, v in row.items()}
+    prompts = [p.template] if p.template is not None else [m.content for m in p.messages or []]
+    return "".join(t.format_map(values) for t in [*prompts, p.completion])
+
+
+def _tokenizer_file(spec: Spec) -> Path | None:
+    from specforge.prepare import spec_model_dir
+    from specforge.spec.vocab import hub_file
+
+    m = spec.model
+    if m.gguf_file:  # the folder `specforge prepare` writes holds the tokenizer
+        candidate = spec_model_dir(spec) / "tokenizer.json"
+    elif is_local_path(m.name) or Path(m.name).expanduser().is_dir():
+        candidate = Path(m.name).expanduser() / "tokenizer.json"
+    else:
+        candidate = hub_file(spec, "tokenizer.json")
+    return candidate if candidate is not None and candidate.is_file() else None
+
+
+def sample_rows(spec: Spec) -> Rows:
+    bound = float(spec.training.max_length)
+    ds = spec.dataset
+    fallback = Rows(None, bound, bound * bound, "max_length (no sample of the data)")
+    if not is_local_path(ds.path):
+        return BUILT_IN.get(ds.path, fallback)
+    try:
+        rows, count = _rows(Path(ds.path).expanduser())
+        texts = [_text(spec, row) for row in rows if isinstance(row, dict)]
+    except (OSError, ValueError, KeyError, IndexError, StopIteration, AttributeError):
+        return fallback
+    if not texts:
+        return fallback
+    if ds.max_samples is not None:
+        count = min(count, ds.max_samples)
+    path = _tokenizer_file(spec)
+    if path is not None:
+        from tokenizers import Tokenizer
+
+        lengths = [len(e.ids) for e in Tokenizer.from_file(str(path)).encode_batch(texts)]
+        how = f"{len(texts)} rows of {ds.path}, {path.name}"
+    else:
+        lengths = [len(t) / CHARS_PER_TOKEN for t in texts]
+        how = f"{len(texts)} rows of {ds.path}, {CHARS_PER_TOKEN:g} characters per token"
+    lengths = [min(n, bound) for n in lengths]  # train.py fits each row to max_length
+    mean = sum(lengths) / len(lengths)
+    return Rows(count, mean, sum(n * n for n in lengths) / len(lengths), how)
