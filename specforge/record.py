@@ -203,6 +203,19 @@ def final_losses(metrics: list[dict]) -> dict:
     }
 
 
+def throughput(metrics: list[dict]) -> dict | None:
+    """Mean tokens/s and MFU over the logged intervals (train.py's MetricsFile, FLOPs counted as
+    `specforge explain` does); None when none was logged (a run shorter than two log entries)."""
+    logged = [m for m in metrics if "tokens_per_second" in m and "mfu" in m]
+    if not logged:
+        return None
+    return {
+        "tokens_per_second": sum(m["tokens_per_second"] for m in logged) / len(logged),
+        "mfu": sum(m["mfu"] for m in logged) / len(logged),
+        "intervals": len(logged),
+    }
+
+
 def logged_mean_loss(metrics: list[dict]) -> float | None:
     """Mean training loss over every step, from the logged losses (each the mean of the steps
     since the previous log); None when the last steps were never logged."""

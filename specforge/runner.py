@@ -40,6 +40,7 @@ from specforge.record import (
     record_revisions,
     resolve_revision,
     start_record,
+    throughput,
 )
 from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
@@ -215,6 +216,8 @@ def _stop(process: subprocess.Popen) -> None:
 def _results(run_dir: Path, record: RunRecord) -> dict:
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     results: dict = {"losses": final_losses(metrics)}
+    if (speed := throughput(metrics)) is not None:
+        results["throughput"] = speed
     if any(str(a.get("resumed_from")).startswith("checkpoint-") for a in record.data["attempts"]):
         # Trainer's train_loss then averages the resumed steps only; the log covers them all
         results["losses"]["mean_train_loss"] = logged_mean_loss(metrics)

@@ -183,7 +183,10 @@ def render_text(report: dict) -> str:
         f"memory (GiB, {t['device']}: {mem['device']:g}; micro-batch worst case "
         f"{mem['micro_batch_tokens_worst_case']:,} tokens)",
     ]
-    for label, key in (("no checkpointing", "without_checkpointing"), ("checkpointing", "with_checkpointing")):
+    for label, key in (
+        ("no checkpointing", "without_checkpointing"),
+        ("checkpointing", "with_checkpointing"),
+    ):
         x = mem[key]
         lines.append(
             f"  {label:<17} weights {x['weights']:.2f} + adapter/optimizer "

@@ -74,8 +74,11 @@ def test_trainable_count_equals_peft_on_a_tiny_model(tied, targets):
 def test_trainable_count_equals_peft_for_the_shipped_models(name):
     """SmolLM2-135M and Mistral-7B at full size, built on the meta device (no memory)."""
     shape = BUILT_IN[name]
-    spec = spec_for(name, r=16, targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
-                                         "up_proj", "down_proj"])
+    spec = spec_for(
+        name,
+        r=16,
+        targets=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    )
     params = count(spec, shape)
     assert (params.trainable, params.total) == peft_counts(shape, spec, meta=True)
 
