@@ -164,15 +164,19 @@ def render_text(report: dict) -> str:
     lora = ", ".join(f"{k} {_n(v)}" for k, v in p["lora"].items())
     rec = plan["recipe"]
     lines = [
-        f"{report['spec']}: {m['name']} ({m['layers']} layers, hidden {m['hidden']}, "
-        f"vocab {m['vocab']}; shape from {m['shape_from']})",
+        (
+            f"{report['spec']}: {m['name']} ({m['layers']} layers, hidden {m['hidden']}, "
+            f"vocab {m['vocab']}; shape from {m['shape_from']})"
+        ),
         "",
         "parameters",
         f"  total      {p['total']:,}",
         f"  trainable  {p['trainable']:,} ({p['trainable_percent']:.4f} %)",
         f"    LoRA     {lora}",
-        f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
-        f"{'' if m['tied_embeddings'] else ', embedding and head'})",
+        (
+            f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
+            f"{'' if m['tied_embeddings'] else ', embedding and head'})"
+        ),
         "",
         "step",
         f"  rows       {s['rows']} per optimiser step",
@@ -180,8 +184,10 @@ def render_text(report: dict) -> str:
         f"  FLOPs      {_n(s['flops'])} ({_n(s['flops_per_token'] or 0)} per token)",
         f"             {s['flop_convention']}",
         "",
-        f"memory (GiB, {t['device']}: {mem['device']:g}; micro-batch worst case "
-        f"{mem['micro_batch_tokens_worst_case']:,} tokens)",
+        (
+            f"memory (GiB, {t['device']}: {mem['device']:g}; micro-batch worst case "
+            f"{mem['micro_batch_tokens_worst_case']:,} tokens)"
+        ),
     ]
     for label, key in (
         ("no checkpointing", "without_checkpointing"),
@@ -201,12 +207,18 @@ def render_text(report: dict) -> str:
         f"  this run   {_duration(t['run_seconds'])} ({t['steps'] or '?'} steps)",
         "",
         f"plan: layout {plan['layout']} (training.layout: {plan['requested']})",
-        f"  micro-batch          {plan['per_device_train_batch_size']} rows "
-        f"(recipe {rec['per_device_train_batch_size']})",
-        f"  accumulation         {plan['gradient_accumulation_steps']} "
-        f"(recipe {rec['gradient_accumulation_steps']})",
-        f"  checkpointing        {'on' if plan['gradient_checkpointing'] else 'off'} "
-        f"(recipe {'on' if rec['gradient_checkpointing'] else 'off'})",
+        (
+            f"  micro-batch          {plan['per_device_train_batch_size']} rows "
+            f"(recipe {rec['per_device_train_batch_size']})"
+        ),
+        (
+            f"  accumulation         {plan['gradient_accumulation_steps']} "
+            f"(recipe {rec['gradient_accumulation_steps']})"
+        ),
+        (
+            f"  checkpointing        {'on' if plan['gradient_checkpointing'] else 'off'} "
+            f"(recipe {'on' if rec['gradient_checkpointing'] else 'off'})"
+        ),
         f"  attention            {plan['attention']}",
         f"  fused cross-entropy  {'Liger' if plan['liger_kernel'] else 'no (training.use_liger_kernel)'}",
         f"  why                  {plan['why']}",
