@@ -174,3 +174,29 @@ def test_gpu_smoke_specs_compile_to_the_gpu_paths(tmp_path, tiny_untied_model_di
         train = (tmp_path / "out" / spec.stem / "train.py").read_text()
         for text in expected[spec.stem]:
             assert text in train, (spec.stem, text)
+
+
+def test_gpu_layout_dry_run_trains_both_layouts_of_the_fingpt_script(tmp_path):
+    """benchmarks/gpu_layout.sh --dry-run: the generated fingpt train.py (tiny Mistral, CPU) in
+    the recipe and the auto layout, measured beside explain's predictions."""
+    env = {**os.environ, "PYTHON": sys.executable, "GPU_LAYOUT_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks/gpu_layout.sh"), "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu_layout.json").read_text())
+    recipe, auto = results["layouts"]["recipe"], results["layouts"]["auto"]
+    assert (
+        recipe["plan"]["per_device_train_batch_size"],
+        auto["plan"]["per_device_train_batch_size"],
+    ) == (2, 4)
+    assert auto["plan"]["gradient_accumulation_steps"] == 1
+    assert auto["measured"]["losses"] == pytest.approx(recipe["measured"]["losses"], rel=1e-3)
+    assert auto["measured"]["tokens_per_second"] > 0 and auto["predicted"]["trainable"] > 0
+    assert "equal_loss_2pct: PASS" in done.stdout
