@@ -247,6 +247,9 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     model = loaded.spec.model
     if model.gguf_file:  # named, not built: a dry run dequantises nothing
         print(f"prepare: {spec_model_dir(loaded.spec)} (from {model.gguf_file})")
+    from specforge.explain import plan_line
+
+    print(f"layout: {plan_line(loaded.spec)}")
     for step in plan_steps(loaded, scripts, run_dir):
         print(f"{step.name}: {' '.join(step.command)}")
 

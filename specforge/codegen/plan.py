@@ -375,7 +375,7 @@ def layout_values(spec: Spec) -> LayoutValues:
     if shape is None:  # nothing to plan with: the recipe's layout, as written
         return recipe
     device = device_of(spec)
-    plan = choose(spec, shape, count(spec, shape), sample_rows(spec), device)
+    plan = choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
     if plan.layout != "auto":
         return recipe
     rows = plan.rows_per_step

@@ -133,6 +133,24 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
     }
 
 
+def plan_line(spec: Spec) -> str:
+    """The layout compile chose, in one line (`specforge run --dry-run`): from the same sources
+    as compile (no machine cache)."""
+    shape = find_shape(spec, hub_cache=False)
+    t = spec.training
+    recipe = (
+        f"{t.per_device_train_batch_size} rows x {t.gradient_accumulation_steps}, "
+        f"checkpointing {'on' if t.gradient_checkpointing else 'off'}"
+    )
+    if layout_of(spec) == "recipe":
+        return f"recipe: {recipe}"
+    if shape is None:
+        return f"recipe: {recipe} (auto has no model shape to plan with: see specforge explain)"
+    device = device_of(spec)
+    plan = choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
+    return f"{plan.layout}: {plan.why} (recipe: {recipe})"
+
+
 def _attention(spec: Spec) -> str:
     attn, t = spec.model.attn_implementation, spec.training
     if t.packing:

@@ -66,21 +66,23 @@ def _text(spec: Spec, row: dict) -> str:
     return "".join(t.format_map(values) for t in [*prompts, p.completion])
 
 
-def _tokenizer_file(spec: Spec) -> Path | None:
+def _tokenizer_file(spec: Spec, caches: bool) -> Path | None:
     from specforge.prepare import spec_model_dir
     from specforge.spec.vocab import hub_file
 
     m = spec.model
     if m.gguf_file:  # the folder `specforge prepare` writes holds the tokenizer
-        candidate = spec_model_dir(spec) / "tokenizer.json"
+        candidate = spec_model_dir(spec) / "tokenizer.json" if caches else None
     elif is_local_path(m.name) or Path(m.name).expanduser().is_dir():
         candidate = Path(m.name).expanduser() / "tokenizer.json"
     else:
-        candidate = hub_file(spec, "tokenizer.json")
+        candidate = hub_file(spec, "tokenizer.json") if caches else None
     return candidate if candidate is not None and candidate.is_file() else None
 
 
-def sample_rows(spec: Spec) -> Rows:
+def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
+    """`caches=False` reads no machine cache (the Hub's, specforge's prepared models): compile's
+    plan must come out the same in every checkout."""
     bound = float(spec.training.max_length)
     ds = spec.dataset
     fallback = Rows(None, bound, bound * bound, "max_length (no sample of the data)")
@@ -95,7 +97,7 @@ def sample_rows(spec: Spec) -> Rows:
         return fallback
     if ds.max_samples is not None:
         count = min(count, ds.max_samples)
-    path = _tokenizer_file(spec)
+    path = _tokenizer_file(spec, caches)
     if path is not None:
         from tokenizers import Tokenizer
 

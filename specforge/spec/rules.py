@@ -62,6 +62,9 @@ def files_read(spec: Spec) -> list[Path]:
         paths.append(Path(spec.dataset.path).expanduser())
     if spec.inference.eval_data is not None:
         paths.append(Path(spec.inference.eval_data).expanduser())
+    if is_local_path(spec.model.name) and not spec.model.gguf_file:
+        # training.layout auto plans from the folder's config.json (codegen/plan.py)
+        paths.append(Path(spec.model.name).expanduser() / "config.json")
     return [*paths, *vocab_files(spec)]
 
 

@@ -83,3 +83,13 @@ def test_explain_imports_no_ml_stack():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_run_dry_run_prints_the_plan_compile_chose():
+    result = run_cli("run", "specs/fingpt.yaml", "--dry-run", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    line = next(x for x in result.stdout.splitlines() if x.startswith("layout: "))
+    assert line.startswith("layout: auto: 64 rows/step") and "(recipe: 8 rows x 8" in line
+    generated = (REPO / "generated/fingpt-sentiment/train.py").read_text()
+    batch = line.split(" micro-batch(es) of ")[1].split(",")[0]
+    assert f'"per_device_train_batch_size": {batch},' in generated
