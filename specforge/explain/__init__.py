@@ -23,6 +23,11 @@ CONVENTION = (
 )
 
 
+# trl 1.16 patches the model with its own chunked LM head + loss and refuses Liger's fused linear
+# cross-entropy (it would replace that forward); use_liger_kernel adds Liger's layer kernels only
+FUSED_LOSS = "trl's chunked fused LM head (always on in trl 1.16; Liger's is refused by trl)"
+
+
 class Unknown(Exception):
     """The model's shape is in no source explain can read."""
 
@@ -127,6 +132,7 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
                 "gradient_checkpointing": t.gradient_checkpointing,
             },
             "attention": _attention(spec),
+            "fused_cross_entropy": FUSED_LOSS,
             "liger_kernel": t.use_liger_kernel,
             "why": plan.why,
         },
@@ -238,7 +244,8 @@ def render_text(report: dict) -> str:
             f"(recipe {'on' if rec['gradient_checkpointing'] else 'off'})"
         ),
         f"  attention            {plan['attention']}",
-        f"  fused cross-entropy  {'Liger' if plan['liger_kernel'] else 'no (training.use_liger_kernel)'}",
+        f"  fused cross-entropy  {plan['fused_cross_entropy']}",
+        f"  Liger layer kernels  {'on' if plan['liger_kernel'] else 'off'} (training.use_liger_kernel)",
         f"  why                  {plan['why']}",
     ]
     return "\n".join(lines)

@@ -41,6 +41,7 @@ DEVICES = {
     "cpu": Device("cpu", 0.283, 64.0, 0.35, 50),
 }
 OVERHEAD_GIB = 1.5  # CUDA context, allocator reserve, cuBLAS workspaces
+LOSS_TILE = 4096  # trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE
 CPU_OVERHEAD_GIB = 1.0  # the Python process with torch, transformers, peft and trl loaded
 
 
@@ -131,8 +132,10 @@ def memory(
         acts = micro_tokens * (shape.layers * b * shape.hidden + per_layer)
     else:
         acts = micro_tokens * shape.layers * per_layer
-    # the head's output in the model dtype, its fp32 copy for the loss, and that copy's gradient
-    logits = micro_tokens * (shape.vocab + len(params.new_tokens)) * (b + 8.0)
+    # trl 1.16's fused LM head computes log-probabilities in tiles of LOSS_TILE tokens by the
+    # vocabulary and never holds the whole logits (one fp32 tile, plus a few floats a token)
+    vocab = shape.vocab + len(params.new_tokens)
+    logits = min(micro_tokens, LOSS_TILE) * vocab * 4.0 + micro_tokens * 16.0
     overhead = (OVERHEAD_GIB if device.name != "cpu" else CPU_OVERHEAD_GIB) * GIB
     return Memory(weights, adapter, acts, logits, overhead)
 
