@@ -118,7 +118,7 @@ def test_spec_mirrors_fingpt():
     }
     assert ours["lora"] == fingpt["lora"]
     assert ours["prompt"] == fingpt["prompt"]
-    deviations = {"gradient_accumulation_steps", "max_steps", "eval_steps"}
+    deviations = {"gradient_accumulation_steps", "max_steps", "eval_steps", "layout"}
     assert {k: v for k, v in ours["training"].items() if k not in deviations} == {
         k: v for k, v in fingpt["training"].items() if k not in deviations
     }
