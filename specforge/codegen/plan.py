@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from specforge import __version__
-from specforge.explain.layout import choose, device_of, layout_of
-from specforge.explain.params import count
-from specforge.explain.sample import sample_rows
-from specforge.explain.shape import find_shape
+from specforge.explain import compiled_plan
+from specforge.explain.layout import device_of, layout_of
 from specforge.prepare import model_key
 from specforge.spec.models import Spec, is_local_path
 
@@ -349,7 +347,7 @@ class LayoutValues:
 
 def layout_values(spec: Spec) -> LayoutValues:
     """The recipe's batch, accumulation and checkpointing, or the auto plan's where it differs
-    (explain/layout.py). Compile reads only sources every checkout sees alike (no Hub cache)."""
+    (explain's compiled_plan: only sources every checkout reads alike, no Hub cache)."""
     t = spec.training
     batch = Value(
         "per_device_train_batch_size",
@@ -371,12 +369,9 @@ def layout_values(spec: Spec) -> LayoutValues:
     recipe = LayoutValues(batch, accumulation, checkpointing)
     if layout_of(spec) != "auto":
         return recipe
-    shape = find_shape(spec, hub_cache=False)
-    if shape is None:  # nothing to plan with: the recipe's layout, as written
-        return recipe
     device = device_of(spec)
-    plan = choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
-    if plan.layout != "auto":
+    plan = compiled_plan(spec, device)
+    if plan is None or plan.layout != "auto":  # no shape to plan with, or nothing fits
         return recipe
     rows = plan.rows_per_step
     if plan.batch != t.per_device_train_batch_size:

@@ -8,9 +8,10 @@ the planner's (layout.py), the same one compile emits into train.py.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from specforge.explain import cost
-from specforge.explain.layout import choose, device_of, layout_of
+from specforge.explain.layout import Layout, choose, device_of, estimate, layout_of
 from specforge.explain.params import count
 from specforge.explain.sample import sample_rows
 from specforge.explain.shape import find_shape
@@ -26,6 +27,13 @@ CONVENTION = (
 # trl 1.16 patches the model with its own chunked LM head + loss and refuses Liger's fused linear
 # cross-entropy (it would replace that forward); use_liger_kernel adds Liger's layer kernels only
 FUSED_LOSS = "trl's chunked fused LM head (always on in trl 1.16; Liger's is refused by trl)"
+
+
+NO_SHAPE = (
+    "the recipe: compile plans from a local folder's config.json, a GGUF header or specforge's "
+    "table, never from one machine's Hub cache (the checked-in scripts must compile alike "
+    "everywhere); point model.name at a local folder for the auto layout"
+)
 
 
 class Unknown(Exception):
@@ -44,8 +52,24 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
     params = count(spec, shape)
     rows = sample_rows(spec)
     device = device_of(spec, gpu)
-    plan = choose(spec, shape, params, rows, device)
+    plan = compiled_plan(spec, device)
+    if plan is None:  # compile keeps the recipe: say why; estimate it with what explain knows
+        plan = choose(_as_recipe(spec), shape, params, rows, device)
+        plan = replace(plan, why=NO_SHAPE)
+    # the chosen layout's estimates from the best sources (the Hub cache's tokenizer too)
     t = spec.training
+    plan = estimate(
+        spec,
+        shape,
+        params,
+        device,
+        rows,
+        plan.batch,
+        plan.accumulation,
+        plan.checkpointing,
+        plan.why,
+        plan.layout,
+    )
     step_rows = plan.rows_per_step * spec.launch.world_size()
     step_tokens = step_rows * rows.mean_tokens
     flops = cost.step_flops(params, shape, step_tokens, step_rows * rows.mean_sq_tokens)
@@ -139,10 +163,26 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
     }
 
 
-def plan_line(spec: Spec) -> str:
-    """The layout compile chose, in one line (`specforge run --dry-run`): from the same sources
-    as compile (no machine cache)."""
+def _as_recipe(spec: Spec) -> Spec:
+    training = spec.training.model_copy(update={"layout": "recipe"})
+    return spec.model_copy(update={"training": training})
+
+
+def compiled_plan(spec: Spec, device) -> Layout | None:
+    """The layout compile emits (codegen/plan.py asks this too), from the sources every checkout
+    reads alike (no Hub cache, no prepared model); None when auto has no shape to plan with."""
     shape = find_shape(spec, hub_cache=False)
+    if shape is None:
+        if layout_of(spec) == "auto":
+            return None
+        shape = find_shape(spec)  # the recipe needs no shape; explain's estimates do
+        if shape is None:
+            return None
+    return choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
+
+
+def plan_line(spec: Spec) -> str:
+    """The layout compile chose, in one line (`specforge run --dry-run`)."""
     t = spec.training
     recipe = (
         f"{t.per_device_train_batch_size} rows x {t.gradient_accumulation_steps}, "
@@ -150,10 +190,9 @@ def plan_line(spec: Spec) -> str:
     )
     if layout_of(spec) == "recipe":
         return f"recipe: {recipe}"
-    if shape is None:
+    plan = compiled_plan(spec, device_of(spec))
+    if plan is None:
         return f"recipe: {recipe} (auto has no model shape to plan with: see specforge explain)"
-    device = device_of(spec)
-    plan = choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
     return f"{plan.layout}: {plan.why} (recipe: {recipe})"
 
 

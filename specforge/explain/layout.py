@@ -64,7 +64,8 @@ def device_of(spec: Spec, override: str | None = None) -> cost.Device:
     return cost.DEVICES[name]
 
 
-def _estimate(spec, shape, params, device, rows, batch, accumulation, checkpointing, why, layout):
+def estimate(spec, shape, params, device, rows, batch, accumulation, checkpointing, why, layout):
+    """Memory and time of one layout (a Layout holding them)."""
     micro_tokens = batch * rows.mean_tokens
     budget = batch * spec.training.max_length
     mem = cost.memory(spec, shape, params, device, budget, checkpointing).total
@@ -91,7 +92,7 @@ def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.De
     """The plan for this spec on this device (the recipe's own layout unless layout is auto)."""
     t = spec.training
     args = (spec, shape, params, device, rows)
-    recipe = _estimate(
+    recipe = estimate(
         *args,
         t.per_device_train_batch_size,
         t.gradient_accumulation_steps,
@@ -110,7 +111,7 @@ def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.De
     fits = []
     for accumulation in (a for a in range(1, per_step + 1) if per_step % a == 0):
         for checkpointing in (False, True):
-            option = _estimate(
+            option = estimate(
                 *args, per_step // accumulation, accumulation, checkpointing, "", "auto"
             )
             if option.memory_gib <= limit:

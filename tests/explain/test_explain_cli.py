@@ -93,3 +93,34 @@ def test_run_dry_run_prints_the_plan_compile_chose():
     generated = (REPO / "generated/fingpt-sentiment/train.py").read_text()
     batch = line.split(" micro-batch(es) of ")[1].split(",")[0]
     assert f'"per_device_train_batch_size": {batch},' in generated
+
+
+def test_a_shape_only_in_the_hub_cache_is_explained_but_not_planned(tmp_path):
+    """explain reads the Hub cache's config.json for its estimates; compile never does (the
+    checked-in scripts compile alike everywhere), so the plan shown is the recipe, with why."""
+    commit = "1" * 40
+    repo = tmp_path / "hub/models--acme--lm-7b"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs/main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    config = {
+        "hidden_size": 512,
+        "intermediate_size": 1024,
+        "num_attention_heads": 8,
+        "num_hidden_layers": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 1000,
+    }
+    (repo / "snapshots" / commit / "config.json").write_text(json.dumps(config))
+    spec = (REPO / "specs/fingpt.yaml").read_text()
+    (tmp_path / "s.yaml").write_text(spec.replace("mistralai/Mistral-7B-v0.1", "acme/lm-7b"))
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+    result = run_cli("explain", "s.yaml", "--format", "json", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["model"]["shape_from"].startswith("Hub cache") and report["model"]["layers"] == 4
+    assert (
+        report["plan"]["layout"] == "recipe"
+        and "never from one machine's Hub cache" in (report["plan"]["why"])
+    )
+    assert report["plan"]["per_device_train_batch_size"] == 8
