@@ -74,9 +74,11 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
 
 
 def test_line_budgets_and_the_main_flow_comes_first():
-    """A reviewer reads the whole script: fingpt's train.py within 320 lines, infer.py within
-    170, the quickstart's within 30 more, and train.py's main() in its first third."""
-    budgets = {"fingpt-sentiment": (320, 170), "quickstart": (350, 200)}
+    """A reviewer reads the whole script: fingpt's train.py within 357 lines, infer.py within
+    170, the quickstart's within 30 more, and train.py's main() in its first third. (320 until
+    every train.py got its preemption handling: the signal checkpoint, the exit code and
+    `--resume CHECKPOINT`, 37 lines.)"""
+    budgets = {"fingpt-sentiment": (357, 170), "quickstart": (350, 200)}
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()
