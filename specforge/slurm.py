@@ -67,8 +67,11 @@ def job_begin(run_dir: Path) -> Path | None:
     if not (run_dir / "run.json").is_file():  # submitted by hand: nothing to record
         return checkpoint
     record = RunRecord.load(run_dir)
-    if record.data["attempts"][-1]["status"] == "submitted":  # the first start: submit() opened it
+    last = record.data["attempts"][-1]
+    if last["status"] == "submitted":  # the first start: submit() opened it
         record.data["attempts"].pop()
+    elif last["status"] == "running":  # its script was killed outright (Slurm's own preemption)
+        last["status"] = "interrupted"
     record.begin_attempt(resumed_from=checkpoint.name if checkpoint else None)
     # the batch script, not this helper, is what runs: readers check that it is alive
     shell = os.getppid()

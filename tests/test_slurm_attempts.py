@@ -35,11 +35,12 @@ def test_a_requeued_job_records_each_attempt_and_resumes_from_the_checkpoint(tmp
     assert job_end(run_dir, 1, signalled=True) == "preempted"  # torchrun's exit after a signal
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     job_begin(run_dir)
+    job_begin(run_dir)  # its script killed outright: the next attempt closes it
     assert job_end(run_dir, 0, signalled=False) == "succeeded"
     data = json.loads((run_dir / "run.json").read_text())
-    assert [a["status"] for a in data["attempts"]] == ["preempted", "succeeded"]
+    assert [a["status"] for a in data["attempts"]] == ["preempted", "interrupted", "succeeded"]
     assert data["attempts"][0]["step_reached"] == 2
-    assert [a["slurm_restart_count"] for a in data["attempts"]] == [0, 1]
+    assert [a["slurm_restart_count"] for a in data["attempts"]] == [0, 1, 1]
     assert data["status"] == "succeeded" and data["completed_steps"] == ["train"]
 
 
