@@ -245,7 +245,7 @@ def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_pa
     batch script passes it on, train.py checkpoints and exits 75, the job requeues itself and the
     second attempt resumes from that checkpoint in the same run folder, under the same job id."""
     name = "requeue"
-    root = make_project(tmp_path, tiny_model_dir, name, max_steps=40, per_device_train_batch_size=2)
+    root = make_project(tmp_path, tiny_model_dir, name, max_steps=16, per_device_train_batch_size=2)
     spec = root / f"specs/{name}.yaml"
     cpus = min(2, node_cpus(slurm_env))
     spec.write_text(
@@ -297,8 +297,8 @@ def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_pa
     assert [a["slurm_job_id"] for a in attempts] == [job_id, job_id]
     assert [a["slurm_restart_count"] for a in attempts] == [0, 1]
     at = attempts[0]["step_reached"]
-    assert 0 < at < 40 and attempts[1]["resumed_from"] == f"checkpoint-{at}"
+    assert 0 < at < 16 and attempts[1]["resumed_from"] == f"checkpoint-{at}"
     assert record["status"] == "succeeded"
     rows = [json.loads(x) for x in metrics.read_text().splitlines()]
-    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 41))
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 17))
     assert (run_dir / "adapter/adapter_model.safetensors").is_file()
