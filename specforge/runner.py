@@ -22,6 +22,7 @@ from pathlib import Path
 
 from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
+from specforge.codegen.plan import PREEMPTED_EXIT
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
 from specforge.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
@@ -176,7 +177,31 @@ GRACE_S = 1
 STOP_S = 30
 
 
-def _run_step(step: Step, view: LiveView, record: RunRecord, *, append: bool) -> int:
+class Preemption:
+    """SIGTERM to `specforge run` (a scheduler or container stopping it) goes on to the running
+    step, whose train.py saves a checkpoint at the next optimizer step and exits PREEMPTED_EXIT
+    (under torchrun, torchrun passes it to every rank); no further step starts."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.received = False
+
+    def __call__(self, signum, frame) -> None:
+        self.received = True
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def __enter__(self):
+        self.previous = signal.signal(signal.SIGTERM, self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+def _run_step(
+    step: Step, view: LiveView, record: RunRecord, preemption: Preemption, *, append: bool
+) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with step.log.open("a" if append else "w", encoding="utf-8") as log:
         if append:  # a resumed step keeps the earlier attempt's log above its own
@@ -185,6 +210,7 @@ def _run_step(step: Step, view: LiveView, record: RunRecord, *, append: bool) ->
         # The step stays in specforge's process group: a SIGKILL or hangup of the group takes
         # it down too, so no orphan keeps training into a folder a reader marked interrupted.
         process = subprocess.Popen(step.command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        preemption.process = process
         try:
             # readers use it to tell an orphaned step (still writing here) from a dead run
             started = process_start(process.pid)
@@ -213,7 +239,7 @@ def _stop(process: subprocess.Popen) -> None:
             continue
 
 
-def _results(run_dir: Path, record: RunRecord) -> dict:
+def run_results(run_dir: Path, record: RunRecord) -> dict:
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     results: dict = {"losses": final_losses(metrics)}
     if (speed := throughput(metrics)) is not None:
@@ -406,19 +432,26 @@ def checkpoints(run_dir: Path) -> tuple[dict[int, Path], list[Path]]:
     return complete, partial
 
 
-def _prepare_train_resume(run_dir: Path, step: Step) -> str:
-    """Point the train step at the newest complete checkpoint and rewind metrics.jsonl to it."""
+def resume_point(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint (None: training restarts from step 0). Partial ones are
+    removed and metrics.jsonl is rewound to it. `specforge run --resume` and submit.sbatch use it."""
     complete, partial = checkpoints(run_dir)
     for folder in partial:  # half a checkpoint is worth nothing, and Trainer would pick it
         say(f"removing {folder}: cut short before its trainer_state.json was written")
         shutil.rmtree(folder)
     at = max(complete, default=0)
     rewind_metrics(run_dir / "metrics.jsonl", at)
-    if not complete:
+    return complete.get(at)
+
+
+def _prepare_train_resume(run_dir: Path, step: Step) -> str:
+    """Point the train step at the newest complete checkpoint and rewind metrics.jsonl to it."""
+    checkpoint = resume_point(run_dir)
+    if checkpoint is None:
         say("no complete checkpoint: training restarts from step 0")
         return "train (step 0)"
-    step.command += ["--resume", str(complete[at])]
-    return complete[at].name
+    step.command += ["--resume", str(checkpoint)]
+    return checkpoint.name
 
 
 def rewind_metrics(path: Path, step: int) -> None:
@@ -448,25 +481,35 @@ def _attempt(
     status, failed, code = "succeeded", None, 0
     try:
         view.step = "prepare"  # an interrupt before the first step names this one
-        if steps and not _prepare(loaded, record, run_dir):
-            status, failed, code = "failed", "prepare", 1
-            steps = []
-        with view:
-            for step in steps:
-                view.set_step(step.name)
-                code = _run_step(step, view, record, append=append)
-                if step.name == "train":  # the Hub files, and their refs, are cached by now
-                    record_revisions(record, loaded.spec)
-                if code == 0 and step.scores and loaded.spec.inference.labels:
-                    score_step(step, loaded.spec)
-                if code != 0:
-                    status, failed = "failed", step.name
-                    break
-                record.update(completed_steps=[*record.data.get("completed_steps", []), step.name])
+        with Preemption() as preemption:
+            if steps and not _prepare(loaded, record, run_dir):
+                status, failed, code = "failed", "prepare", 1
+                steps = []
+            with view:
+                for step in steps:
+                    view.set_step(step.name)
+                    if preemption.received:  # between steps: stop before the next one
+                        status, failed, code = "preempted", step.name, PREEMPTED_EXIT
+                        break
+                    code = _run_step(step, view, record, preemption, append=append)
+                    if step.name == "train":  # the Hub files, and their refs, are cached by now
+                        record_revisions(record, loaded.spec)
+                    if code == 0 and step.scores and loaded.spec.inference.labels:
+                        score_step(step, loaded.spec)
+                    if code != 0:
+                        # torchrun exits 1 after passing a signal on: the runner's own SIGTERM counts
+                        preempted = code == PREEMPTED_EXIT or preemption.received
+                        status, failed = ("preempted" if preempted else "failed"), step.name
+                        code = PREEMPTED_EXIT if preempted else code
+                        break
+                    done = [*record.data.get("completed_steps", []), step.name]
+                    record.update(completed_steps=done)
     except KeyboardInterrupt:
         status, failed, code = "interrupted", view.step, 130
+    if status == "preempted":  # where --resume continues: the newest complete checkpoint
+        record.data["attempts"][-1]["step_reached"] = max(checkpoints(run_dir)[0], default=0)
     # the record first: a second Ctrl-C during the plot must not leave it saying `running`
-    record.data["results"] = _results(run_dir, record)
+    record.data["results"] = run_results(run_dir, record)
     if status == "succeeded" and (run_dir / "adapter" / "adapter_config.json").is_file():
         # the adapter names its real base (not this machine's cache path) and has a model card
         from specforge.export.adapter import make_portable
@@ -523,10 +566,12 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
         say(
             f"status: [bold]failed[/] (step {step} failed; see {run_dir}/{step.split('-')[0]}*.log)"
         )
-    elif data["status"] == "interrupted":
+    elif data["status"] in ("interrupted", "preempted"):
         again = " ".join([data["spec"]["path"], *(f"--set {o}" for o in data["spec"]["overrides"])])
+        reached = data["attempts"][-1].get("step_reached")
+        at = f" at step {reached}" if reached is not None else ""
         say(
-            f"status: [bold]interrupted[/] during {step}; "
+            f"status: [bold]{data['status']}[/] during {step}{at}; "
             f"`specforge run {again} --resume {data['run_id']}` continues it"
         )
     else:

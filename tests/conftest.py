@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,16 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # The generated scripts and specforge run offline here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """A generated train() called in-process installs its preemption handlers (SIGTERM, SIGUSR1)
+    in pytest itself: put pytest's own back, so that `timeout` and CI can still stop it."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 def smollm_dir() -> Path:

@@ -1,13 +1,16 @@
 """The generated train.py under torchrun: DDP on the gloo backend (CPU, real engines), one writer,
-the same loss trajectory as one process with the doubled batch; two "nodes" on localhost; FSDP."""
+the same loss trajectory as one process with the doubled batch; two "nodes" on localhost; FSDP;
+a SIGTERM that both ranks act on at the same step."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,55 @@ def test_launcher_slurm_without_sbatch_says_so_and_shows_the_script(tmp_path, ti
     assert "sbatch is not on PATH" in result.stderr
     assert result.stdout.startswith("#!/bin/bash") and "#SBATCH --nodes=1" in result.stdout
     assert not (root / "runs").exists()
+
+
+def test_sigterm_reaches_both_ranks_and_one_checkpoint_is_written(tmp_path, tiny_model_dir):
+    """SIGTERM to `specforge run` over torchrun with 2 CPU processes: torchrun passes it to both
+    ranks, they agree on one step, rank 0 writes one complete checkpoint (each rank's RNG state in
+    it), the run is `preempted` there, and --resume finishes it."""
+    root = make_project(
+        tmp_path, tiny_model_dir, "ddpstop", max_steps=30, per_device_train_batch_size=2
+    )
+    spec = root / "specs/ddpstop.yaml"
+    spec.write_text(spec.read_text() + "launch:\n  nproc_per_node: 2\n")
+    assert run_cli("compile", cwd=root).returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = root / "run.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "specforge", "run", "specs/ddpstop.yaml"],
+        cwd=root,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    metrics = root / "runs/ddpstop"
+    deadline = time.monotonic() + 300
+    while not any('"loss"' in p.read_text() for p in metrics.glob("*/metrics.jsonl")):
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGTERM)
+    assert process.wait(timeout=120) == 75, log.read_text()[-3000:]
+
+    (run_dir,) = metrics.iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "preempted"
+    at = record["attempts"][-1]["step_reached"]
+    assert 0 < at < 30
+    assert [p.name for p in run_dir.glob("checkpoint-*")] == [f"checkpoint-{at}"]
+    checkpoint = run_dir / f"checkpoint-{at}"
+    assert json.loads((checkpoint / "trainer_state.json").read_text())["global_step"] == at
+    assert {"rng_state_0.pth", "rng_state_1.pth", "adapter_model.safetensors"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
+    train_log = (run_dir / "train.log").read_text()
+    for rank in (0, 1):  # each rank got the signal itself
+        assert f"rank {rank}: got signal 15; stopping" in train_log, train_log[-3000:]
+
+    resumed = run_cli("run", "specs/ddpstop.yaml", "--resume", cwd=root, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    record = json.loads((run_dir / "run.json").read_text())
+    assert [a["status"] for a in record["attempts"]] == ["preempted", "succeeded"]
+    assert record["results"]["losses"]["steps"] == 30
+    logged = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged if "loss" in e] == list(range(1, 31))

@@ -1,10 +1,12 @@
 """`specforge run --resume`: a run killed mid-training continues in its own folder and ends where an
-uninterrupted run with the same seed ends; Ctrl-C stops the step and records `interrupted`."""
+uninterrupted run with the same seed ends; Ctrl-C stops the step and records `interrupted`; SIGTERM
+(a scheduler's stop) checkpoints at the next step and records `preempted`."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,10 +45,19 @@ def scratch(tmp_path_factory, tiny_model_dir) -> Path:
     return root
 
 
-def start_run(root: Path, log: Path) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def reference(scratch) -> Path:
+    """An uninterrupted run of specs/tiny.yaml: the numbers a resumed run must reproduce."""
+    result = run_cli("run", "specs/tiny.yaml", cwd=scratch)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run_dir] = run_ids(scratch)
+    return run_dir
+
+
+def start_run(root: Path, log: Path, spec: str = "specs/tiny.yaml") -> subprocess.Popen:
     """`specforge run` in its own session, as a terminal would start it: signals go to its group."""
     return subprocess.Popen(
-        [sys.executable, "-m", "specforge", "run", "specs/tiny.yaml"],
+        [sys.executable, "-m", "specforge", "run", spec],
         cwd=root,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
@@ -67,13 +78,13 @@ def wait_for(condition, process: subprocess.Popen | None, what: str, timeout: fl
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def new_run(root: Path, before: set[Path]) -> Path | None:
-    found = sorted(set((root / "runs/tiny").glob("*")) - before)
+def new_run(root: Path, before: set[Path], name: str = "tiny") -> Path | None:
+    found = sorted(set((root / "runs" / name).glob("*")) - before)
     return found[0] if found else None
 
 
-def run_ids(root: Path) -> set[Path]:
-    return set((root / "runs/tiny").glob("*"))
+def run_ids(root: Path, name: str = "tiny") -> set[Path]:
+    return set((root / "runs" / name).glob("*"))
 
 
 def record(run_dir: Path) -> dict:
@@ -84,11 +95,19 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_killed_run_resumes_in_place_and_matches_an_uninterrupted_run(scratch):
+def same_numbers(ours: Path, theirs: Path) -> dict:
+    """Max abs difference of each logged training figure, step by step."""
+    mine = [m for m in metrics(ours) if "loss" in m]
+    other = [m for m in metrics(theirs) if "loss" in m]
+    assert [m["step"] for m in mine] == [m["step"] for m in other]
+    return {
+        key: max(abs(a[key] - b[key]) for a, b in zip(mine, other))
+        for key in ("loss", "grad_norm", "learning_rate", "mean_token_accuracy")
+    }
+
+
+def test_killed_run_resumes_in_place_and_matches_an_uninterrupted_run(scratch, reference):
     root = scratch
-    result = run_cli("run", "specs/tiny.yaml", cwd=root)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [reference] = run_ids(root)
 
     # 1) start a run and SIGKILL its whole process group once a checkpoint is complete
     before = run_ids(root)
@@ -149,18 +168,82 @@ def test_killed_run_resumes_in_place_and_matches_an_uninterrupted_run(scratch):
     assert "resumed: " in (run_dir / "train.log").read_text()  # both attempts' logs kept
 
     # 5) every step logged once, and the same numbers as the uninterrupted run
-    ours = [m for m in metrics(run_dir) if "loss" in m]
-    theirs = [m for m in metrics(reference) if "loss" in m]
-    assert [m["step"] for m in ours] == list(range(1, 9))
-    diffs = {
-        key: max(abs(a[key] - b[key]) for a, b in zip(ours, theirs))
-        for key in ("loss", "grad_norm", "learning_rate", "mean_token_accuracy")
-    }
+    assert [m["step"] for m in metrics(run_dir) if "loss" in m] == list(range(1, 9))
+    diffs = same_numbers(run_dir, reference)
     print(f"resumed from step {at}; max abs diff vs uninterrupted: {diffs}")
     assert all(diff < 1e-4 for diff in diffs.values()), diffs
     ours_mean = done["results"]["losses"]["mean_train_loss"]
     theirs_mean = record(reference)["results"]["losses"]["mean_train_loss"]
     assert abs(ours_mean - theirs_mean) < 1e-4
+
+
+def test_sigterm_checkpoints_at_the_next_step_and_resume_matches(scratch, reference):
+    """SIGTERM to `specforge run` alone (as a scheduler stops a job) reaches train.py, which saves
+    a checkpoint after the step it is in, without `save_strategy: steps`; the run is `preempted`
+    at that step, and --resume ends on the uninterrupted run's numbers."""
+    root = scratch
+    spec = (root / "specs/tiny.yaml").read_text().replace("name: tiny", "name: pre")
+    spec = spec.replace('save_strategy: "steps"', 'save_strategy: "no"')
+    (root / "specs/pre.yaml").write_text(spec.replace("  save_steps: 2\n", ""))
+    assert run_cli("compile", "specs/pre.yaml", cwd=root).returncode == 0
+    assert "checkpoint-" not in (root / "generated/pre/train.py").read_text()
+
+    process = start_run(root, root / "preempted.log", "specs/pre.yaml")
+    run_dir = wait_for(lambda: new_run(root, set(), "pre"), process, "the run folder")
+    metrics_file = run_dir / "metrics.jsonl"
+    wait_for(
+        lambda: metrics_file.is_file() and '"loss"' in metrics_file.read_text(),
+        process,
+        "the first logged loss",
+    )
+    os.kill(process.pid, signal.SIGTERM)  # the runner only: it passes the signal on
+    assert process.wait(timeout=120) == 75, (root / "preempted.log").read_text()[-3000:]
+    stopped = record(run_dir)
+    assert stopped["status"] == "preempted" and stopped["failed_step"] == "train"
+    at = stopped["attempts"][-1]["step_reached"]
+    complete, partial = checkpoints(run_dir)
+    assert list(complete) == [at] and not partial and 0 < at < 8  # mid-epoch (8 steps per epoch)
+    assert "got signal 15; stopping" in (run_dir / "train.log").read_text()
+    assert not (run_dir / "adapter").exists()
+    assert f"preempted during train at step {at}" in (root / "preempted.log").read_text()
+    listing = run_cli("runs", "specs/pre.yaml", "--format", "json", cwd=root)
+    assert json.loads(listing.stdout)[0]["status"] == "preempted"
+
+    resumed = run_cli("run", "specs/pre.yaml", "--resume", cwd=root)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    done = record(run_dir)
+    assert [a["status"] for a in done["attempts"]] == ["preempted", "succeeded"]
+    assert done["attempts"][1]["resumed_from"] == f"checkpoint-{at}"
+    assert [m["step"] for m in metrics(run_dir) if "loss" in m] == list(range(1, 9))
+    diffs = same_numbers(run_dir, reference)
+    print(f"preempted at step {at}; max abs diff vs uninterrupted: {diffs}")
+    assert all(diff < 1e-4 for diff in diffs.values()), diffs
+
+
+def test_resume_from_the_final_checkpoint_trains_no_extra_step(scratch):
+    """Defect: the runner gone after the last step's checkpoint but before the adapter was saved;
+    --resume trained a 7th step of 6 (Trainer checks max_steps only after a step, and 6 steps end
+    mid-epoch here)."""
+    root = scratch
+    six = ("--set", "training.max_steps=6")
+    before = run_ids(root)
+    finished = run_cli("run", "specs/tiny.yaml", *six, cwd=root)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    [run_dir] = run_ids(root) - before
+    trained = (run_dir / "adapter/adapter_model.safetensors").read_bytes()
+    shutil.rmtree(run_dir / "adapter")  # as if the runner died right after checkpoint-6
+    data = record(run_dir)
+    data.update(status="interrupted", completed_steps=[])
+    (run_dir / "run.json").write_text(json.dumps(data))
+    assert max(checkpoints(run_dir)[0]) == 6
+
+    resumed = run_cli("run", "specs/tiny.yaml", *six, "--resume", run_dir.name, cwd=root)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    done = record(run_dir)
+    assert done["status"] == "succeeded" and done["attempts"][-1]["resumed_from"] == "checkpoint-6"
+    assert done["results"]["losses"]["steps"] == 6
+    assert max(m["step"] for m in metrics(run_dir)) == 6
+    assert (run_dir / "adapter/adapter_model.safetensors").read_bytes() == trained
 
 
 def test_ctrl_c_stops_the_step_and_records_interrupted(scratch):

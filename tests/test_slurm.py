@@ -204,7 +204,8 @@ def test_specforge_run_submits_with_sbatch_and_records_the_job(slurm_env, tmp_pa
     assert job_id.isdigit(), result.stdout
     (run_dir,) = (root / f"runs/{name}").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
-    assert record["status"] == "submitted" and record["slurm_job_id"] == job_id
+    # `running` once the job has started and recorded its attempt
+    assert record["status"] in ("submitted", "running") and record["slurm_job_id"] == job_id
     deadline = time.monotonic() + JOB_TIMEOUT
     state = ""
     while time.monotonic() < deadline:
@@ -222,4 +223,82 @@ def test_specforge_run_submits_with_sbatch_and_records_the_job(slurm_env, tmp_pa
     else:
         cancel_all(slurm_env)
     assert "JobState=COMPLETED" in state, state
+    assert (run_dir / "adapter/adapter_model.safetensors").is_file()
+    record = json.loads((run_dir / "run.json").read_text())  # the job recorded its ending
+    assert record["status"] == "succeeded" and record["completed_steps"] == ["train"]
+    assert [a["slurm_job_id"] for a in record["attempts"]] == [job_id]
+
+
+def job_state(env: dict, job_id: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+
+
+def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_path, tiny_model_dir):
+    """`scancel --signal=USR1 --batch` (what `--signal=B:USR1@N` does before the time limit): the
+    batch script passes it on, train.py checkpoints and exits 75, the job requeues itself and the
+    second attempt resumes from that checkpoint in the same run folder, under the same job id."""
+    name = "requeue"
+    root = make_project(tmp_path, tiny_model_dir, name, max_steps=16, per_device_train_batch_size=2)
+    spec = root / f"specs/{name}.yaml"
+    cpus = min(2, node_cpus(slurm_env))
+    spec.write_text(
+        spec.read_text()
+        + f"launch:\n  rdzv_endpoint: localhost:{free_port()}\n"
+        + f'  slurm:\n    nodes: 1\n    gpus_per_node: 0\n    cpus_per_task: {cpus}\n    time: "00:10:00"\n'
+        + "    signal_seconds: 120\n"
+    )
+    assert run_cli("compile", f"specs/{name}.yaml", cwd=root).returncode == 0
+    script = (root / f"generated/{name}/submit.sbatch").read_text()
+    assert "#SBATCH --signal=B:USR1@120" in script and "#SBATCH --requeue" in script
+    result = run_cli("run", f"specs/{name}.yaml", "--launcher", "slurm", cwd=root, env=slurm_env)
+    assert result.returncode == 0, result.stderr
+    job_id = result.stdout.strip().splitlines()[-1]
+    (run_dir,) = (root / f"runs/{name}").iterdir()
+    metrics = run_dir / "metrics.jsonl"
+    begin, deadline = time.monotonic(), time.monotonic() + JOB_TIMEOUT
+    try:
+        while not (metrics.is_file() and '"loss"' in metrics.read_text()):
+            assert time.monotonic() < deadline, job_state(slurm_env, job_id)
+            time.sleep(0.1)
+        subprocess.run(
+            ["scancel", "--signal=USR1", "--batch", job_id], env=slurm_env, timeout=30, check=True
+        )
+        state, hurried = "", False
+        while time.monotonic() < deadline:
+            state = job_state(slurm_env, job_id)
+            if "JobState=COMPLETED" in state or "JobState=FAILED" in state:
+                break
+            if "JobState=PENDING" in state and not hurried:
+                # Slurm holds a requeued job for ~2 minutes (its BeginTime): start it now
+                command = ["scontrol", "update", f"JobId={job_id}", "StartTime=now"]
+                subprocess.run(command, env=slurm_env, timeout=30, check=True)
+                hurried = True
+            time.sleep(1)
+    finally:
+        if "JobState=COMPLETED" not in job_state(slurm_env, job_id):
+            subprocess.run(["scancel", job_id], env=slurm_env, timeout=30, check=False)
+    logs = sorted(root.glob(f"slurm-*-{job_id}.out"))
+    job_log = logs[0].read_text()[-4000:] if logs else "(no slurm-*.out)"
+    assert "JobState=COMPLETED" in state and "Restarts=1" in state, state + job_log
+    print(
+        f"\npreempted and requeued job {job_id}: {time.monotonic() - begin:.1f}s", file=sys.stderr
+    )
+
+    record = json.loads((run_dir / "run.json").read_text())
+    attempts = record["attempts"]
+    assert [a["status"] for a in attempts] == ["preempted", "succeeded"], job_log
+    assert [a["slurm_job_id"] for a in attempts] == [job_id, job_id]
+    assert [a["slurm_restart_count"] for a in attempts] == [0, 1]
+    at = attempts[0]["step_reached"]
+    assert 0 < at < 16 and attempts[1]["resumed_from"] == f"checkpoint-{at}"
+    assert record["status"] == "succeeded"
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 17))
     assert (run_dir / "adapter/adapter_model.safetensors").is_file()

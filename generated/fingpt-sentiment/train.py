@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -102,6 +103,10 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 312.0  # spec: training.gpu; A100-80GB: dense fp16/bf16
 
+# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
+
 
 def main():
     args = parse_args()
@@ -109,11 +114,12 @@ def main():
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
-    train(output_dir)
+    train(output_dir, args.resume)
 
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion pairs that fit MAX_LENGTH (datasets caches them)
@@ -151,13 +157,18 @@ def train(output_dir, checkpoint=None):
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
-        callbacks=[MetricsFile(model, train_report["tokens_p50"])],
+        callbacks=[MetricsFile(model, train_report["tokens_p50"]), preemption],
     )
     share = label_share(trainer)
     print(f"label share: {share:.1%} of tokens carry a label", flush=True)
     if share == 0:
         sys.exit("error: no token carries a label; check prompt.completion")
-    result = trainer.train(resume_from_checkpoint=checkpoint)
+    try:
+        metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
+    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+        metrics = {}
+    if preemption.stopped:
+        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
 
     # 5) save (rank 0): the adapter with its token rows, the tokenizer, the data report
     if trainer.is_world_process_zero():
@@ -167,7 +178,7 @@ def train(output_dir, checkpoint=None):
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
         summary = {"train": train_report, "validation": eval_report, "label_share": share}
-        summary |= {"new_tokens": new_tokens, "metrics": result.metrics}
+        summary |= {"new_tokens": new_tokens, "metrics": metrics}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
         eval_rows.to_json(output_dir / "validation.jsonl")  # infer.py answers these
         # Trainer pushes only checkpoints or save_model()'s folder: push the adapter itself
@@ -180,6 +191,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
+    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
     return parser.parse_args()
 
 
@@ -329,6 +341,31 @@ class MetricsFile(TrainerCallback):
         if state.is_world_process_zero and logs:
             with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+class Preemption(TrainerCallback):
+    """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
+    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+
+    class Done(Exception):
+        """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
+
+    def __init__(self):
+        self.received = self.stopped = 0
+        for name in PREEMPTION_SIGNALS:
+            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            raise Preemption.Done
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = torch.tensor(self.received, device=args.device)
+        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item() and state.global_step < state.max_steps:  # at the last step: just finish
+            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+            control.should_save = control.should_training_stop = self.stopped = True
 
 
 def label_share(trainer, sample=64):

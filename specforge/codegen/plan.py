@@ -18,6 +18,8 @@ from specforge.prepare import model_key
 from specforge.spec.models import Spec, is_local_path
 
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._/+-]")
+# train.py's exit code after a signal checkpoint; the runner and submit.sbatch read it
+PREEMPTED_EXIT = 75
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,8 @@ class DataPart:
 class TrainingPart:
     lora: list[Value]
     args: list[Value]
-    resume: bool  # checkpoints are saved, so --resume exists
+    resume: bool  # checkpoints are saved, so --resume finds the newest by itself
+    preemption: list[Value]  # the signals that checkpoint and stop, and the exit code after
     fsdp: bool
     push_to_hub: bool
     gradient_checkpointing: bool
@@ -514,6 +517,15 @@ def _training(spec: Spec) -> TrainingPart:
         lora=_lora(spec),
         args=_training_args(spec, layout),
         resume=t.save_strategy != "no",
+        preemption=[
+            Value(
+                "PREEMPTION_SIGNALS",
+                sorted({"SIGTERM", spec.launch.preemption_signal}),
+                "launch.preemption_signal",
+                "and SIGTERM",
+            ),
+            Value("PREEMPTED", PREEMPTED_EXIT, None, "exit code then (EX_TEMPFAIL): run --resume"),
+        ],
         fsdp=spec.launch.strategy == "fsdp",
         push_to_hub=t.push_to_hub,
         gradient_checkpointing=bool(layout.checkpointing.value),
@@ -625,4 +637,7 @@ def slurm_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str) -
         "account": _shell_word(slurm.account) if slurm.account else None,
         "extra": [_shell_word(option) for option in slurm.extra_sbatch],
         "port": int(port),
+        "signal": launch.preemption_signal.removeprefix("SIG"),
+        "signal_seconds": slurm.signal_seconds,
+        "preempted": PREEMPTED_EXIT,
     }

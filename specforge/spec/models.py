@@ -436,6 +436,15 @@ class SlurmSpec(Strict):
         default_factory=list,
         description="More #SBATCH options, e.g. `--exclusive` or `--qos=high`.",
     )
+    signal_seconds: int = Field(
+        300,
+        description=(
+            "Seconds before the time limit that Slurm sends `launch.preemption_signal` "
+            "(#SBATCH --signal): time to finish a step and write a checkpoint; the job is requeued."
+        ),
+        gt=0,
+        le=65535,
+    )
 
 
 class LaunchSpec(Strict):
@@ -453,6 +462,13 @@ class LaunchSpec(Strict):
         pattern=r"^[A-Za-z0-9_.-]+:\d{1,5}$",
     )
     fsdp: FsdpSpec = Field(default_factory=FsdpSpec, description="FSDP settings (strategy fsdp).")
+    preemption_signal: Literal["SIGUSR1", "SIGUSR2", "SIGTERM"] = Field(
+        "SIGUSR1",
+        description=(
+            "Signal (besides SIGTERM, always) on which train.py finishes the optimizer step, "
+            "writes a checkpoint and exits 75, for `--resume` or a Slurm requeue to continue."
+        ),
+    )
     slurm: SlurmSpec | None = Field(None, description="Also compile a Slurm batch script.")
 
     def world_size(self) -> int:

@@ -321,6 +321,15 @@ def run_rules(
                 f"slurm.gpus_per_node is {launch.slurm.gpus_per_node} but launch.nproc_per_node "
                 f"is {launch.nproc_per_node}",
             )
+        limit = slurm_seconds(launch.slurm.time)
+        if launch.slurm.signal_seconds >= limit:
+            report(
+                "SF015",
+                ("launch", "slurm", "signal_seconds"),
+                f"signal_seconds is {launch.slurm.signal_seconds} but the time limit is "
+                f"{launch.slurm.time} ({limit} s): the signal would come before training starts",
+                "leave the time a step and a checkpoint take, e.g. 300",
+            )
     elif launch.nnodes > 1 and launch.rdzv_endpoint is None:
         report(
             "SF015",
@@ -346,3 +355,10 @@ def run_rules(
             "use strategy: ddp for QLoRA",
         )
     return found
+
+
+def slurm_seconds(time: str) -> int:
+    """A Slurm time limit, [D-]HH:MM:SS (the schema's pattern), in seconds."""
+    days, _, clock = time.rpartition("-")
+    hours, minutes, seconds = (int(part) for part in clock.split(":"))
+    return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds

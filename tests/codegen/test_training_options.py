@@ -115,3 +115,34 @@ def test_peft_keeps_the_trained_weights_in_float32_on_a_float16_base(tiny_untied
     assert set(trained.values()) == {torch.float32}, trained
     frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
     assert frozen == {torch.float16}
+
+
+def test_trainer_still_trains_past_max_steps_when_resumed_at_the_last_step(tmp_path):
+    """Why train.py's Preemption.Done exists: transformers' Trainer, resumed from the checkpoint of
+    its last step when that step ends mid-epoch, trains one step more (it checks max_steps only
+    after a step). When this fails, upstream has fixed it and the guard can go."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    class Line(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(1, 1)
+
+        def forward(self, x, labels):
+            return {"loss": ((self.linear(x) - labels) ** 2).mean()}
+
+    rows = [{"x": torch.tensor([float(i)]), "labels": torch.tensor([2.0 * i])} for i in range(8)]
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        max_steps=3,  # 4 steps per epoch: the last step ends mid-epoch
+        per_device_train_batch_size=2,
+        save_strategy="steps",
+        save_steps=3,
+        use_cpu=True,
+        report_to=[],
+    )
+    Trainer(model=Line(), args=args, train_dataset=rows).train()
+    resumed = Trainer(model=Line(), args=args, train_dataset=rows)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    assert resumed.state.global_step == 4

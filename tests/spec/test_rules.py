@@ -526,3 +526,11 @@ def test_rule_location_points_at_the_offending_key(write_spec):
         f"spec.yaml:{line}:17: error: training.padding_free: "
         "packing and padding_free exclude each other [SF012]"
     )
+
+
+def test_sf015_slurm_signal_must_come_before_the_time_limit(write_spec):
+    slurm = {"gpus_per_node": 0, "time": "00:05:00", "signal_seconds": 300}
+    diag = only_rule(diagnose(write_spec(launch={"slurm": slurm})), "SF015")
+    assert diag.key == "launch.slurm.signal_seconds" and "(300 s)" in diag.message
+    slurm = {**slurm, "time": "1-00:05:00"}
+    assert fired(diagnose(write_spec(launch={"slurm": slurm})), "SF015") == []
