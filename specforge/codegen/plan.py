@@ -527,7 +527,9 @@ def _method(spec: Spec) -> MethodPart | None:
 def _preference_args(spec: Spec) -> list[Value]:
     """The trainer's arguments: the shared ones without SFT's, then the method's own."""
     pref = spec.preference
-    beta_why = "weight of the odds-ratio term" if spec.method == "orpo" else "higher: nearer the reference"
+    beta_why = (
+        "weight of the odds-ratio term" if spec.method == "orpo" else "higher: nearer the reference"
+    )
     args = [a for a in _training_args(spec) if a.name not in SFT_ONLY_ARGS]
     args.append(
         Value("max_length", spec.training.max_length, "training.max_length", "rows fit already")

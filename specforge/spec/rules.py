@@ -382,7 +382,11 @@ def method_rules(spec: Spec, report) -> None:
             "SF030",
             ("prompt", "rejected"),
             f"rejected is for dpo/orpo, not {method}",
-            *(["kto takes one completion a row, labelled by label_field"] if method == "kto" else []),
+            *(
+                ["kto takes one completion a row, labelled by label_field"]
+                if method == "kto"
+                else []
+            ),
         )
     if method == "sft":
         for key, value in (("preference",), pref), (("model", "adapter"), spec.model.adapter):
