@@ -397,6 +397,14 @@ def method_rules(spec: Spec, report) -> None:
                     f"{'.'.join(key)} is for dpo/orpo/kto, not sft",
                     "set method: dpo (or orpo, kto), or remove it",
                 )
+    if spec.model.adapter is not None and "lora" in spec.model_fields_set:
+        report(
+            "SF030",
+            ("lora",),
+            "lora is not used: training continues model.adapter's LoRA (its adapter_config.json)",
+            "remove the lora section",
+            severity="warning",
+        )
     if pref is not None and pref.loss_type is not None:
         allowed = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": ()}.get(method, ())
         if method != "sft" and pref.loss_type not in allowed:
