@@ -30,7 +30,7 @@ def test_dpo_after_the_quickstart_continues_its_adapter_and_records_it(tmp_path)
     specs = ("specs/quickstart.yaml", "specs/quickstart-dpo.yaml")
     assert run_cli("compile", *specs, cwd=tmp_path).returncode == 0
     missing = run_cli("run", specs[1], cwd=tmp_path, timeout=300)
-    assert missing.returncode == 1 and "run specs/quickstart.yaml" in missing.stdout
+    assert missing.returncode == 1 and "run specs/quickstart.yaml" in missing.stderr
     assert not (tmp_path / "runs/quickstart-dpo").exists()
 
     run(
@@ -50,7 +50,7 @@ def test_dpo_after_the_quickstart_continues_its_adapter_and_records_it(tmp_path)
         "inference.eval_data=null",
         "inference.answer_column=chosen",  # the validation pairs' gold column
     )
-    assert "reward accuracy" in result.stdout
+    assert "reward accuracy" in result.stdout + result.stderr
     (child,) = (tmp_path / "runs/quickstart-dpo").iterdir()
     record = json.loads((child / "run.json").read_text())
     assert record["status"] == "succeeded"
