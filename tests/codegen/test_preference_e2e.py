@@ -66,11 +66,13 @@ def project(tmp_path_factory, tiny_model_dir):
     return root
 
 
-def train(project, name: str, run: str = "test", **kwargs):
+def train(project, name: str, run: str = "test", patch=None, **kwargs):
     mp = pytest.MonkeyPatch()
     mp.chdir(project)
     try:
         module = load_generated(project / f"generated/{name}/train.py", f"train_{name}")
+        if patch:
+            patch(mp, module)
         trainer = module.train(project / f"runs/{name}/{run}", **kwargs)
     finally:
         mp.undo()
@@ -124,6 +126,22 @@ def test_dpo_continues_the_sft_adapter_against_it(project):
     assert config.get("trainable_token_indices")
     with safe_open(str(project / "runs/chain/test/adapter/adapter_model.safetensors"), "pt") as f:
         assert not any(".ref" in key for key in f.keys())  # noqa: SIM118 - safe_open is no dict  # the frozen copy is not saved
+
+
+def test_trl_still_leaves_the_reference_token_rows_behind(project):
+    """copy_reference_token_rows is a shim: without it, the reference's token rows are not the
+    parent's and step 1 (no update yet) already shows a reward. When this fails, trl copies
+    them itself: drop the shim from templates/train_preference.py.j2."""
+    if not (project / "runs/tiny/20260101T000000Z-parent/adapter").is_dir():
+        train(project, "tiny", run="20260101T000000Z-parent")
+
+    def without_shim(mp, module):
+        mp.setattr(module, "copy_reference_token_rows", lambda model: None)
+        one_step = {**module.TRAINING_ARGS, "max_steps": 1, "eval_strategy": "no"}
+        mp.setattr(module, "TRAINING_ARGS", one_step)
+
+    _, metrics = train(project, "chain", run="no-shim", patch=without_shim)
+    assert abs(metrics[0]["rewards/chosen"]) > 1e-3, metrics[0]
 
 
 def test_infer_answers_with_a_dpo_run(project):
