@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from specforge import __version__
 from specforge.prepare import model_key
-from specforge.spec.models import Spec, is_local_path
+from specforge.spec.models import PreferenceSpec, Spec, is_local_path
 
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._/+-]")
 
@@ -526,7 +526,7 @@ def _method(spec: Spec) -> MethodPart | None:
 
 def _preference_args(spec: Spec) -> list[Value]:
     """The trainer's arguments: the shared ones without SFT's, then the method's own."""
-    pref = spec.preference
+    pref = spec.preference or PreferenceSpec()  # null: the defaults, written out
     beta_why = (
         "weight of the odds-ratio term" if spec.method == "orpo" else "higher: nearer the reference"
     )
@@ -534,13 +534,13 @@ def _preference_args(spec: Spec) -> list[Value]:
     args.append(
         Value("max_length", spec.training.max_length, "training.max_length", "rows fit already")
     )
-    args.append(Value("beta", pref.beta if pref else 0.1, "preference.beta", beta_why))
+    args.append(Value("beta", pref.beta, "preference.beta", beta_why))
     if spec.method in DEFAULT_LOSS:
-        loss = (pref.loss_type if pref else None) or DEFAULT_LOSS[spec.method]
+        loss = pref.loss_type or DEFAULT_LOSS[spec.method]
         args.append(Value("loss_type", loss, "preference.loss_type"))
     if spec.method == "kto":
         for key in ("desirable_weight", "undesirable_weight"):
-            args.append(Value(key, getattr(pref, key) if pref else 1.0, f"preference.{key}"))
+            args.append(Value(key, getattr(pref, key), f"preference.{key}"))
     return args
 
 
