@@ -419,6 +419,13 @@ def method_rules(spec: Spec, report) -> None:
         for key in ("desirable_weight", "undesirable_weight"):
             if key in pref.model_fields_set:
                 report("SF030", ("preference", key), f"{key} is for kto, not {method}")
+    if method != "sft" and p.truncate_field is not None:
+        report(
+            "SF030",
+            ("prompt", "truncate_field"),
+            f"truncate_field is for sft: {method} drops (and counts) rows over training.max_length",
+            "remove it, or raise training.max_length",
+        )
     if method != "sft":
         t = spec.training
         for key, on in (("packing", t.packing), ("padding_free", t.padding_free)):

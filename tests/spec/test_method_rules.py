@@ -122,3 +122,9 @@ def test_unknown_method_suggests(write_spec):
     with pytest.raises(SpecError) as err:
         load_spec(write_spec(method="dop", prompt={**PAIR, "rejected": "{r}<eos>", "x": DROP}))
     assert "did you mean `dpo`?" in err.value.diagnostics[0].render()
+
+
+def test_truncate_field_is_for_sft(write_spec):
+    prompt = {**PAIR, "rejected": "{rejected}<eos>", "truncate_field": "question"}
+    diag = only_rule(diagnose(write_spec(method="dpo", prompt=prompt)), "SF030")
+    assert diag.key == "prompt.truncate_field" and "drops (and counts) rows" in diag.message
