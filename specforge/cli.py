@@ -242,6 +242,7 @@ def cmd_diff(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from specforge.parent import ParentError
     from specforge.runner import CannotResume, StaleScripts, describe, execute, resume
 
     if not args.spec.is_file():
@@ -265,7 +266,7 @@ def cmd_run(args) -> int:
         if args.resume is not None:
             return resume(loaded, args.resume or None, compile_first=args.compile)
         return execute(loaded, compile_first=args.compile)
-    except (StaleScripts, CannotResume) as err:
+    except (StaleScripts, CannotResume, ParentError) as err:
         say(f"[red]error[/]: {err}")
         return 1
 

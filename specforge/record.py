@@ -216,6 +216,23 @@ def throughput(metrics: list[dict]) -> dict | None:
     }
 
 
+REWARDS = {"accuracy": "rewards/accuracies", "margin": "rewards/margins"}
+
+
+def final_rewards(metrics: list[dict]) -> dict | None:
+    """dpo/orpo/kto: the trainer's reward accuracy and margin, first and last logged in training,
+    and at the last evaluation (kto logs no accuracy); None for other methods."""
+    out = {}
+    for name, key in REWARDS.items():
+        train = [m[key] for m in metrics if key in m]
+        evals = [m[f"eval_{key}"] for m in metrics if f"eval_{key}" in m]
+        if train:
+            out[f"first_reward_{name}"], out[f"final_reward_{name}"] = train[0], train[-1]
+        if evals:
+            out[f"eval_reward_{name}"] = evals[-1]
+    return out or None
+
+
 def logged_mean_loss(metrics: list[dict]) -> float | None:
     """Mean training loss over every step, from the logged losses (each the mean of the steps
     since the previous log); None when the last steps were never logged."""

@@ -25,12 +25,14 @@ from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_file
 from specforge.codegen.plan import PREEMPTED_EXIT
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
+from specforge.parent import resolve_parent
 from specforge.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
 from specforge.record import (
     RUNS_DIR,
     RunRecord,
     data_fingerprint,
     final_losses,
+    final_rewards,
     hub_model,
     list_runs,
     logged_mean_loss,
@@ -100,10 +102,15 @@ def open_run(
     return run_dir, scripts, start_record(run_dir, loaded, scripts, hashes)
 
 
-def train_command(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[str]:
-    """One process, or torchrun when the spec asks for several (the script is the same)."""
+def train_command(
+    loaded: LoadedSpec, scripts: Path, run_dir: Path, adapter: str | None = None
+) -> list[str]:
+    """One process, or torchrun when the spec asks for several (the script is the same).
+    `adapter`: the parent adapter model.adapter resolved to (its record names the same)."""
     launch = loaded.spec.launch
     script = [str(scripts / "train.py"), "--output-dir", str(run_dir)]
+    if adapter is not None:
+        script += ["--adapter", adapter]
     if launch.world_size() == 1:
         return [sys.executable, *script]
     torchrun = [
@@ -146,9 +153,12 @@ def spec_evaluation_rows(spec: Spec, run_dir: Path) -> str | None:
     return None
 
 
-def plan_steps(loaded: LoadedSpec, scripts: Path, run_dir: Path) -> list[Step]:
+def plan_steps(
+    loaded: LoadedSpec, scripts: Path, run_dir: Path, parent: dict | None = None
+) -> list[Step]:
     python = sys.executable
-    steps = [Step("train", train_command(loaded, scripts, run_dir), run_dir / "train.log")]
+    adapter = parent["adapter"] if parent else None
+    steps = [Step("train", train_command(loaded, scripts, run_dir, adapter), run_dir / "train.log")]
     eval_data = evaluation_rows(loaded, run_dir)
     infer = [python, str(scripts / "infer.py")]
     if eval_data:
@@ -244,6 +254,8 @@ def run_results(run_dir: Path, record: RunRecord) -> dict:
     results: dict = {"losses": final_losses(metrics)}
     if (speed := throughput(metrics)) is not None:
         results["throughput"] = speed
+    if rewards := final_rewards(metrics):  # dpo/orpo/kto
+        results["rewards"] = rewards
     if any(str(a.get("resumed_from")).startswith("checkpoint-") for a in record.data["attempts"]):
         # Trainer's train_loss then averages the resumed steps only; the log covers them all
         results["losses"]["mean_train_loss"] = logged_mean_loss(metrics)
@@ -276,15 +288,23 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     from specforge.explain import plan_line
 
     print(f"layout: {plan_line(loaded.spec)}")
-    for step in plan_steps(loaded, scripts, run_dir):
+    parent = resolve_parent(model.adapter) if model.adapter else None
+    if parent:
+        print(f"parent: {parent['path']} (adapter sha256 {parent['adapter_sha256']})")
+    for step in plan_steps(loaded, scripts, run_dir, parent):
         print(f"{step.name}: {' '.join(step.command)}")
 
 
 def execute(loaded: LoadedSpec, *, compile_first: bool = False) -> int:
     """A new run: compile-check, run every step, record everything. Returns the exit code."""
+    adapter = loaded.spec.model.adapter
+    parent = resolve_parent(adapter) if adapter else None  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
-    say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
-    return _attempt(loaded, record, run_dir, plan_steps(loaded, scripts, run_dir), append=False)
+    if parent:
+        record.update(parent=parent)
+        say(f"parent [bold]{parent['path']}[/]")
+    steps = plan_steps(loaded, scripts, run_dir, parent)
+    return _attempt(loaded, record, run_dir, steps, append=False)
 
 
 def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = False) -> int:
@@ -302,7 +322,8 @@ def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = Fals
             + "\nrestore them, or start a new run (without --resume)"
         )
     done = set(record.data.get("completed_steps", []))
-    steps = [s for s in plan_steps(loaded, scripts, run_dir) if s.name not in done]
+    parent = record.data.get("parent")  # the adapter it started from, not today's `latest`
+    steps = [s for s in plan_steps(loaded, scripts, run_dir, parent) if s.name not in done]
     resumed_from = steps[0].name if steps else None
     if steps and steps[0].name == "train":
         resumed_from = _prepare_train_resume(run_dir, steps[0])
@@ -584,6 +605,12 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
                 if losses.get("final_eval_loss")
                 else ""
             )
+        )
+    rewards = data["results"].get("rewards") or {}
+    if rewards.get("final_reward_accuracy") is not None:
+        say(
+            f"reward accuracy {rewards['first_reward_accuracy']:.1%} -> "
+            f"{rewards['final_reward_accuracy']:.1%}, margin {rewards['final_reward_margin']:.3f}"
         )
     for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
         result = data["results"].get(key)

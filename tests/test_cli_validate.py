@@ -109,14 +109,17 @@ def test_scheduler_without_its_argument_fails_before_training(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_unsupported_method_says_what_is_supported(tmp_path):
+def test_dpo_spec_without_rejected_says_what_to_add(tmp_path):
     path = tmp_path / "dpo.yaml"
     path.write_text(spec_text() + "method: dpo\n")
     result = specforge("validate", str(path))
     assert result.returncode == 1
-    assert "error: method: specforge trains LoRA SFT only" in result.stderr
-    assert "hint: DPO, ORPO and KTO are not supported yet; remove `method`" in result.stderr
-    assert "unknown key" not in result.stderr
+    assert (
+        "error: prompt: method dpo trains on preference pairs but prompt.rejected is not set"
+        in (result.stderr)
+    )
+    assert 'hint: add the dispreferred answer, e.g. rejected: "{rejected}' in result.stderr
+    assert "unknown key" not in result.stderr and "Traceback" not in result.stderr
 
 
 def test_set_error_is_located_at_the_override():

@@ -38,7 +38,10 @@ def compile_files(loaded: LoadedSpec, script_dir: str | None = None) -> dict[str
         vocab=vocab_tokens(loaded.spec),
     )
     files = {
-        "train.py": render_script("train.py.j2", plan),
+        # one script per method family: a DPO train.py reads as DPO, with no SFT branch in it
+        "train.py": render_script(
+            "train.py.j2" if plan.method is None else "train_preference.py.j2", plan
+        ),
         "infer.py": render_script("infer.py.j2", plan),
         RESOLVED_NAME: resolved_spec_text(loaded),
     }

@@ -15,7 +15,7 @@ from specforge import __version__
 from specforge.explain import compiled_plan
 from specforge.explain.layout import device_of, layout_of
 from specforge.prepare import model_key
-from specforge.spec.models import Spec, is_local_path
+from specforge.spec.models import PreferenceSpec, Spec, is_local_path
 
 SAFE_LABEL = re.compile(r"[^A-Za-z0-9._/+-]")
 # train.py's exit code after a signal checkpoint; the runner and submit.sbatch read it
@@ -105,6 +105,21 @@ class InferencePart:
 
 
 @dataclass(frozen=True)
+class MethodPart:
+    """The training method: which TRL trainer, the data it takes, and where the adapter starts."""
+
+    name: str  # sft, dpo, orpo, kto
+    title: str  # for the docstring: "DPO"
+    module: str  # where trl 1.16 keeps the trainer
+    trainer: str
+    config: str
+    paired: bool  # prompt/chosen/rejected rows (dpo, orpo); kto: prompt/completion/label
+    constants: list[Value]  # the rejected template or the label column
+    adapter: Value | None  # ADAPTER: a previous run's adapter that training continues
+    reference: str | None  # what the loss compares against, for a comment; orpo has none
+
+
+@dataclass(frozen=True)
 class Plan:
     meta: Meta
     model: ModelPart
@@ -114,6 +129,7 @@ class Plan:
     training: TrainingPart
     preflight: PreflightPart
     inference: InferencePart
+    method: MethodPart | None = None  # None: sft
 
 
 def safe_label(text: str) -> str:
@@ -515,7 +531,9 @@ def _training(spec: Spec) -> TrainingPart:
     t, layout = spec.training, layout_values(spec)
     return TrainingPart(
         lora=_lora(spec),
-        args=_training_args(spec, layout),
+        args=_training_args(spec, layout)
+        if spec.method == "sft"
+        else _preference_args(spec, layout),
         resume=t.save_strategy != "no",
         preemption=[
             Value(
@@ -531,6 +549,61 @@ def _training(spec: Spec) -> TrainingPart:
         gradient_checkpointing=bool(layout.checkpointing.value),
         peak_flops=_peak_flops(spec),
     )
+
+
+# trl 1.16: DPO and KTO are in trl; ORPO moved to trl.experimental.orpo
+TRAINERS = {
+    "dpo": ("DPO", "trl", "DPOTrainer", "DPOConfig"),
+    "orpo": ("ORPO", "trl.experimental.orpo", "ORPOTrainer", "ORPOConfig"),
+    "kto": ("KTO", "trl", "KTOTrainer", "KTOConfig"),
+}
+DEFAULT_LOSS = {"dpo": "sigmoid", "kto": "kto"}
+SFT_ONLY_ARGS = {"completion_only_loss", "padding_free", "packing", "max_length", "eos_token"}
+
+
+def _method(spec: Spec) -> MethodPart | None:
+    if spec.method == "sft":
+        return None
+    title, module, trainer, config = TRAINERS[spec.method]
+    p, paired = spec.prompt, spec.method in ("dpo", "orpo")
+    if paired:
+        constants = [
+            Value("REJECTED_TEMPLATE", p.rejected, "prompt.rejected", "the dispreferred answer"),
+            Value("REJECTED_FIELDS", p.rejected_fields(), "prompt.rejected"),
+        ]
+    else:
+        constants = [Value("LABEL_FIELD", p.label_field, "prompt.label_field", "true: desirable")]
+    adapter = None
+    if spec.model.adapter is not None:
+        adapter = Value(
+            "ADAPTER", spec.model.adapter, "model.adapter", "training continues this adapter"
+        )
+    reference = None
+    if spec.method != "orpo":
+        reference = "the parent adapter, frozen" if adapter else "the base (adapter disabled)"
+    return MethodPart(
+        spec.method, title, module, trainer, config, paired, constants, adapter, reference
+    )
+
+
+def _preference_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """The trainer's arguments: the shared ones without SFT's, then the method's own."""
+    pref = spec.preference or PreferenceSpec()  # null: the defaults, written out
+    beta_why = (
+        "weight of the odds-ratio term" if spec.method == "orpo" else "higher: nearer the reference"
+    )
+    args = [a for a in _training_args(spec, layout) if a.name not in SFT_ONLY_ARGS]
+    args.append(
+        Value("max_length", spec.training.max_length, "training.max_length", "rows fit already")
+    )
+    args.append(Value("beta", pref.beta, "preference.beta", beta_why))
+    if spec.method in DEFAULT_LOSS:
+        loss = pref.loss_type or DEFAULT_LOSS[spec.method]
+        args.append(Value("loss_type", loss, "preference.loss_type"))
+    if spec.method == "kto":
+        for key in ("desirable_weight", "undesirable_weight"):
+            args.append(Value(key, getattr(pref, key), f"preference.{key}"))
+    return args
 
 
 def _preflight(spec: Spec) -> PreflightPart:
@@ -604,6 +677,7 @@ def build_plan(
         training=_training(spec),
         preflight=_preflight(spec),
         inference=_inference(spec),
+        method=_method(spec),
     )
 
 

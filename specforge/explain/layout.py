@@ -56,6 +56,8 @@ def needs_gpu(spec: Spec) -> bool:
 
 def layout_of(spec: Spec) -> str:
     t = spec.training
+    if spec.method != "sft":  # the planner models SFT's step; preference methods keep the recipe
+        return "recipe"
     return t.layout or ("auto" if needs_gpu(spec) else "recipe")
 
 

@@ -95,6 +95,16 @@ class ModelSpec(Strict):
         False,
         description="Run model code from the Hub. Refused unless `--allow-remote-code` is given.",
     )
+    adapter: str | None = Field(
+        None,
+        description=(
+            "Start from a previous run's LoRA adapter (dpo/orpo/kto): a run folder "
+            "(`runs/quickstart/<run-id>`) or `runs/<name>/latest` (that spec's newest succeeded "
+            "run). Training continues that adapter; DPO and KTO compare against it, frozen. "
+            "run.json records the parent run and the adapter's sha256."
+        ),
+        min_length=1,
+    )
 
 
 class SpecialTokens(Strict):
@@ -180,8 +190,24 @@ class PromptSpec(Strict):
             "Default: the prompt's last field."
         ),
     )
+    rejected: str | None = Field(
+        None,
+        description=(
+            "dpo/orpo: the dispreferred answer, with {column} fields (`completion` is the "
+            "preferred one); end it with the same stop token."
+        ),
+        min_length=1,
+    )
+    label_field: str | None = Field(
+        None,
+        description=(
+            "kto: the column of booleans that says whether the row's completion is desirable "
+            "(true) or undesirable (false)."
+        ),
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
 
-    @field_validator("template", "completion")
+    @field_validator("template", "completion", "rejected")
     @classmethod
     def _plain_fields(cls, value: str | None) -> str | None:
         if value is not None:
@@ -209,6 +235,9 @@ class PromptSpec(Strict):
 
     def completion_fields(self) -> list[str]:
         return list(dict.fromkeys(template_fields(self.completion)))
+
+    def rejected_fields(self) -> list[str]:
+        return list(dict.fromkeys(template_fields(self.rejected or "")))
 
 
 LORA_ALL_LINEAR = "all-linear"
@@ -366,6 +395,39 @@ class TrainingSpec(Strict):
         return float(self.warmup_ratio or 0.0)
 
 
+Method = Literal["sft", "dpo", "orpo", "kto"]
+DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard")
+DPO_LOSSES += ("aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+KTO_LOSSES = ("kto", "apo_zero_unpaired")
+
+
+class PreferenceSpec(Strict):
+    """Hyperparameters of dpo/orpo/kto (trl 1.16 `DPOConfig`, `KTOConfig`,
+    `trl.experimental.orpo.ORPOConfig`)."""
+
+    beta: float = Field(
+        0.1,
+        description=(
+            "dpo/kto: how far the policy may move from the reference (higher: less); "
+            "orpo: the weight of the odds-ratio term (lambda in the paper)."
+        ),
+        gt=0,
+    )
+    loss_type: str | None = Field(
+        None,
+        description=(
+            f"dpo: one of {', '.join(DPO_LOSSES)} (default sigmoid); "
+            f"kto: {' or '.join(KTO_LOSSES)} (default kto); orpo has one loss."
+        ),
+    )
+    desirable_weight: float = Field(
+        1.0, description="kto: weight of desirable rows' losses (balance unequal counts).", gt=0
+    )
+    undesirable_weight: float = Field(
+        1.0, description="kto: weight of undesirable rows' losses.", gt=0
+    )
+
+
 class InferenceSpec(Strict):
     """Generation settings and evaluation for infer.py."""
 
@@ -497,6 +559,14 @@ class Spec(Strict):
         max_length=64,
     )
     description: str = Field("", description="One line: what this experiment is.")
+    method: Method = Field(
+        "sft",
+        description=(
+            "Training method: sft (prompt/completion), dpo or orpo (preference pairs: "
+            "`completion` preferred over `prompt.rejected`), kto (unpaired rows labelled by "
+            "`prompt.label_field`)."
+        ),
+    )
     seed: int = Field(42, description="Seed for data split, init and training.", ge=0, lt=2**32)
     model: ModelSpec = Field(description="Base model.")
     tokenizer: TokenizerSpec = Field(
@@ -505,6 +575,9 @@ class Spec(Strict):
     dataset: DatasetSpec = Field(description="Training data.")
     prompt: PromptSpec = Field(description="Prompt and completion templates.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter.")
+    preference: PreferenceSpec | None = Field(
+        None, description="dpo/orpo/kto hyperparameters; null: trl's defaults, written out."
+    )
     training: TrainingSpec = Field(default_factory=TrainingSpec, description="Training settings.")
     inference: InferenceSpec = Field(
         default_factory=InferenceSpec, description="Inference settings."

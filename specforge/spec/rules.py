@@ -8,6 +8,7 @@ directory, which is the project root: specforge and the generated scripts both r
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import re
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from specforge.spec import schedulers
 from specforge.spec.errors import Diagnostic
-from specforge.spec.models import Spec, is_local_path
+from specforge.spec.models import DPO_LOSSES, KTO_LOSSES, Spec, is_local_path
 from specforge.spec.vocab import vocab_files, vocab_tokens
 from specforge.spec.yaml_source import Document
 
@@ -74,6 +75,8 @@ def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
     for i, message in enumerate(spec.prompt.messages or []):
         yield ("prompt", "messages", i, "content"), message.content
     yield ("prompt", "completion"), spec.prompt.completion
+    if spec.prompt.rejected is not None:
+        yield ("prompt", "rejected"), spec.prompt.rejected
 
 
 def run_rules(
@@ -88,6 +91,9 @@ def run_rules(
     t, ds, inf = spec.training, spec.dataset, spec.inference
     declared = spec.tokenizer.special_tokens.all()
     fields = spec.prompt.prompt_fields() + spec.prompt.completion_fields()
+    fields += spec.prompt.rejected_fields()
+    if spec.prompt.label_field is not None:
+        fields.append(spec.prompt.label_field)
 
     # SF001: remote code runs arbitrary Python from the Hub.
     if spec.model.trust_remote_code and not allow_remote_code:
@@ -305,6 +311,8 @@ def run_rules(
             "set do_sample: true or remove them",
             severity="warning",
         )
+    method_rules(spec, report)
+
     # SF015: launch settings that cannot work together.
     launch = spec.launch
     if launch.slurm is not None:
@@ -362,3 +370,102 @@ def slurm_seconds(time: str) -> int:
     days, _, clock = time.rpartition("-")
     hours, minutes, seconds = (int(part) for part in clock.split(":"))
     return int(days or 0) * 86400 + hours * 3600 + minutes * 60 + seconds
+
+
+PAIRED = ("dpo", "orpo")
+
+
+def method_rules(spec: Spec, report) -> None:
+    """SF030: each method's data fields and hyperparameters, and what only some methods take."""
+    method, p, pref = spec.method, spec.prompt, spec.preference
+    if method in PAIRED and p.rejected is None:
+        report(
+            "SF030",
+            ("prompt",),
+            f"method {method} trains on preference pairs but prompt.rejected is not set",
+            'add the dispreferred answer, e.g. rejected: "{rejected}<response|end>" '
+            "(prompt.completion is the preferred one)",
+        )
+    if method == "kto" and p.label_field is None:
+        report(
+            "SF030",
+            ("prompt",),
+            "method kto needs prompt.label_field: the column saying whether a row's completion "
+            "is desirable",
+            "add label_field: label (a column of true/false)",
+        )
+    if method != "kto" and p.label_field is not None:
+        report("SF030", ("prompt", "label_field"), f"label_field is for kto, not {method}")
+    if method not in PAIRED and p.rejected is not None:
+        report(
+            "SF030",
+            ("prompt", "rejected"),
+            f"rejected is for dpo/orpo, not {method}",
+            *(
+                ["kto takes one completion a row, labelled by label_field"]
+                if method == "kto"
+                else []
+            ),
+        )
+    if method == "sft":
+        for key, value in (("preference",), pref), (("model", "adapter"), spec.model.adapter):
+            if value is not None:
+                report(
+                    "SF030",
+                    key,
+                    f"{'.'.join(key)} is for dpo/orpo/kto, not sft",
+                    "set method: dpo (or orpo, kto), or remove it",
+                )
+    if spec.model.adapter is not None and "lora" in spec.model_fields_set:
+        report(
+            "SF030",
+            ("lora",),
+            "lora is not used: training continues model.adapter's LoRA (its adapter_config.json)",
+            "remove the lora section",
+            severity="warning",
+        )
+    if pref is not None and pref.loss_type is not None:
+        allowed = {"dpo": DPO_LOSSES, "kto": KTO_LOSSES, "orpo": ()}.get(method, ())
+        if method != "sft" and pref.loss_type not in allowed:
+            report(
+                "SF030",
+                ("preference", "loss_type"),
+                f"loss_type {pref.loss_type!r} is not a {method} loss"
+                + (f" ({', '.join(allowed)})" if allowed else " (orpo has one loss)"),
+                *suggest_hint(pref.loss_type, allowed),
+            )
+    if pref is not None and method != "kto":
+        for key in ("desirable_weight", "undesirable_weight"):
+            if key in pref.model_fields_set:
+                report("SF030", ("preference", key), f"{key} is for kto, not {method}")
+    if method != "sft" and p.truncate_field is not None:
+        report(
+            "SF030",
+            ("prompt", "truncate_field"),
+            f"truncate_field is for sft: {method} drops (and counts) rows over training.max_length",
+            "remove it, or raise training.max_length",
+        )
+    if method != "sft":
+        t = spec.training
+        for key, on in (("packing", t.packing), ("padding_free", t.padding_free)):
+            if on:
+                report(
+                    "SF030",
+                    ("training", key),
+                    f"{key} is for sft; trl 1.16's {method} trainer pads each batch",
+                )
+    if method in PAIRED and p.rejected is not None and spec.stop_token():
+        stop = spec.stop_token()
+        if not p.rejected.endswith(stop):
+            report(
+                "SF030",
+                ("prompt", "rejected"),
+                f"rejected does not end with the stop token {stop} that completion ends with",
+                "both answers should end alike, so the pair differs only in the answer",
+                severity="warning",
+            )
+
+
+def suggest_hint(value: str, allowed) -> list[str]:
+    close = difflib.get_close_matches(value, list(allowed), n=1)
+    return [f"did you mean `{close[0]}`?"] if close else []

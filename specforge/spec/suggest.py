@@ -32,10 +32,6 @@ MIGRATIONS: dict[str, str] = {
 
 # Keys for things specforge does not do: the message says so, the hint says what it does instead.
 UNSUPPORTED: dict[str, tuple[str, str]] = {
-    "method": (
-        "specforge trains LoRA SFT only; there is no `method` key",
-        "DPO, ORPO and KTO are not supported yet; remove `method`",
-    ),
     "datasets": (
         "one dataset per spec",
         "write `dataset:` (a mapping with `path` and `split`) instead of a `datasets:` list",

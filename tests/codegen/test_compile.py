@@ -64,13 +64,17 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
 
     monkeypatch.chdir(REPO)
     files = golden_files()
-    assert {path.parent.name for path in files} == {"chat-qlora", "fsdp-flex"}
+    assert {path.parent.name for path in files} == {"chat-qlora", "fsdp-flex", "kto-chat"}
     for path, text in files.items():
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make golden`"
     chat, fsdp = (files[GOLDEN / name / "train.py"] for name in ("chat-qlora", "fsdp-flex"))
     assert "def last_checkpoint(" in chat and "prepare_model_for_kbit_training" in chat
     assert "state_dict=state_dict" in fsdp and "huggingface_hub.upload_folder(" in fsdp
     assert "TrainableTokensWrapper" not in fsdp  # no special tokens: no token code
+    kto = files[GOLDEN / "kto-chat/train.py"]
+    assert "trainer = KTOTrainer(" in kto and "def to_kto_rows(" in kto
+    assert "def last_checkpoint(" in kto and "get_peft_model(" in kto
+    assert "SFTTrainer" not in kto and "PeftModel" not in kto  # a fresh adapter, no parent
 
 
 def test_line_budgets_and_the_main_flow_comes_first():
@@ -80,6 +84,7 @@ def test_line_budgets_and_the_main_flow_comes_first():
     the exit code and `--resume CHECKPOINT`; and metrics.jsonl's tokens/s and MFU, with explain's
     FLOP count, 22 lines.)"""
     budgets = {"fingpt-sentiment": (379, 170), "quickstart": (380, 200)}
+    budgets["quickstart-dpo"] = (360, 200)
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()
@@ -206,8 +211,11 @@ def test_every_spec_dry_runs(repo_copy, spec):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    assert {"lora_config", "training_args", "special_tokens", "example"} <= set(out)
-    assert out["example"]["completion"].endswith("<response|end>")
+    # a spec that continues model.adapter trains the parent's LoRA: its config is the parent's
+    adapter = {"adapter"} if "adapter" in out else {"lora_config"}
+    assert {*adapter, "training_args", "special_tokens", "example"} <= set(out)
+    answer = "chosen" if "chosen" in out["example"] else "completion"
+    assert out["example"][answer].endswith("<response|end>")
 
 
 def test_fingpt_dry_run_is_the_original_recipe(repo_copy):

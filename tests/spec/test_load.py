@@ -224,12 +224,6 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
     ("sections", "key", "message", "hint"),
     [
         (
-            {"method": "dpo"},
-            "method",
-            "specforge trains LoRA SFT only; there is no `method` key",
-            "DPO, ORPO and KTO are not supported yet; remove `method`",
-        ),
-        (
             {"lora": None},
             "lora",
             "full fine-tuning is not supported: every spec trains a LoRA adapter",
@@ -248,7 +242,7 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
             "use `launch.strategy: ddp` or `fsdp`",
         ),
     ],
-    ids=["method", "lora-null", "datasets", "deepspeed"],
+    ids=["lora-null", "datasets", "deepspeed"],
 )
 def test_unsupported_ideas_say_what_is_supported(write_spec, sections, key, message, hint):
     text = spec_text(**sections)

@@ -1,0 +1,130 @@
+"""SF030: each training method's data fields and hyperparameters, located and with a hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from specforge.spec.errors import SpecError
+from specforge.spec.load import load_spec
+
+from .conftest import DROP, line_col, spec_text
+from .test_rules import diagnose, fired, only_rule
+
+PAIR = {"template": "Question: {question}\n<response>", "completion": "{chosen}<eos>"}
+
+
+@pytest.mark.parametrize("method", ["dpo", "orpo"])
+def test_paired_method_without_rejected_is_located_at_prompt(write_spec, method):
+    text = spec_text(method=method, prompt=PAIR)
+    diag = only_rule(diagnose(write_spec(text)), "SF030")
+    assert f"method {method} trains on preference pairs but prompt.rejected is not set" in (
+        diag.message
+    )
+    assert (diag.location.line, diag.location.col) == line_col(
+        text, "template:"
+    )  # the section's first key
+    assert any("rejected:" in hint for hint in diag.hints)
+
+
+def test_kto_without_label_field(write_spec):
+    diag = only_rule(diagnose(write_spec(method="kto")), "SF030")
+    assert "method kto needs prompt.label_field" in diag.message
+    assert diag.hints == ("add label_field: label (a column of true/false)",)
+
+
+def test_kto_with_rejected_says_kto_takes_one_completion(write_spec):
+    prompt = {**PAIR, "rejected": "{rejected}<eos>", "label_field": "good"}
+    diag = only_rule(diagnose(write_spec(method="kto", prompt=prompt)), "SF030")
+    assert diag.key == "prompt.rejected"
+    assert "labelled by label_field" in diag.hints[0]
+
+
+def test_dpo_with_rejected_loads(write_spec):
+    spec = load_spec(write_spec(method="dpo", prompt={**PAIR, "rejected": "{rejected}<eos>"})).spec
+    assert spec.method == "dpo" and spec.prompt.rejected_fields() == ["rejected"]
+
+
+@pytest.mark.parametrize(
+    ("sections", "key"),
+    [
+        ({"preference": {"beta": 0.2}}, "preference"),
+        ({"model": {"adapter": "runs/base/latest"}}, "model.adapter"),
+        ({"prompt": {"rejected": "{rejected}<eos>"}}, "prompt.rejected"),
+        ({"prompt": {"label_field": "good"}}, "prompt.label_field"),
+    ],
+)
+def test_preference_settings_on_an_sft_spec_are_errors(write_spec, sections, key):
+    diag = only_rule(diagnose(write_spec(**sections)), "SF030")
+    assert diag.key == key and "not sft" in diag.message
+
+
+def test_loss_type_is_checked_per_method_with_a_suggestion(write_spec):
+    text = spec_text(
+        method="dpo",
+        prompt={**PAIR, "rejected": "{rejected}<eos>"},
+        preference={"loss_type": "sigmod"},
+    )
+    diag = only_rule(diagnose(write_spec(text)), "SF030")
+    assert "loss_type 'sigmod' is not a dpo loss" in diag.message
+    assert diag.hints == ("did you mean `sigmoid`?",)
+    assert (diag.location.line, diag.location.col) == line_col(text, "sigmod")
+
+
+def test_kto_loss_and_weights(write_spec):
+    prompt = {**PAIR, "label_field": "good"}
+    pref = {"loss_type": "apo_zero_unpaired", "desirable_weight": 1.3}
+    spec = load_spec(write_spec(method="kto", prompt=prompt, preference=pref)).spec
+    assert spec.preference.desirable_weight == 1.3
+    orpo = {"loss_type": "kto", "desirable_weight": 2.0}
+    diags = diagnose(
+        write_spec(method="orpo", prompt={**PAIR, "rejected": "{r}<eos>"}, preference=orpo)
+    )
+    assert {d.key for d in fired(diags, "SF030")} == {
+        "preference.loss_type",
+        "preference.desirable_weight",
+    }
+
+
+def test_packing_is_for_sft(write_spec):
+    prompt = {**PAIR, "rejected": "{rejected}<eos>"}
+    diags = diagnose(write_spec(method="dpo", prompt=prompt, training={"packing": True}))
+    assert [d.key for d in fired(diags, "SF030")] == ["training.packing"]
+
+
+def test_rejected_without_the_stop_token_warns(write_spec):
+    spec = write_spec(method="dpo", prompt={**PAIR, "rejected": "{rejected}"})
+    diags = diagnose(spec)
+    [diag] = fired(diags, "SF030")
+    assert diag.severity == "warning" and "stop token <eos>" in diag.message
+
+
+def test_lora_beside_a_parent_adapter_warns_it_is_unused(write_spec):
+    prompt = {**PAIR, "rejected": "{rejected}<eos>"}
+    path = write_spec(
+        method="dpo", prompt=prompt, model={"adapter": "runs/x/latest"}, lora={"r": 8}
+    )
+    diag = only_rule(diagnose(path), "SF030", severity="warning")
+    assert diag.key == "lora"
+
+
+def test_cli_validate_reports_every_missing_field_at_once(write_spec):
+    from tests.conftest import run_cli
+
+    path = write_spec(method="orpo", prompt={**PAIR, "label_field": "good"})
+    result = run_cli("validate", str(path), cwd=path.parent)
+    assert result.returncode == 1
+    assert "prompt.rejected is not set" in result.stdout + result.stderr
+    assert "label_field is for kto, not orpo" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_method_suggests(write_spec):
+    with pytest.raises(SpecError) as err:
+        load_spec(write_spec(method="dop", prompt={**PAIR, "rejected": "{r}<eos>", "x": DROP}))
+    assert "did you mean `dpo`?" in err.value.diagnostics[0].render()
+
+
+def test_truncate_field_is_for_sft(write_spec):
+    prompt = {**PAIR, "rejected": "{rejected}<eos>", "truncate_field": "question"}
+    diag = only_rule(diagnose(write_spec(method="dpo", prompt=prompt)), "SF030")
+    assert diag.key == "prompt.truncate_field" and "drops (and counts) rows" in diag.message
