@@ -57,9 +57,11 @@ def files_read(spec: Spec) -> list[Path]:
     """Every file or folder the rules look at (SF009/SF010 and the vocabulary check): `check`'s
     verdict cache fingerprints them, so a change to any of them validates the spec afresh.
     Keep in step with run_rules and vocab_tokens."""
-    paths = []
-    if is_local_path(spec.dataset.path):
-        paths.append(Path(spec.dataset.path).expanduser())
+    paths = [
+        Path(source.path).expanduser()
+        for source in spec.dataset.source_list()
+        if is_local_path(source.path)
+    ]
     if spec.inference.eval_data is not None:
         paths.append(Path(spec.inference.eval_data).expanduser())
     return [*paths, *vocab_files(spec)]
@@ -70,7 +72,8 @@ def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
         yield ("prompt", "template"), spec.prompt.template
     for i, message in enumerate(spec.prompt.messages or []):
         yield ("prompt", "messages", i, "content"), message.content
-    yield ("prompt", "completion"), spec.prompt.completion
+    if spec.prompt.completion is not None:
+        yield ("prompt", "completion"), spec.prompt.completion
 
 
 def run_rules(
@@ -166,7 +169,8 @@ def run_rules(
 
     # SF006: the completion must end in a stop token or the model never learns to stop.
     stops = [spec.tokenizer.special_tokens.eos, *spec.tokenizer.special_tokens.additional]
-    if not any(tok and spec.prompt.completion.endswith(tok) for tok in stops):
+    completion = spec.prompt.completion
+    if completion is not None and not any(tok and completion.endswith(tok) for tok in stops):
         report(
             "SF006",
             ("prompt", "completion"),
@@ -219,25 +223,52 @@ def run_rules(
 
     # SF009: prompt fields exist in the data (peeked from local files), answers are evaluable.
     unknown: list[str] = []  # fields reported as not in the data: the examples are not blamed too
-    if check_files and is_local_path(ds.path):
-        data_path = Path(ds.path).expanduser()
+    sources = ds.source_list()
+    for i, source in enumerate(sources):
+        if not (check_files and is_local_path(source.path)):
+            continue
+        where = ("dataset", "path") if ds.sources is None else ("dataset", "sources", i, "path")
+        data_path = Path(source.path).expanduser()
         if not data_path.is_file():
             report(
                 "SF009",
-                ("dataset", "path"),
-                f"local dataset {ds.path} does not exist",
+                where,
+                f"local dataset {source.path} does not exist",
                 "relative paths resolve from the project root (where you run specforge)",
             )
-        else:
-            columns = peek_columns(data_path)
-            unknown = [f for f in fields if columns is not None and f not in columns]
-            if unknown:
+            continue
+        columns = peek_columns(data_path)
+        if columns is None:
+            continue
+        mapped = {field: source.columns.get(field, field) for field in fields}
+        missing = [f for f in fields if mapped[f] not in columns]
+        unknown += [f for f in missing if f not in unknown]
+        if missing and ds.sources is None:
+            report(
+                "SF010",
+                ("prompt",),
+                f"field(s) {', '.join(missing)} not in the dataset's columns "
+                f"({', '.join(sorted(columns)) or 'none'})",
+                "fix the {field} names in the templates",
+            )
+        elif missing:
+            report(
+                "SF020",
+                ("dataset", "sources", i),
+                f"source {source.path} does not map to the prompt: column(s) "
+                f"{', '.join(mapped[f] for f in missing)} not in its columns "
+                f"({', '.join(sorted(columns)) or 'none'})",
+                "map them under `columns:`, e.g. columns: {"
+                + ", ".join(f"{f}: <its column>" for f in missing)
+                + "}",
+            )
+    for i, source in enumerate(ds.sources or []):
+        for field in source.columns:
+            if field not in fields:
                 report(
-                    "SF010",
-                    ("prompt",),
-                    f"field(s) {', '.join(unknown)} not in the dataset's columns "
-                    f"({', '.join(sorted(columns)) or 'none'})",
-                    "fix the {field} names in the templates",
+                    "SF020",
+                    ("dataset", "sources", i, "columns", field),
+                    f"{field} is not a prompt column ({', '.join(fields)})",
                 )
     if check_files and inf.eval_data is not None:
         eval_path = Path(inf.eval_data).expanduser()
@@ -264,6 +295,20 @@ def run_rules(
                 ("inference", "examples", i),
                 f"example lacks field(s) {', '.join(missing)}",
             )
+    if spec.prompt.conversation is not None:
+        if inf.answer_column is not None:
+            report(
+                "SF020",
+                ("inference", "answer_column"),
+                "a conversation's answer is its last assistant turn; answer_column does not apply",
+            )
+        if inf.examples:
+            report(
+                "SF020",
+                ("inference", "examples"),
+                "examples are rows of text columns; a conversation spec answers inference.eval_data",
+                "move them into a .jsonl file of conversations and set inference.eval_data",
+            )
     completion_fields = spec.prompt.completion_fields()
     if inf.labels is not None and inf.answer_column is None and len(completion_fields) != 1:
         report(
@@ -276,7 +321,7 @@ def run_rules(
     # SF012: batching layout.
     if t.packing and t.padding_free:
         report("SF012", ("training", "padding_free"), "packing and padding_free exclude each other")
-    if ds.validation_split is not None and is_local_path(ds.path):
+    if ds.validation_split is not None and ds.path is not None and is_local_path(ds.path):
         report(
             "SF002",
             ("dataset", "validation_split"),
