@@ -249,7 +249,9 @@ def run_rules(
                 ("prompt",),
                 f"field(s) {', '.join(missing)} not in the dataset's columns "
                 f"({', '.join(sorted(columns)) or 'none'})",
-                "fix the {field} names in the templates",
+                "set prompt.conversation.column"
+                if spec.prompt.conversation is not None
+                else "fix the {field} names in the templates",
             )
         elif missing:
             report(
