@@ -99,8 +99,15 @@ def test_generated_scripts_pass_ruff_as_emitted(repo_copy):
 def test_train_and_infer_share_the_prompt_function():
     for folder in (REPO / "generated").iterdir():
         train, infer = folder / "train.py", folder / "infer.py"
-        assert function_source(train, "build_prompt") == function_source(infer, "build_prompt")
-        for constant in ("PROMPT_TEMPLATE", "PROMPT_FIELDS", "SPECIAL_TOKENS", "NEW_TOKEN_INIT"):
+        if "\nCONVERSATION_COLUMN = " in train.read_text():  # the turns, not a prompt, are shared
+            shared = ("to_messages", "conversation_problem")
+            constants = ("CONVERSATION_COLUMN", "ROLE_KEY", "CONTENT_KEY", "ROLES")
+        else:
+            shared = ("build_prompt",)
+            constants = ("PROMPT_TEMPLATE", "PROMPT_FIELDS", "SPECIAL_TOKENS", "NEW_TOKEN_INIT")
+        for name in shared:
+            assert function_source(train, name) == function_source(infer, name)
+        for constant in constants:
             lines = [line for line in train.read_text().splitlines() if line.startswith(constant)]
             assert lines and all(line in infer.read_text() for line in lines)
 
@@ -202,7 +209,11 @@ def test_every_spec_dry_runs(repo_copy, spec):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    assert {"lora_config", "training_args", "special_tokens", "example"} <= set(out)
+    assert {"lora_config", "training_args", "example"} <= set(out)
+    if spec == "quickstart-chat.yaml":  # the first conversation, trained turns marked
+        assert [turn["trained"] for turn in out["example"]][-1] is True
+        return
+    assert "special_tokens" in out
     assert out["example"]["completion"].endswith("<response|end>")
 
 
