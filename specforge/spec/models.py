@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -164,6 +164,8 @@ class SourceSpec(Strict):
 
 class DatasetSpec(Strict):
     """Training data: one source (`path`), or a mixture of several (`sources`)."""
+
+    SHORTHAND: ClassVar[str] = "path"  # `dataset: x.jsonl` is hinted as `dataset: {path: ...}`
 
     path: str | None = Field(
         None,
