@@ -51,12 +51,14 @@ TRUNCATE_FIELD = "input"  # spec: prompt.truncate_field; long rows lose text her
 # spec: dataset.sources; columns: theirs -> the prompt's
 SOURCES = [
     {
+        "name": "data/fin_sentiment_train.jsonl",
         "load": {"path": "json", "data_files": "data/fin_sentiment_train.jsonl", "split": "train"},
         "weight": 3.0,
         "max_samples": None,
         "columns": {},
     },
     {
+        "name": "data/travel_facts.jsonl",
         "load": {"path": "json", "data_files": "data/travel_facts.jsonl", "split": "train"},
         "weight": 1.0,
         "max_samples": 100,
@@ -228,11 +230,11 @@ def init_new_rows(model, tokenizer, new_tokens):
 
 
 def load_mixture():
-    """Each source sampled with the seed and its columns renamed to COLUMNS, then mixed
-    by weight (the largest mixture that draws no row twice) and shuffled; also the rows drawn."""
+    """Each source sampled with the seed, its columns renamed to COLUMNS, mixed by weight (the
+    largest mixture that draws no row twice) and shuffled; also the rows drawn from each."""
     parts = []
     for source in SOURCES:
-        name = source["load"].get("data_files") or source["load"]["path"]
+        name = source["name"]
         rows = load_dataset(**source["load"]).rename_columns(source["columns"])
         if missing := [column for column in COLUMNS if column not in rows.column_names]:
             sys.exit(f"error: source {name} lacks {missing} (has {rows.column_names}); map them")

@@ -304,10 +304,19 @@ def _source_load(source) -> dict:
     return load | {"revision": source.revision, "split": source.split}
 
 
+def _source_name(source) -> str:
+    """How train_summary.json names a source: its path, with a Hub config and split if any."""
+    name = source.path + (f":{source.name}" if source.name else "")
+    return (
+        name if is_local_path(source.path) or source.split == "train" else f"{name}[{source.split}]"
+    )
+
+
 def _mixture(spec: Spec) -> DataPart:
     ds = spec.dataset
     sources = [
         {
+            "name": _source_name(source),
             "load": _source_load(source),
             "weight": source.weight,
             "max_samples": source.max_samples,
@@ -337,7 +346,9 @@ def _mixture(spec: Spec) -> DataPart:
         and spec.inference.eval_data is None
     )
     weighted = ds.sources[0].weight is not None
-    return DataPart(constants, True, None, validation, False, None, write_validation, True, weighted)
+    return DataPart(
+        constants, True, None, validation, False, None, write_validation, True, weighted
+    )
 
 
 def _data(spec: Spec) -> DataPart:

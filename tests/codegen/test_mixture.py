@@ -93,3 +93,12 @@ def test_shipped_mixture_weights_and_columns_compile_into_sources():
     spec = load_spec(REPO / "specs/quickstart-mix.yaml", check_files=False).spec
     assert [s.weight for s in spec.dataset.sources] == [3, 1]
     assert spec.dataset.sources[1].columns["output"] == "answer"
+
+
+def test_without_weights_every_row_of_every_source_is_used(mix_project, monkeypatch):
+    spec = mix_project / "specs/tiny.yaml"
+    spec.write_text(
+        spec.read_text().replace("      weight: 3\n", "").replace("      weight: 1\n", "")
+    )
+    rows, drawn = load_mixture(mix_project, monkeypatch, "mix_d")
+    assert drawn == {"data/train.jsonl": 60, "data/facts.jsonl": 100} and len(rows) == 160
