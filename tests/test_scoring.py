@@ -122,3 +122,16 @@ def test_json_answers_report_validity_and_per_field_match():
     assert metrics["field_match"] == {"city": pytest.approx(2 / 3), "day": pytest.approx(1 / 3)}
     assert metrics["exact_match"] == pytest.approx(1 / 3)  # the gold object compared as JSON text
     assert metrics["gold_not_json"] == 0
+
+
+def test_the_model_card_tables_generative_scores():
+    """A run scored without labels has no accuracy: its card shows what was measured."""
+    from specforge.export.adapter import _metrics_rows
+
+    scores = {"n": 40, "exact_match": 0.5, "token_f1": 0.61, "rouge_l": 0.625}
+    rows = _metrics_rows({"eval_tuned": scores, "eval_base": {**scores, "exact_match": 0.0}})
+    assert rows[0] == "| model | exact match | token-F1 | ROUGE-L | rows |"
+    assert rows[2:] == [
+        "| tuned (this adapter) | 50.0% | 0.610 | 0.625 | 40 |",
+        "| base model | 0.0% | 0.610 | 0.625 | 40 |",
+    ]
