@@ -289,7 +289,7 @@ def run_rules(
             "SF009", ("model", "name"), f"local model directory {spec.model.name} does not exist"
         )
     prompt_fields = spec.prompt.prompt_fields()
-    for i, example in enumerate(inf.examples):
+    for i, example in enumerate(inf.examples if spec.prompt.conversation is None else []):
         missing = [f for f in prompt_fields if f not in example and f not in unknown]
         if missing:
             report(
