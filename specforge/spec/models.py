@@ -205,7 +205,11 @@ class DatasetSpec(Strict):
                 if getattr(self, key) is not None:
                     raise ValueError(
                         f"`{key}` does not apply to a mixture: "
-                        + ("use validation_fraction" if key == "validation_split" else "set it per source")
+                        + (
+                            "use validation_fraction"
+                            if key == "validation_split"
+                            else "set it per source"
+                        )
                     )
         return self
 
