@@ -53,6 +53,45 @@ def peek_columns(path: Path) -> set[str] | None:
     return None  # parquet: read by the generated script (pyarrow is not a CLI dependency)
 
 
+CHECK_TURNS_ROWS = 2000  # conversations checked at validate time; train.py checks them all
+
+
+def conversation_problems(path: Path, conversation) -> dict[str, list[int]]:
+    """The first rows of a local .jsonl that are not conversations to learn from, as
+    {problem: [line numbers]}: the checks train.py makes on every row, made early."""
+    roles = {"system": "system", "user": "user", "assistant": "assistant", **conversation.roles}
+    role, content = conversation.role_key, conversation.content_key
+    problems: dict[str, list[int]] = {}
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in zip(range(1, CHECK_TURNS_ROWS + 1), handle):
+                row = json.loads(line) if line.strip() else {}
+                turns = row.get(conversation.column) if isinstance(row, dict) else None
+                problem = _turns_problem(turns, roles, role, content) if line.strip() else None
+                if problem and conversation.column in row:
+                    problems.setdefault(problem, []).append(line_no)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return problems
+
+
+def _turns_problem(turns, roles: dict, role: str, content: str) -> str | None:
+    if not isinstance(turns, list) or not turns:
+        return "not a list of turns"
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get(role) is None:
+            return f"a turn has no {role!r}"
+        if turn[role] not in roles:
+            return f"role {turn[role]!r} is not one of {', '.join(sorted(roles))}"
+        if roles[turn[role]] == "assistant" and not str(turn.get(content) or "").strip():
+            return "an empty assistant turn"
+        if turn.get(content) is None:
+            return f"a turn has no {content!r}"
+    if "assistant" not in [roles[turn[role]] for turn in turns]:
+        return "no assistant turn"
+    return None
+
+
 def files_read(spec: Spec) -> list[Path]:
     """Every file or folder the rules look at (SF009/SF010 and the vocabulary check): `check`'s
     verdict cache fingerprints them, so a change to any of them validates the spec afresh.
@@ -240,6 +279,17 @@ def run_rules(
         columns = peek_columns(data_path)
         if columns is None:
             continue
+        conversation = spec.prompt.conversation
+        if conversation is not None and data_path.suffix.lower() == ".jsonl":
+            for problem, lines in conversation_problems(data_path, conversation).items():
+                shown = ", ".join(map(str, lines[:10])) + (" ..." if len(lines) > 10 else "")
+                report(
+                    "SF020",
+                    ("prompt", "conversation"),
+                    f"{source.path} line(s) {shown}: {problem}",
+                    "fix the rows, or map the data's names under prompt.conversation "
+                    "(role_key, content_key, roles)",
+                )
         mapped = {field: source.columns.get(field, field) for field in fields}
         missing = [f for f in fields if mapped[f] not in columns]
         unknown += [f for f in missing if f not in unknown]

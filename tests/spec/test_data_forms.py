@@ -98,3 +98,16 @@ def test_answer_format_is_text_or_json(write_spec):
     assert spec.inference.answer_format == "json"
     (line,) = errors(write_spec(inference={"answer_format": "yaml"}))
     assert "inference.answer_format" in line
+
+
+def test_bad_conversation_rows_are_named_by_line_at_validate_time(write_spec, workdir):
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    empty = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]}
+    bot = {"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]}
+    rows = [good, empty, good, bot, empty]
+    (workdir / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = write_spec(dataset={"path": "chat.jsonl"}, prompt=CONVERSATION)
+    lines = errors(path)
+    assert any("chat.jsonl line(s) 2, 5: an empty assistant turn [SF020]" in x for x in lines)
+    assert any("line(s) 4: role 'bot' is not one of assistant, system, user" in x for x in lines)
+    assert all(x.startswith("spec.yaml:") for x in lines)  # located at prompt.conversation
