@@ -94,16 +94,26 @@ def device() -> dict:
 
 
 def data_fingerprint(spec: Spec) -> dict:
-    """sha256 of local files; name + revision for hub datasets."""
+    """sha256 of local files; name + revision for hub datasets; one entry per source of a mixture."""
     ds = spec.dataset
-    if is_local_path(ds.path):
-        train = {"path": ds.path, "sha256": file_sha256(Path(ds.path))}
+    if ds.sources is None:
+        out = {"train": source_fingerprint(ds.source_list()[0])}
     else:
-        train = {"hub": ds.path, "revision": ds.revision, "split": ds.split}
-    out = {"train": train}
+        out = {"train": {"sources": [source_fingerprint(source) for source in ds.sources]}}
     if spec.inference.eval_data:
         path = Path(spec.inference.eval_data)
         out["eval"] = {"path": spec.inference.eval_data, "sha256": file_sha256(path)}
+    return out
+
+
+def source_fingerprint(source) -> dict:
+    if is_local_path(source.path):
+        return {"path": source.path, "sha256": file_sha256(Path(source.path))}
+    out = {"hub": source.path, "revision": source.revision, "split": source.split}
+    if source.name is not None:
+        out["name"] = source.name
+    if source.data_files is not None:
+        out["data_files"] = source.data_files
     return out
 
 
@@ -173,8 +183,9 @@ def record_revisions(record: RunRecord, spec: Spec) -> None:
     if model is not None:
         record.data["model"].update(resolve_revision("model", model, spec.model.revision))
     train = record.data["data"]["train"]
-    if "hub" in train:
-        train.update(resolve_revision("dataset", spec.dataset.path, spec.dataset.revision))
+    for recorded, source in zip(train.get("sources", [train]), spec.dataset.source_list()):
+        if "hub" in recorded:
+            recorded.update(resolve_revision("dataset", source.path, source.revision))
     record.save()
 
 

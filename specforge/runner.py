@@ -398,7 +398,15 @@ RESOLVED = ("resolved_revision", "resolved_from", "resolve_error")
 
 def _unresolved(data: dict) -> dict:
     """The data fingerprint as start_record wrote it, before the train step added revisions."""
-    return {k: {f: v for f, v in part.items() if f not in RESOLVED} for k, part in data.items()}
+
+    def strip(part: dict) -> dict:
+        return {
+            f: [strip(s) for s in v] if f == "sources" else v
+            for f, v in part.items()
+            if f not in RESOLVED
+        }
+
+    return {k: strip(part) for k, part in data.items()}
 
 
 def _moved_revisions(loaded: LoadedSpec, data: dict) -> list[str]:
@@ -515,7 +523,7 @@ def _attempt(
                     code = _run_step(step, view, record, preemption, append=append)
                     if step.name == "train":  # the Hub files, and their refs, are cached by now
                         record_revisions(record, loaded.spec)
-                    if code == 0 and step.scores and loaded.spec.inference.labels:
+                    if code == 0 and step.scores:
                         score_step(step, loaded.spec)
                     if code != 0:
                         # torchrun exits 1 after passing a signal on: the runner's own SIGTERM counts
@@ -543,11 +551,12 @@ def _attempt(
 
 
 def score_step(step: Step, spec) -> None:
-    """Score an evaluate step's predictions against the spec's labels (specforge.scoring) into
-    eval_*.json, and note the figures at the end of the step's log."""
+    """Score an evaluate step's predictions (specforge.scoring: against the spec's labels, else
+    generative scores) into eval_*.json, and note the figures at the end of the step's log."""
     predictions, out = step.scores
     rows = read_predictions(predictions)
-    metrics = score_predictions(rows, list(spec.inference.labels), spec.answer_column())
+    inf = spec.inference
+    metrics = score_predictions(rows, inf.labels, spec.answer_column(), inf.answer_format)
     if metrics is None:
         return
     metrics["predictions"] = predictions.name
@@ -614,7 +623,14 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
         )
     for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
         result = data["results"].get(key)
-        if result:
+        if result and "rouge_l" in result:
+            say(
+                f"{label:>5} model: exact match {result['exact_match']:.1%}, token-F1 "
+                f"{result['token_f1']:.3f}, ROUGE-L {result['rouge_l']:.3f}"
+                + (f", JSON valid {result['json_valid']:.1%}" if "json_valid" in result else "")
+                + f" on {result['n']} held-out rows"
+            )
+        elif result:
             lenient = result.get("lenient_accuracy")
             say(
                 f"{label:>5} model: accuracy {result['accuracy']:.1%}"

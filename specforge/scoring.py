@@ -1,16 +1,26 @@
-"""Score held-out predictions against the spec's labels: what `specforge run` records as eval_*.json.
+"""Score held-out predictions: what `specforge run` records as eval_*.json.
 
 infer.py writes one JSON row per held-out example (its columns plus `prediction`); scoring lives
 here, tested once, rather than in every generated script. Strict and lenient scores are both
 reported because they answer different questions: strict (the answer is exactly a label) measures
 the trained output format; lenient (the first label the answer names) measures the knowledge even
 when the format is off, which is how a base model that never saw the format should be compared.
+
+Without labels the task is generative: exact match after normalising, token-F1 and ROUGE-L (the
+longest common subsequence of tokens), each averaged over rows. The normalisation is SQuAD's
+(lower case, punctuation and English articles removed, whitespace collapsed) so a trailing period
+or "The" is not a miss; it is written out here (a dozen lines) rather than taken from a metric
+package, whose tokenisers differ from version to version and would move the figures silently.
+With `inference.answer_format: json` the answers are also parsed as JSON objects: the share that
+parse, and per gold field the share of rows whose answer holds the same value.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import string
+from collections import Counter
 from pathlib import Path
 
 OTHER = "other"
@@ -67,14 +77,104 @@ def score_labels(answers: list[str], expected: list[str], labels: list[str]) -> 
     }
 
 
+ARTICLES = re.compile(r"\b(a|an|the)\b")
+PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def normalise(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation or articles, single spaces."""
+    return " ".join(ARTICLES.sub(" ", text.lower().translate(PUNCTUATION)).split())
+
+
+def token_f1(answer: str, gold: str) -> float:
+    """Harmonic mean of token precision and recall (multiset overlap) after normalising."""
+    got, want = normalise(answer).split(), normalise(gold).split()
+    if not got or not want:
+        return float(got == want)
+    common = sum((Counter(got) & Counter(want)).values())
+    return 2 * common / (len(got) + len(want))
+
+
+def lcs_length(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence (one row of the table at a time)."""
+    previous = [0] * (len(b) + 1)
+    for x in a:
+        current = [0]
+        for j, y in enumerate(b):
+            current.append(previous[j] + 1 if x == y else max(previous[j + 1], current[j]))
+        previous = current
+    return previous[-1]
+
+
+def rouge_l(answer: str, gold: str) -> float:
+    """ROUGE-L F1: LCS-based precision and recall over normalised tokens."""
+    got, want = normalise(answer).split(), normalise(gold).split()
+    if not got or not want:
+        return float(got == want)
+    return 2 * lcs_length(got, want) / (len(got) + len(want))
+
+
+def parse_object(text: str) -> dict | None:
+    """The answer as a JSON object; None when it is not one."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def score_json(answers: list[str], expected: list[str]) -> dict:
+    """JSON validity and, for each field of the gold objects, the share of rows that match it."""
+    parsed = [parse_object(a) for a in answers]
+    golds = [parse_object(g) for g in expected]
+    fields = sorted({k for gold in golds if gold for k in gold})
+    per_field = {}
+    for field in fields:
+        pairs = [(p, g) for p, g in zip(parsed, golds) if g and field in g]
+        per_field[field] = sum(bool(p) and p.get(field) == g[field] for p, g in pairs) / len(pairs)
+    n = len(answers)
+    return {
+        "json_valid": sum(p is not None for p in parsed) / n if n else 0.0,
+        "gold_not_json": sum(g is None for g in golds),
+        "field_match": per_field,
+    }
+
+
+def score_text(answers: list[str], expected: list[str], answer_format: str = "text") -> dict:
+    """Generative scores, averaged over rows: normalised exact match, token-F1, ROUGE-L."""
+    n = len(answers)
+    pairs = list(zip(answers, expected))
+    metrics = {
+        "n": n,
+        "exact_match": sum(normalise(a) == normalise(g) for a, g in pairs) / n if n else 0.0,
+        "token_f1": sum(token_f1(a, g) for a, g in pairs) / n if n else 0.0,
+        "rouge_l": sum(rouge_l(a, g) for a, g in pairs) / n if n else 0.0,
+        "empty_answers": sum(not a.strip() for a in answers),
+    }
+    if answer_format == "json":
+        metrics |= score_json(answers, expected)
+    return metrics
+
+
 def read_predictions(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def score_predictions(rows: list[dict], labels: list[str], answer_column: str) -> dict | None:
-    """Metrics for infer.py's rows; None when they carry no gold answers to score against."""
+def score_predictions(
+    rows: list[dict], labels: list[str] | None, answer_column: str, answer_format: str = "text"
+) -> dict | None:
+    """Metrics for infer.py's rows: against the labels when the spec has them, else generative
+    scores; None when the rows carry no gold answers to score against."""
     if not rows or any(answer_column not in row for row in rows):
         return None
     answers = [str(row.get("prediction", "")) for row in rows]
-    return score_labels(answers, [str(row[answer_column]) for row in rows], labels)
+    expected = [gold_text(row[answer_column]) for row in rows]
+    if labels:
+        return score_labels(answers, expected, labels)
+    return score_text(answers, expected, answer_format)
+
+
+def gold_text(value) -> str:
+    """A gold answer as text: a JSON object or list (an answer_format: json column) as JSON."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)

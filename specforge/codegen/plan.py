@@ -65,6 +65,7 @@ class PromptPart:
     shared: list[Value]  # both scripts: the prompt and the stop token
     train: list[Value]  # train.py: the completion and how long rows are fitted
     chat: bool
+    conversation: bool = False  # a column of chat turns: every assistant turn is a completion
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class DataPart:
     max_samples: bool
     peek: str | None  # how --dry-run reads the first local row: jsonl, json, csv
     write_validation: bool  # keep the validation rows for infer.py (labels, no eval_data)
+    mixture: bool = False  # dataset.sources: several sources, sampled and mixed
+    weighted: bool = False  # ... in proportion to their weights
 
 
 @dataclass(frozen=True)
@@ -255,8 +258,24 @@ def _tokens(spec: Spec, vocab: set[str] | None) -> TokensPart:
     return TokensPart(constants, pad is not None)
 
 
+def _conversation(spec: Spec) -> PromptPart:
+    c = spec.prompt.conversation
+    roles = {"system": "system", "user": "user", "assistant": "assistant", **c.roles}
+    shared = [
+        Value("CONVERSATION_COLUMN", c.column, "prompt.conversation.column"),
+        Value("ROLE_KEY", c.role_key, "prompt.conversation.role_key"),
+        Value("CONTENT_KEY", c.content_key, "prompt.conversation.content_key"),
+        Value("ROLES", roles, "prompt.conversation.roles", "the data's role names"),
+    ]
+    if c.chat_template is not None:
+        shared.append(Value("CHAT_TEMPLATE", c.chat_template, "prompt.conversation.chat_template"))
+    return PromptPart(shared, [], False, True)
+
+
 def _prompt(spec: Spec) -> PromptPart:
     p, stop = spec.prompt, spec.stop_token()
+    if p.conversation is not None:
+        return _conversation(spec)
     if p.messages is not None:
         shared = [
             Value(
@@ -294,7 +313,69 @@ BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parqu
 PEEKABLE = {".jsonl": "jsonl", ".json": "json", ".csv": "csv"}
 
 
+def _source_load(source) -> dict:
+    """load_dataset's arguments for one source of a mixture."""
+    if is_local_path(source.path):
+        builder = BUILDERS[PurePosixPath(source.path).suffix.lower()]
+        return {"path": builder, "data_files": source.path, "split": "train"}
+    load = {"path": source.path}
+    if source.name is not None:
+        load["name"] = source.name
+    if source.data_files is not None:
+        load["data_files"] = source.data_files
+    return load | {"revision": source.revision, "split": source.split}
+
+
+def _source_name(source) -> str:
+    """How train_summary.json names a source: its path, with a Hub config and split if any."""
+    name = source.path + (f":{source.name}" if source.name else "")
+    return (
+        name if is_local_path(source.path) or source.split == "train" else f"{name}[{source.split}]"
+    )
+
+
+def _mixture(spec: Spec) -> DataPart:
+    ds = spec.dataset
+    sources = [
+        {
+            "name": _source_name(source),
+            "load": _source_load(source),
+            "weight": source.weight,
+            "max_samples": source.max_samples,
+            "columns": {theirs: ours for ours, theirs in source.columns.items()},
+        }
+        for source in ds.sources
+    ]
+    fields = list(dict.fromkeys(spec.prompt.prompt_fields() + spec.prompt.completion_fields()))
+    constants = [
+        Value("SOURCES", sources, "dataset.sources", "columns: theirs -> the prompt's"),
+        Value("COLUMNS", fields, "prompt", "the shape every source is mapped to"),
+    ]
+    if ds.validation_fraction is not None:
+        constants.append(
+            Value(
+                "VALIDATION_FRACTION",
+                ds.validation_fraction,
+                "dataset.validation_fraction",
+                "seeded split of the mixture",
+            )
+        )
+    constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
+    validation = "fraction" if ds.validation_fraction is not None else None
+    write_validation = (
+        validation is not None
+        and spec.inference.labels is not None
+        and spec.inference.eval_data is None
+    )
+    weighted = ds.sources[0].weight is not None
+    return DataPart(
+        constants, True, None, validation, False, None, write_validation, True, weighted
+    )
+
+
 def _data(spec: Spec) -> DataPart:
+    if spec.dataset.sources is not None:
+        return _mixture(spec)
     ds, local = spec.dataset, is_local_path(spec.dataset.path)
     suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
     constants = [Value("DATASET_PATH", ds.path, "dataset.path")]
@@ -316,7 +397,9 @@ def _data(spec: Spec) -> DataPart:
         validation = "split"
         constants.append(Value("VALIDATION_SPLIT", ds.validation_split, "dataset.validation_split"))
     if ds.max_samples is not None:
-        constants.append(Value("MAX_SAMPLES", ds.max_samples, "dataset.max_samples"))
+        constants.append(
+            Value("MAX_SAMPLES", ds.max_samples, "dataset.max_samples", "sampled with the seed")
+        )
     constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
     write_validation = (
         validation is not None

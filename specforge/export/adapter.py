@@ -111,7 +111,24 @@ def generation_code(record: dict) -> str:
     )
 
 
+def _generative_rows(results: dict) -> list[str]:
+    """The model card's table for a run scored without labels (exact match, token-F1, ROUGE-L)."""
+    rows = [
+        f"| {label} | {found['exact_match']:.1%} | {found['token_f1']:.3f} | "
+        f"{found['rouge_l']:.3f} | {found['n']} |"
+        for key, label in (("eval_tuned", "tuned (this adapter)"), ("eval_base", "base model"))
+        if (found := results.get(key))
+    ]
+    return [
+        "| model | exact match | token-F1 | ROUGE-L | rows |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def _metrics_rows(results: dict) -> list[str]:
+    if "rouge_l" in (results.get("eval_tuned") or {}):
+        return _generative_rows(results)
     rows = []
     for key, label in (("eval_tuned", "tuned (this adapter)"), ("eval_base", "base model")):
         found = results.get(key)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 import string
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from specforge.spec import schedulers
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
+REFERENCE = "reference"  # infer.py's column for a held-out conversation's last assistant turn
 
 
 class Strict(BaseModel):
@@ -139,15 +140,58 @@ class TokenizerSpec(Strict):
     )
 
 
-class DatasetSpec(Strict):
-    """Training data with instruction/input/output-style columns."""
+class SourceSpec(Strict):
+    """One source of a dataset mixture, its columns mapped to the prompt's."""
 
     path: str = Field(
+        description="Hub dataset id, or a local .jsonl/.json/.csv/.parquet file.", min_length=1
+    )
+    name: str | None = Field(None, description="Hub config name (`load_dataset(path, name)`).")
+    data_files: str | list[str] | None = Field(
+        None, description="Files inside a Hub dataset repository to read (`data_files`)."
+    )
+    revision: str | None = Field(None, description="Hub revision to pin.")
+    split: str = Field("train", description="Split to draw from.", min_length=1)
+    weight: float | None = Field(
+        None,
+        description=(
+            "Share of the mixture (weights are normalised); the mixture is the largest that "
+            "draws no row twice. Set on every source or on none (then all rows are used)."
+        ),
+        gt=0,
+    )
+    max_samples: int | None = Field(
+        None, description="Draw at most N rows of this source, sampled with the seed.", gt=0
+    )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "The prompt's column names mapped to this source's (`{output: answer}`); "
+            "unmapped columns keep their names."
+        ),
+    )
+
+
+class DatasetSpec(Strict):
+    """Training data: one source (`path`), or a mixture of several (`sources`)."""
+
+    SHORTHAND: ClassVar[str] = "path"  # `dataset: x.jsonl` is hinted as `dataset: {path: ...}`
+
+    path: str | None = Field(
+        None,
         description=(
             "Hub dataset id, or a local .jsonl/.json/.csv/.parquet file "
             "(relative paths resolve from the project root, where specforge runs)."
         ),
         min_length=1,
+    )
+    sources: list[SourceSpec] | None = Field(
+        None,
+        description=(
+            "A mixture: several sources, each sampled with the seed and mapped to the prompt's "
+            "columns, then shuffled together (instead of `path`)."
+        ),
+        min_length=2,
     )
     revision: str | None = Field(None, description="Hub revision to pin.")
     split: str = Field("train", description="Split to train on.", min_length=1)
@@ -155,7 +199,35 @@ class DatasetSpec(Strict):
         None, description="Hold out this fraction of `split` for evaluation (seeded).", gt=0, lt=1
     )
     validation_split: str | None = Field(None, description="Evaluate on this named split instead.")
-    max_samples: int | None = Field(None, description="Use only the first N rows.", gt=0)
+    max_samples: int | None = Field(
+        None, description="Use only N rows, sampled with the seed.", gt=0
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> DatasetSpec:
+        if (self.path is None) == (self.sources is None):
+            raise ValueError("set exactly one of `path` and `sources`")
+        if self.sources is not None:
+            weighted = [s.weight is not None for s in self.sources]
+            if any(weighted) and not all(weighted):
+                raise ValueError("set `weight` on every source or on none")
+            for key in ("revision", "max_samples", "validation_split"):
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"`{key}` does not apply to a mixture: "
+                        + (
+                            "use validation_fraction"
+                            if key == "validation_split"
+                            else "set it per source"
+                        )
+                    )
+        return self
+
+    def source_list(self) -> list[SourceSpec]:
+        """The sources; a single `path` as a one-element list."""
+        if self.sources is not None:
+            return list(self.sources)
+        return [SourceSpec(path=self.path, revision=self.revision, split=self.split)]
 
 
 class Message(Strict):
@@ -163,6 +235,36 @@ class Message(Strict):
 
     role: Literal["system", "user"] = Field(description="Message role.")
     content: str = Field(description="Message text with {column} fields.")
+
+
+ROLES = ("system", "user", "assistant")
+
+
+class ConversationSpec(Strict):
+    """A column of chat turns; the model learns every assistant turn, the rest is context."""
+
+    column: str = Field("messages", description="Column holding each conversation (a list).")
+    role_key: str = Field("role", description="Key of a turn's role (ShareGPT: `from`).")
+    content_key: str = Field("content", description="Key of a turn's text (ShareGPT: `value`).")
+    roles: dict[str, Literal["system", "user", "assistant"]] = Field(
+        default_factory=dict,
+        description=(
+            "The data's role names mapped to system/user/assistant "
+            "(ShareGPT: `{system: system, human: user, gpt: assistant}`); default: unchanged."
+        ),
+    )
+    chat_template: str | None = Field(
+        None,
+        description="Jinja chat template to render turns with; default: the tokenizer's own.",
+        min_length=1,
+    )
+
+    @field_validator("column", "role_key", "content_key")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not value.isidentifier():
+            raise ValueError("must be a plain column or key name")
+        return value
 
 
 class PromptSpec(Strict):
@@ -179,7 +281,15 @@ class PromptSpec(Strict):
         ),
         min_length=1,
     )
-    completion: str = Field(
+    conversation: ConversationSpec | None = Field(
+        None,
+        description=(
+            "Train on a column of chat turns instead of `template`/`completion`: each assistant "
+            "turn is a completion, the turns before it its prompt (chat template applied by TRL)."
+        ),
+    )
+    completion: str | None = Field(
+        None,
         description="Target text with {column} fields; end it with a stop token so the model learns to stop.",
         min_length=1,
     )
@@ -216,8 +326,18 @@ class PromptSpec(Strict):
 
     @model_validator(mode="after")
     def _one_prompt_form(self) -> PromptSpec:
-        if (self.template is None) == (self.messages is None):
-            raise ValueError("set exactly one of `template` and `messages`")
+        forms = [self.template, self.messages, self.conversation]
+        if sum(form is not None for form in forms) != 1:
+            raise ValueError("set exactly one of `template`, `messages` and `conversation`")
+        if self.conversation is not None:
+            if self.completion is not None or self.truncate_field is not None:
+                raise ValueError(
+                    "a conversation's assistant turns are the completions: "
+                    "remove `completion` and `truncate_field`"
+                )
+            return self
+        if self.completion is None:
+            raise ValueError("set `completion`: the text the model learns")
         for message in self.messages or []:
             template_fields(message.content)
         fields = self.prompt_fields()
@@ -230,10 +350,14 @@ class PromptSpec(Strict):
         return self
 
     def prompt_fields(self) -> list[str]:
+        if self.conversation is not None:
+            return [self.conversation.column]
         texts = [self.template] if self.template is not None else [m.content for m in self.messages]
         return list(dict.fromkeys(f for text in texts for f in template_fields(text)))
 
     def completion_fields(self) -> list[str]:
+        if self.completion is None:
+            return []
         return list(dict.fromkeys(template_fields(self.completion)))
 
     def rejected_fields(self) -> list[str]:
@@ -449,7 +573,17 @@ class InferenceSpec(Strict):
     )
     answer_column: str | None = Field(
         None,
-        description="Column holding the expected answer (default: the completion's only field).",
+        description=(
+            "Column holding the expected answer (default: the completion's only field; with "
+            "`prompt.conversation`, each held-out conversation's last assistant turn)."
+        ),
+    )
+    answer_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "Without `labels`: `json` also scores JSON validity and per-field match of the "
+            "answers (exact match, token-F1 and ROUGE-L are always reported)."
+        ),
     )
     eval_data: str | None = Field(
         None, description="Held-out .jsonl file evaluated after training (never trained on)."
@@ -589,11 +723,15 @@ class Spec(Strict):
     def answer_column(self) -> str:
         """The held-out column with the gold answer: inference.answer_column, else the completion's
         (first) field."""
+        if self.prompt.conversation is not None:
+            return REFERENCE
         return self.inference.answer_column or self.prompt.completion_fields()[0]
 
     def stop_token(self) -> str | None:
         """The declared token (eos or additional) the completion ends with; the longest if several."""
         tokens = self.tokenizer.special_tokens
+        if self.prompt.completion is None:  # a conversation ends each turn with the template's
+            return None
         ends = [
             t for t in [tokens.eos, *tokens.additional] if t and self.prompt.completion.endswith(t)
         ]

@@ -54,13 +54,54 @@ def peek_columns(path: Path) -> set[str] | None:
     return None  # parquet: read by the generated script (pyarrow is not a CLI dependency)
 
 
+CHECK_TURNS_ROWS = 2000  # conversations checked at validate time; train.py checks them all
+
+
+def conversation_problems(path: Path, conversation) -> dict[str, list[int]]:
+    """The first rows of a local .jsonl that are not conversations to learn from, as
+    {problem: [line numbers]}: the checks train.py makes on every row, made early."""
+    roles = {"system": "system", "user": "user", "assistant": "assistant", **conversation.roles}
+    role, content = conversation.role_key, conversation.content_key
+    problems: dict[str, list[int]] = {}
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line_no, line in zip(range(1, CHECK_TURNS_ROWS + 1), handle):
+                row = json.loads(line) if line.strip() else {}
+                turns = row.get(conversation.column) if isinstance(row, dict) else None
+                problem = _turns_problem(turns, roles, role, content) if line.strip() else None
+                if problem and conversation.column in row:
+                    problems.setdefault(problem, []).append(line_no)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return problems
+
+
+def _turns_problem(turns, roles: dict, role: str, content: str) -> str | None:
+    if not isinstance(turns, list) or not turns:
+        return "not a list of turns"
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get(role) is None:
+            return f"a turn has no {role!r}"
+        if turn[role] not in roles:
+            return f"role {turn[role]!r} is not one of {', '.join(sorted(roles))}"
+        if roles[turn[role]] == "assistant" and not str(turn.get(content) or "").strip():
+            return "an empty assistant turn"
+        if turn.get(content) is None:
+            return f"a turn has no {content!r}"
+    if "assistant" not in [roles[turn[role]] for turn in turns]:
+        return "no assistant turn"
+    return None
+
+
 def files_read(spec: Spec) -> list[Path]:
     """Every file or folder the rules look at (SF009/SF010 and the vocabulary check): `check`'s
     verdict cache fingerprints them, so a change to any of them validates the spec afresh.
     Keep in step with run_rules and vocab_tokens."""
-    paths = []
-    if is_local_path(spec.dataset.path):
-        paths.append(Path(spec.dataset.path).expanduser())
+    paths = [
+        Path(source.path).expanduser()
+        for source in spec.dataset.source_list()
+        if is_local_path(source.path)
+    ]
     if spec.inference.eval_data is not None:
         paths.append(Path(spec.inference.eval_data).expanduser())
     if is_local_path(spec.model.name) and not spec.model.gguf_file:
@@ -74,7 +115,8 @@ def _prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
         yield ("prompt", "template"), spec.prompt.template
     for i, message in enumerate(spec.prompt.messages or []):
         yield ("prompt", "messages", i, "content"), message.content
-    yield ("prompt", "completion"), spec.prompt.completion
+    if spec.prompt.completion is not None:
+        yield ("prompt", "completion"), spec.prompt.completion
     if spec.prompt.rejected is not None:
         yield ("prompt", "rejected"), spec.prompt.rejected
 
@@ -175,7 +217,8 @@ def run_rules(
 
     # SF006: the completion must end in a stop token or the model never learns to stop.
     stops = [spec.tokenizer.special_tokens.eos, *spec.tokenizer.special_tokens.additional]
-    if not any(tok and spec.prompt.completion.endswith(tok) for tok in stops):
+    completion = spec.prompt.completion
+    if completion is not None and not any(tok and completion.endswith(tok) for tok in stops):
         report(
             "SF006",
             ("prompt", "completion"),
@@ -228,25 +271,65 @@ def run_rules(
 
     # SF009: prompt fields exist in the data (peeked from local files), answers are evaluable.
     unknown: list[str] = []  # fields reported as not in the data: the examples are not blamed too
-    if check_files and is_local_path(ds.path):
-        data_path = Path(ds.path).expanduser()
+    sources = ds.source_list()
+    for i, source in enumerate(sources):
+        if not (check_files and is_local_path(source.path)):
+            continue
+        where = ("dataset", "path") if ds.sources is None else ("dataset", "sources", i, "path")
+        data_path = Path(source.path).expanduser()
         if not data_path.is_file():
             report(
                 "SF009",
-                ("dataset", "path"),
-                f"local dataset {ds.path} does not exist",
+                where,
+                f"local dataset {source.path} does not exist",
                 "relative paths resolve from the project root (where you run specforge)",
             )
-        else:
-            columns = peek_columns(data_path)
-            unknown = [f for f in fields if columns is not None and f not in columns]
-            if unknown:
+            continue
+        columns = peek_columns(data_path)
+        if columns is None:
+            continue
+        conversation = spec.prompt.conversation
+        if conversation is not None and data_path.suffix.lower() == ".jsonl":
+            for problem, lines in conversation_problems(data_path, conversation).items():
+                shown = ", ".join(map(str, lines[:10])) + (" ..." if len(lines) > 10 else "")
                 report(
-                    "SF010",
-                    ("prompt",),
-                    f"field(s) {', '.join(unknown)} not in the dataset's columns "
-                    f"({', '.join(sorted(columns)) or 'none'})",
-                    "fix the {field} names in the templates",
+                    "SF020",
+                    ("prompt", "conversation"),
+                    f"{source.path} line(s) {shown}: {problem}",
+                    "fix the rows, or map the data's names under prompt.conversation "
+                    "(role_key, content_key, roles)",
+                )
+        mapped = {field: source.columns.get(field, field) for field in fields}
+        missing = [f for f in fields if mapped[f] not in columns]
+        unknown += [f for f in missing if f not in unknown]
+        if missing and ds.sources is None:
+            report(
+                "SF010",
+                ("prompt",),
+                f"field(s) {', '.join(missing)} not in the dataset's columns "
+                f"({', '.join(sorted(columns)) or 'none'})",
+                "set prompt.conversation.column"
+                if spec.prompt.conversation is not None
+                else "fix the {field} names in the templates",
+            )
+        elif missing:
+            report(
+                "SF020",
+                ("dataset", "sources", i),
+                f"source {source.path} does not map to the prompt: column(s) "
+                f"{', '.join(mapped[f] for f in missing)} not in its columns "
+                f"({', '.join(sorted(columns)) or 'none'})",
+                "map them under `columns:`, e.g. columns: {"
+                + ", ".join(f"{f}: <its column>" for f in missing)
+                + "}",
+            )
+    for i, source in enumerate(ds.sources or []):
+        for field in source.columns:
+            if field not in fields:
+                report(
+                    "SF020",
+                    ("dataset", "sources", i, "columns", field),
+                    f"{field} is not a prompt column ({', '.join(fields)})",
                 )
     if check_files and inf.eval_data is not None:
         eval_path = Path(inf.eval_data).expanduser()
@@ -265,13 +348,27 @@ def run_rules(
             "SF009", ("model", "name"), f"local model directory {spec.model.name} does not exist"
         )
     prompt_fields = spec.prompt.prompt_fields()
-    for i, example in enumerate(inf.examples):
+    for i, example in enumerate(inf.examples if spec.prompt.conversation is None else []):
         missing = [f for f in prompt_fields if f not in example and f not in unknown]
         if missing:
             report(
                 "SF010",
                 ("inference", "examples", i),
                 f"example lacks field(s) {', '.join(missing)}",
+            )
+    if spec.prompt.conversation is not None:
+        if inf.answer_column is not None:
+            report(
+                "SF020",
+                ("inference", "answer_column"),
+                "a conversation's answer is its last assistant turn; answer_column does not apply",
+            )
+        if inf.examples:
+            report(
+                "SF020",
+                ("inference", "examples"),
+                "examples are rows of text columns; a conversation spec answers inference.eval_data",
+                "move them into a .jsonl file of conversations and set inference.eval_data",
             )
     completion_fields = spec.prompt.completion_fields()
     if inf.labels is not None and inf.answer_column is None and len(completion_fields) != 1:
@@ -285,7 +382,7 @@ def run_rules(
     # SF012: batching layout.
     if t.packing and t.padding_free:
         report("SF012", ("training", "padding_free"), "packing and padding_free exclude each other")
-    if ds.validation_split is not None and is_local_path(ds.path):
+    if ds.validation_split is not None and ds.path is not None and is_local_path(ds.path):
         report(
             "SF002",
             ("dataset", "validation_split"),
@@ -438,6 +535,21 @@ def method_rules(spec: Spec, report) -> None:
         for key in ("desirable_weight", "undesirable_weight"):
             if key in pref.model_fields_set:
                 report("SF030", ("preference", key), f"{key} is for kto, not {method}")
+    if method != "sft":
+        for key, on in (
+            (("dataset", "sources"), spec.dataset.sources),
+            (
+                ("prompt", "conversation"),
+                p.conversation,
+            ),
+        ):
+            if on is not None:
+                report(
+                    "SF030",
+                    key,
+                    f"{'.'.join(key)} is for sft; {method} reads one source of flat rows",
+                    "use dataset.path and prompt.template/completion (or prompt.messages)",
+                )
     if method != "sft" and p.truncate_field is not None:
         report(
             "SF030",

@@ -128,6 +128,7 @@ def _mapping_hints(model: type[BaseModel], path: tuple, err: dict) -> list[str]:
     if value is None and field is not None and not field.is_required():
         return [f"remove `{path[-1]}` to use the defaults"]
     required = [n for n, f in inner.model_fields.items() if f.is_required()] if inner else []
+    required = required or [getattr(inner, "SHORTHAND", None)]  # a section with optional forms
     if isinstance(value, str) and len(required) == 1:
         return [f"write `{path[-1]}: {{{required[0]}: {value}}}`"]
     return []

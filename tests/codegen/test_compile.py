@@ -107,8 +107,15 @@ def test_generated_scripts_pass_ruff_as_emitted(repo_copy):
 def test_train_and_infer_share_the_prompt_function():
     for folder in (REPO / "generated").iterdir():
         train, infer = folder / "train.py", folder / "infer.py"
-        assert function_source(train, "build_prompt") == function_source(infer, "build_prompt")
-        for constant in ("PROMPT_TEMPLATE", "PROMPT_FIELDS", "SPECIAL_TOKENS", "NEW_TOKEN_INIT"):
+        if "\nCONVERSATION_COLUMN = " in train.read_text():  # the turns, not a prompt, are shared
+            shared = ("to_messages", "conversation_problem")
+            constants = ("CONVERSATION_COLUMN", "ROLE_KEY", "CONTENT_KEY", "ROLES")
+        else:
+            shared = ("build_prompt",)
+            constants = ("PROMPT_TEMPLATE", "PROMPT_FIELDS", "SPECIAL_TOKENS", "NEW_TOKEN_INIT")
+        for name in shared:
+            assert function_source(train, name) == function_source(infer, name)
+        for constant in constants:
             lines = [line for line in train.read_text().splitlines() if line.startswith(constant)]
             assert lines and all(line in infer.read_text() for line in lines)
 
@@ -213,7 +220,11 @@ def test_every_spec_dry_runs(repo_copy, spec):
     out = json.loads(result.stdout)
     # a spec that continues model.adapter trains the parent's LoRA: its config is the parent's
     adapter = {"adapter"} if "adapter" in out else {"lora_config"}
-    assert {*adapter, "training_args", "special_tokens", "example"} <= set(out)
+    assert {*adapter, "training_args", "example"} <= set(out)
+    if spec == "quickstart-chat.yaml":  # the first conversation, trained turns marked
+        assert [turn["trained"] for turn in out["example"]][-1] is True
+        return
+    assert "special_tokens" in out
     answer = "chosen" if "chosen" in out["example"] else "completion"
     assert out["example"][answer].endswith("<response|end>")
 

@@ -128,3 +128,13 @@ def test_truncate_field_is_for_sft(write_spec):
     prompt = {**PAIR, "rejected": "{rejected}<eos>", "truncate_field": "question"}
     diag = only_rule(diagnose(write_spec(method="dpo", prompt=prompt)), "SF030")
     assert diag.key == "prompt.truncate_field" and "drops (and counts) rows" in diag.message
+
+
+def test_mixtures_and_conversations_are_for_sft(write_spec):
+    """train_preference.py reads one source of flat rows: a mixture or a conversation column on a
+    dpo spec is a located error, not a script that fails later."""
+    sources = [{"path": "org/a"}, {"path": "org/b"}]
+    prompt = {**PAIR, "rejected": "{rejected}<eos>"}
+    dataset = {"path": DROP, "sources": sources}
+    diags = diagnose(write_spec(method="dpo", prompt=prompt, dataset=dataset))
+    assert "dataset.sources" in [d.key for d in fired(diags, "SF030")]

@@ -66,7 +66,7 @@ DATASET_PATH = "example-org/support-tickets"  # spec: dataset.path
 DATASET_REVISION = "main"  # spec: dataset.revision
 DATASET_SPLIT = "train"  # spec: dataset.split
 VALIDATION_SPLIT = "test"  # spec: dataset.validation_split
-MAX_SAMPLES = 5000  # spec: dataset.max_samples
+MAX_SAMPLES = 5000  # spec: dataset.max_samples; sampled with the seed
 MAX_LENGTH = 1024  # spec: training.max_length
 
 # adapter and training: every value explicit, none left to library defaults
@@ -139,7 +139,7 @@ def train(output_dir, checkpoint=None):
     new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=DATASET_SPLIT)
-    rows = rows.select(range(min(MAX_SAMPLES, len(rows))))  # the first rows, in file order
+    rows = rows.shuffle(seed=SEED).select(range(min(MAX_SAMPLES, len(rows))))
     train_rows = rows
     eval_rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT)
     train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")

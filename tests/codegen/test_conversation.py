@@ -1,0 +1,217 @@
+"""Conversation specs (prompt.conversation): every assistant turn is learned with the turns
+before it as context, through TRL's conversational prompt/completion format; only assistant
+tokens carry labels, BOS is not doubled, long conversations lose whole turns, other data shapes
+map through the spec, and bad rows are named."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import load_generated, run_cli, tiny_spec
+
+SYSTEM = {"role": "system", "content": "Answer with the exact words from the note."}
+
+
+def chat(*pairs, system=True):
+    turns = [SYSTEM] if system else []
+    for question, answer in pairs:
+        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": turns}
+
+
+ROWS = [
+    chat(("Note: Maria went by train to Oslo on Monday.\nWhich city?", "Oslo"), ("Day?", "Monday")),
+    chat(("Note: Ravi went by bus to Lima on Friday.\nWho travelled?", "Ravi"), system=False),
+    chat(("Note: Aiko went by car to Fez on Sunday.\nHow?", "by car"), ("City?", "Fez")),
+] * 4
+
+CONVERSATION = """\
+prompt:
+  conversation:
+    column: messages
+"""
+
+
+def conversation_spec(model_dir, prompt=CONVERSATION, **training) -> str:
+    settings = {"max_steps": 3, "eval_strategy": "no", "logging_steps": 1, **training}
+    text = tiny_spec(model_dir, name="conv", **settings)
+    text = text[: text.index("tokenizer:")] + text[text.index("dataset:") :]  # no new tokens
+    text = text[: text.index("prompt:")] + prompt + text[text.index("lora:") :]
+    text = text[: text.index("inference:")] + "inference:\n  max_new_tokens: 4\n"
+    return text.replace("  validation_fraction: 0.2\n", "")
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+@pytest.fixture
+def conv_project(tmp_path, tiny_model_dir):
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data/train.jsonl", ROWS)
+    (tmp_path / "specs/conv.yaml").write_text(conversation_spec(tiny_model_dir))
+    return tmp_path
+
+
+def compile_and_load(root, monkeypatch, name="conv"):
+    result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr
+    monkeypatch.chdir(root)
+    train = load_generated(root / f"generated/{name}/train.py", f"{name}_train")
+    infer = load_generated(root / f"generated/{name}/infer.py", f"{name}_infer")
+    return train, infer
+
+
+def test_only_assistant_tokens_carry_labels_and_bos_is_not_doubled(conv_project, monkeypatch):
+    train, _ = compile_and_load(conv_project, monkeypatch)
+    trainer = train.train(conv_project / "runs/conv/t")
+    tokenizer = trainer.processing_class
+    data = trainer.train_dataset
+    assistant_turns = sum(m["role"] == "assistant" for row in ROWS for m in row["messages"])
+    assert len(data) == assistant_turns  # one example per assistant turn
+    answers = {m["content"] for row in ROWS for m in row["messages"] if m["role"] == "assistant"}
+    bos = tokenizer.bos_token_id
+    for example in data:
+        ids = example["input_ids"]  # TRL folded the completion mask into labels (-100 elsewhere)
+        labelled = tokenizer.decode(
+            [i for i, label in zip(ids, example["labels"]) if label != -100]
+        )
+        # the answer, its end-of-turn token and the template's newline: nothing of the prompt
+        assert labelled.removesuffix("<|im_end|>\n") in answers, labelled
+        assert ids[:2] != [bos, bos]
+        assert tokenizer.decode(ids).count("<|im_start|>system") == 1
+    batch = trainer.data_collator([data[i] for i in range(len(data))])
+    labels = batch["labels"][batch["labels"] != -100]
+    assert 0 < labels.numel() < batch["input_ids"].numel() / 4
+    summary = json.loads((conv_project / "runs/conv/t/train_summary.json").read_text())
+    assert summary["train"]["rows"] == len(ROWS)
+    assert summary["train"]["examples"] == assistant_turns
+
+
+def test_long_conversations_lose_their_oldest_turns_whole_never_the_answer(
+    conv_project, monkeypatch
+):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    train, _ = compile_and_load(conv_project, monkeypatch)
+    tokenizer = AutoTokenizer.from_pretrained(train.MODEL_NAME)
+    monkeypatch.setattr(train, "MAX_LENGTH", 60)
+    filler = "The note goes on about the weather and the food for a long while. " * 3
+    long = chat((filler + "Which city?", "Oslo"), ("Day?", "Monday"), ("Who?", "Maria"))
+    data, report = train.to_prompt_completion(Dataset.from_list([long]), tokenizer, "train")
+    examples = data.to_list()
+    assert [e["completion"][0]["content"] for e in examples] == ["Monday", "Maria"]
+    assert report == {**report, "rows": 1, "examples": 2, "dropped": 1, "truncated": 2}
+    for example in examples:
+        prompt = example["prompt"]
+        assert prompt[0] == SYSTEM and prompt[1]["role"] == "user"  # system kept, then a user turn
+        assert filler not in json.dumps(prompt)  # the long first turn went, whole
+        chat_ids = tokenizer.apply_chat_template(prompt + example["completion"], return_dict=False)
+        assert len(chat_ids) <= 60
+
+
+def test_sharegpt_columns_and_roles_map_through_the_spec(conv_project, monkeypatch, tiny_model_dir):
+    sharegpt = """\
+prompt:
+  conversation:
+    column: conversations
+    role_key: from
+    content_key: value
+    roles: {human: user, gpt: assistant}
+"""
+    rows = [
+        {"conversations": [{"from": t["role"], "value": t["content"]} for t in row["messages"]]}
+        for row in ROWS
+    ]
+    for row in rows:
+        for turn in row["conversations"]:
+            turn["from"] = {"user": "human", "assistant": "gpt"}.get(turn["from"], turn["from"])
+    write_jsonl(conv_project / "data/train.jsonl", rows)
+    spec = conversation_spec(tiny_model_dir, prompt=sharegpt)
+    (conv_project / "specs/conv.yaml").write_text(spec)
+    train, infer = compile_and_load(conv_project, monkeypatch)
+    assert train.to_messages(rows[0]) == ROWS[0]["messages"] == infer.to_messages(rows[0])
+    assert train.conversation_problem(rows[0]) is None
+
+
+def test_bad_rows_are_named_and_nothing_trains(conv_project):
+    bad = [
+        ROWS[0],
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]},
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"messages": [{"content": "no role"}, {"role": "assistant", "content": "yo"}]},
+    ]
+    write_jsonl(conv_project / "data/train.jsonl", bad)
+    assert run_cli("compile", "specs/conv.yaml", cwd=conv_project).returncode == 0
+    out = conv_project / "runs/conv/bad"
+    result = subprocess.run(
+        [sys.executable, "generated/conv/train.py", "--output-dir", str(out)],
+        cwd=conv_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "data/train.jsonl has rows that are not conversations" in result.stderr
+    assert "rows [1]: turn 1 is an empty assistant turn" in result.stderr
+    assert "rows [2]: turn 1: role 'bot' is not one of ['assistant', 'system', 'user']" in (
+        result.stderr
+    )
+    assert "rows [3]: no assistant turn" in result.stderr
+    assert "rows [4]: turn 0 has no 'role'" in result.stderr
+    assert not (out / "adapter").exists()
+
+
+def test_dry_run_marks_the_trained_turns(conv_project):
+    assert run_cli("compile", "specs/conv.yaml", cwd=conv_project).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "generated/conv/train.py", "--dry-run"],
+        cwd=conv_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    example = json.loads(result.stdout)["example"]
+    assert [(t["role"], t["trained"]) for t in example] == [
+        ("system", False),
+        ("user", False),
+        ("assistant", True),
+        ("user", False),
+        ("assistant", True),
+    ]
+
+
+def test_infer_answers_the_last_assistant_turn_and_writes_the_reference(conv_project):
+    held = conv_project / "data/held.jsonl"
+    write_jsonl(held, ROWS[:2])
+    assert run_cli("compile", "specs/conv.yaml", cwd=conv_project).returncode == 0
+    preds = conv_project / "preds.jsonl"
+    command = [sys.executable, "generated/conv/infer.py", "--no-adapter", "--data", str(held)]
+    result = subprocess.run(
+        [*command, "--output", str(preds)],
+        cwd=conv_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert [row["reference"] for row in rows] == ["Monday", "Ravi"]
+    assert all(isinstance(row["prediction"], str) for row in rows)
+
+    write_jsonl(held, [{"messages": ROWS[0]["messages"][:-1]}])  # ends with a user turn
+    result = subprocess.run(command, cwd=conv_project, capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "rows [0] (0-based) do not end with an assistant turn" in result.stderr
