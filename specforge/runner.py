@@ -248,11 +248,15 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
         print(f"{step.name}: {' '.join(step.command)}")
 
 
-def execute(loaded: LoadedSpec, *, compile_first: bool = False) -> int:
-    """A new run: compile-check, run every step, record everything. Returns the exit code."""
+def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> int:
+    """A new run: compile-check, run every step, record everything. Returns the exit code.
+    `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
+    steps = plan_steps(loaded, scripts, run_dir)
+    if join is not None:
+        steps = join(record, run_dir, steps)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
-    return _attempt(loaded, record, run_dir, plan_steps(loaded, scripts, run_dir), append=False)
+    return _attempt(loaded, record, run_dir, steps, append=False)
 
 
 def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = False) -> int:
