@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
@@ -44,6 +44,7 @@ from specforge.record import (
 from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
 from specforge.spec.models import Spec
+from specforge.trackers import train_env
 
 
 class StaleScripts(Exception):
@@ -60,6 +61,7 @@ class Step:
     command: list[str]
     log: Path
     scores: tuple[Path, Path] | None = None  # (infer.py's predictions, the metrics to write)
+    env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
 
 
 def generated_scripts(loaded: LoadedSpec, *, compile_first: bool) -> Path:
@@ -176,7 +178,7 @@ STOP_S = 30
 
 
 def _run_step(step: Step, view: LiveView, record: RunRecord, *, append: bool) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
     with step.log.open("a" if append else "w", encoding="utf-8") as log:
         if append:  # a resumed step keeps the earlier attempt's log above its own
             log.write(f"\n===== {now_iso()} resumed: {' '.join(step.command)}\n")
@@ -442,6 +444,9 @@ def _attempt(
 ) -> int:
     """Run the steps in order, recording each that finishes; returns the exit code."""
     started = time.monotonic()
+    for step in steps:  # the tracker's run carries the record's provenance (specforge.trackers)
+        if step.name == "train":
+            step.env.update(train_env(loaded.spec.training.report_to, record.data, os.environ))
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
     status, failed, code = "succeeded", None, 0
     try:

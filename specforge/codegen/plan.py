@@ -496,7 +496,9 @@ def _preflight(spec: Spec) -> PreflightPart:
         train.append("bf16")
     if "wandb" in t.report_to:
         train.append("wandb")
-    if [r for r in t.report_to if r != "wandb"]:
+    if "mlflow" in t.report_to:
+        train.append("mlflow")
+    if [r for r in t.report_to if r not in ("wandb", "mlflow")]:
         train.append("tracker")
     if t.push_to_hub:
         train.append("hub")
