@@ -498,7 +498,7 @@ def _preflight(spec: Spec) -> PreflightPart:
         train.append("wandb")
     if "mlflow" in t.report_to:
         train.append("mlflow")
-    if [r for r in t.report_to if r not in ("wandb", "mlflow")]:
+    if [r for r in t.report_to if r != "wandb"]:
         train.append("tracker")
     if t.push_to_hub:
         train.append("hub")
