@@ -153,3 +153,30 @@ def test_runs_filters_and_exports_the_sweep(swept):
     lines = run_cli("runs", "--export", "jsonl", cwd=root).stdout.splitlines()
     assert len(lines) == 6
     assert all(json.loads(line)["run_id"] for line in lines)
+
+
+def test_the_spec_sweep_section_drives_a_dry_run(project):
+    spec = project / "specs/tiny.yaml"
+    spec.write_text(
+        spec.read_text() + "sweep:\n  grid:\n    training.learning_rate: [1.0e-3, 2.0e-2]\n"
+    )
+    result = run_cli("sweep", "specs/tiny.yaml", "--dry-run", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "(2 points)" in result.stdout
+    assert "point 1: --set training.learning_rate=0.02" in result.stdout
+    assert not (project / "runs").exists()
+    # --grid replaces the spec's grid: another sweep, another id
+    other = run_cli("sweep", "specs/tiny.yaml", "--grid", "lora.r=2,4,8", "--dry-run", cwd=project)
+    assert "(3 points)" in other.stdout and other.stdout.split()[1] != result.stdout.split()[1]
+
+
+def test_bad_grids_fail_before_anything_runs(project):
+    missing = run_cli("sweep", "specs/tiny.yaml", cwd=project)
+    assert missing.returncode == 2 and "has no sweep.grid" in missing.stderr
+    empty = run_cli("sweep", "specs/tiny.yaml", "--grid", "lora.r=8,,16", cwd=project)
+    assert empty.returncode == 2 and "no empty value" in empty.stderr
+    invalid = run_cli("sweep", "specs/tiny.yaml", "--grid", "lora.r=8,0,-1", cwd=project)
+    assert invalid.returncode == 1
+    assert "--set lora.r=0: error: lora.r: must be greater than 0 (got 0)" in invalid.stderr
+    assert "--set lora.r=-1: error" in invalid.stderr
+    assert not (project / "runs").exists()
