@@ -76,6 +76,7 @@ def test_a_sweep_id_ranks_its_points_by_accuracy(two_sweep_runs, capsys):
 
 def test_losses_rank_lower_first_and_an_unknown_metric_is_a_usage_error(two_sweep_runs, capsys):
     code, out = compare(capsys, "sweep-x", "--by", "eval_loss", "--format", "json")
+    assert code == 0
     assert json.loads(out)["best"] == "20260101T000000Z-aaaaaa"
     assert cli.main(["compare", "sweep-x", "--by", "bleu"]) == 2
     assert "no run has it" in capsys.readouterr().err
