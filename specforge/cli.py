@@ -494,6 +494,12 @@ def build_parser() -> argparse.ArgumentParser:
     overrides(sub)
     remote(sub)
     sub.add_argument("--dry-run", action="store_true", help="print the sweep id and its points")
+    sub.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: the points one after another here; slurm: one array job, a task per point",
+    )
 
     sub = add(
         "compare",

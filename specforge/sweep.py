@@ -257,4 +257,8 @@ def main(args) -> int:
     if args.dry_run:
         describe(sweep)
         return 0
+    if args.launcher == "slurm":
+        from specforge.sweep_slurm import submit_array
+
+        return submit_array(sweep)
     return run_sweep(sweep)
