@@ -210,7 +210,7 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     text = str(value)
-    return text[:12] if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else text
+    return text[:12] if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) else text
 
 
 def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -203,7 +203,8 @@ def describe(sweep: Sweep) -> None:
     print(f"sweep: {sweep.id} ({len(sweep.points)} points)")
     print(f"record: {sweep.dir / MANIFEST}")
     for point in sweep.points:
-        print(f"  point {point.index}: " + " ".join(f"--set {s}" for s in point.sets))
+        sets = " ".join(f"--set {s}" for s in point.sets)
+        print(f"  point {point.index + 1}/{len(sweep.points)}: {sets}")
 
 
 def run_sweep(sweep: Sweep) -> int:

@@ -163,7 +163,7 @@ def test_the_spec_sweep_section_drives_a_dry_run(project):
     result = run_cli("sweep", "specs/tiny.yaml", "--dry-run", cwd=project)
     assert result.returncode == 0, result.stderr
     assert "(2 points)" in result.stdout
-    assert "point 1: --set training.learning_rate=0.02" in result.stdout
+    assert "point 2/2: --set training.learning_rate=0.02" in result.stdout
     assert not (project / "runs").exists()
     # --grid replaces the spec's grid: another sweep, another id
     other = run_cli("sweep", "specs/tiny.yaml", "--grid", "lora.r=2,4,8", "--dry-run", cwd=project)
