@@ -64,6 +64,9 @@ def plot_comparison(
             ax.plot(*zip(*train), color=colour, marker=".", label=f"{label} (train)")
         if evals:
             ax.plot(*zip(*evals), color=colour, marker="s", linestyle="--", label=f"{label} (eval)")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("loss: train (line) and eval (squares)")
@@ -77,6 +80,7 @@ def plot_comparison(
             ax.plot(xs, [y for _, y in known], marker="o")
             if min(xs) > 0 and max(xs) / min(xs) >= 100:
                 ax.set_xscale("log")
+            ax.set_xticks(xs, [x for x, _ in known])  # the swept values, as written
         except ValueError:  # names: one bar each
             ax.bar([x for x, _ in known], [y for _, y in known])
         ax.set_xlabel(axis)
