@@ -174,14 +174,18 @@ def metric_value(entry: dict, metric: str) -> float | None:
 
 
 def rank(outcomes: list[dict], metric: str) -> list[dict]:
-    """Best first; runs without the metric last, in their order."""
+    """Best first (a tie goes to the lower eval loss); runs without the metric last, in order."""
     known = {k for o in outcomes for k in o["tuned"]} | set(LOSSES)
     if metric not in known:
         raise UsageError(f"--by {metric}: no run has it (there are: {', '.join(sorted(known))})")
     scored = [o for o in outcomes if metric_value(o, metric) is not None]
-    lower = metric in LOSSES
-    scored.sort(key=lambda o: metric_value(o, metric) * (1 if lower else -1))
-    return scored + [o for o in outcomes if metric_value(o, metric) is None]
+    sign = 1 if metric in LOSSES else -1
+
+    def key(o: dict) -> tuple[float, float]:  # ties (short runs score 0 alike): lower eval loss
+        tie = o["eval_loss"] if o["eval_loss"] is not None else float("inf")
+        return (sign * metric_value(o, metric), tie)
+
+    return sorted(scored, key=key) + [o for o in outcomes if metric_value(o, metric) is None]
 
 
 def comparison(runs: list[Run], by: str | None) -> dict:
@@ -210,7 +214,9 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 1000 else f"{value:.0f}"
     text = str(value)
-    return text[:12] if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) else text
+    return (
+        text[:12] if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) else text
+    )
 
 
 def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:

@@ -110,3 +110,19 @@ def test_plot_draws_curves_and_the_metric_against_the_swept_value(two_sweep_runs
 
     png = image.imread(two_sweep_runs / "out.png")
     assert png.shape[1] > png.shape[0] * 2  # two panels side by side
+
+
+def test_a_tie_on_the_metric_goes_to_the_lower_eval_loss():
+    from specforge.compare import rank
+
+    def entry(run_id, accuracy, eval_loss):
+        return {"run_id": run_id, "tuned": {"accuracy": accuracy}, "eval_loss": eval_loss}
+
+    outcomes = [
+        entry("a", 0.0, 3.0),
+        entry("b", 0.0, 1.0),
+        entry("c", 0.5, None),
+        entry("d", None, 0.5),
+    ]
+    outcomes[3]["tuned"] = {}
+    assert [o["run_id"] for o in rank(outcomes, "accuracy")] == ["c", "b", "a", "d"]
