@@ -219,6 +219,10 @@ def _cell(value) -> str:
     )
 
 
+def _round(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, headers, rows) for each section of the report."""
     runs = result["runs"]
@@ -238,7 +242,7 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
         row = [str(place), index[o["run_id"]], o["status"] or "-"]
         row += [_cell(o["train_loss"]), _cell(o["eval_loss"])]
         row += [_cell(o["tuned"].get(m)) for m in shown] + [_cell(o["base"].get(m)) for m in shown]
-        row += [_cell(o["tokens_per_s"]), _cell(o["wall_s"])]
+        row += [_round(o["tokens_per_s"], 1), _round(o["wall_s"], 0)]
         outcomes.append(row)
     order = "higher" if result["higher_is_better"] else "lower"
     return [
