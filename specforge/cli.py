@@ -319,6 +319,18 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from specforge.sweep import main as sweep_main
+
+    return sweep_main(args)
+
+
+def cmd_compare(args) -> int:
+    from specforge.compare import main as compare_main
+
+    return compare_main(args)
+
+
 def cmd_export(args) -> int:
     from specforge.export import main as export_main
 
@@ -336,9 +348,10 @@ RUN_COLUMNS = (
     ("lenient_accuracy_tuned", "lenient tuned"),
     ("accuracy_base", "acc base"),
     ("lenient_accuracy_base", "lenient base"),
+    ("sweep", "sweep"),
 )
 # shown only when some listed run has them (runs recorded before infer.py reported them do not)
-OPTIONAL_COLUMNS = ("lenient_accuracy_tuned", "lenient_accuracy_base")
+OPTIONAL_COLUMNS = ("lenient_accuracy_tuned", "lenient_accuracy_base", "sweep")
 
 
 def _cell(value) -> str:
@@ -358,7 +371,13 @@ def cmd_runs(args) -> int:
         except SpecError as err:
             print_diagnostics(err.diagnostics)
             return 1
-    rows = [summary_row(run_dir, data) for run_dir, data in list_runs(name)]
+    from specforge.runs_export import export, select
+
+    runs = select(list_runs(name), status=args.status, sweep=args.sweep)
+    if args.export:
+        export(runs, args.export)
+        return 0
+    rows = [summary_row(run_dir, data) for run_dir, data in runs]
     if args.format == "json":
         print_json(rows)
         return 0
@@ -498,6 +517,60 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", choices=["text", "json"], default="text")
 
     sub = add(
+        "sweep",
+        cmd_sweep,
+        "Run one experiment per point of a grid (--grid or the spec's sweep:), grouped under a "
+        "sweep id; the same command again runs only the points not yet succeeded.",
+    )
+    sub.add_argument("spec", type=Path, metavar="SPEC")
+    sub.add_argument(
+        "--grid",
+        action="append",
+        default=None,
+        metavar="KEY=V1,V2",
+        help="a swept key and its values, e.g. --grid lora.r=8,16 (repeatable; replaces the "
+        "spec's sweep.grid)",
+    )
+    overrides(sub)
+    remote(sub)
+    sub.add_argument("--dry-run", action="store_true", help="print the sweep id and its points")
+    sub.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: the points one after another here; slurm: one array job, a task per point",
+    )
+
+    sub = add(
+        "compare",
+        cmd_compare,
+        "Compare runs side by side: what differs (spec keys, scripts, versions, data, git) and "
+        "the outcomes; a sweep's points ranked by a metric.",
+    )
+    sub.add_argument(
+        "targets",
+        nargs="+",
+        metavar="RUN_OR_SWEEP",
+        help="a run folder, a run id, or a sweep id (its points' latest runs)",
+    )
+    sub.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    sub.add_argument(
+        "--by",
+        metavar="METRIC",
+        help="rank by a held-out metric of the tuned model (accuracy, macro_f1, ...) or "
+        "eval_loss/train_loss (default: the sweep's metric, else accuracy, else the first there is)",
+    )
+    sub.add_argument(
+        "--plot",
+        nargs="?",
+        const=Path("compare.png"),
+        type=Path,
+        metavar="PNG",
+        help="write the loss curves overlaid (and, for a one-key sweep, the metric against the "
+        "swept value) to PNG (default compare.png)",
+    )
+
+    sub = add(
         "prepare",
         cmd_prepare,
         "Dequantise the spec's GGUF into a plain model folder (once; `run` does it too); "
@@ -535,11 +608,25 @@ def build_parser() -> argparse.ArgumentParser:
         "merged=0.99 (repeatable)",
     )
 
-    sub = add("runs", cmd_runs, "List runs: status, steps, losses, accuracy.")
+    sub = add("runs", cmd_runs, "List runs: status, steps, losses, accuracy; filter; export.")
     sub.add_argument(
         "spec", nargs="?", metavar="SPEC", help="a spec file or name (default: every spec's runs)"
     )
     sub.add_argument("--format", choices=["text", "json"], default="text")
+    sub.add_argument(
+        "--status",
+        action="append",
+        metavar="STATUS",
+        help="only runs with this status: succeeded, failed, interrupted, running, ... "
+        "(repeatable)",
+    )
+    sub.add_argument("--sweep", metavar="SWEEP_ID", help="only the runs of this sweep")
+    sub.add_argument(
+        "--export",
+        choices=["jsonl", "csv"],
+        help="print every selected record instead of the table: jsonl (each run.json) or csv "
+        "(one row a run: summary, metrics, every resolved spec key)",
+    )
     return parser
 
 

@@ -481,6 +481,7 @@ def summary_row(run_dir: Path, data: dict) -> dict:
         "lenient_accuracy_tuned": evals["eval_tuned"].get("lenient_accuracy"),
         "accuracy_base": evals["eval_base"].get("accuracy"),
         "lenient_accuracy_base": evals["eval_base"].get("lenient_accuracy"),
+        "sweep": (data.get("sweep") or {}).get("id"),
         "attempts": len(data.get("attempts") or [None]),
         "started_at": data.get("started_at"),
         "path": run_dir.as_posix(),

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
@@ -48,6 +48,7 @@ from specforge.record import (
 from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
 from specforge.spec.models import Spec
+from specforge.trackers import train_env
 
 
 class StaleScripts(Exception):
@@ -64,6 +65,7 @@ class Step:
     command: list[str]
     log: Path
     scores: tuple[Path, Path] | None = None  # (infer.py's predictions, the metrics to write)
+    env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
 
 
 def generated_scripts(loaded: LoadedSpec, *, compile_first: bool) -> Path:
@@ -212,7 +214,7 @@ class Preemption:
 def _run_step(
     step: Step, view: LiveView, record: RunRecord, preemption: Preemption, *, append: bool
 ) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **step.env}
     with step.log.open("a" if append else "w", encoding="utf-8") as log:
         if append:  # a resumed step keeps the earlier attempt's log above its own
             log.write(f"\n===== {now_iso()} resumed: {' '.join(step.command)}\n")
@@ -295,15 +297,19 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
         print(f"{step.name}: {' '.join(step.command)}")
 
 
-def execute(loaded: LoadedSpec, *, compile_first: bool = False) -> int:
-    """A new run: compile-check, run every step, record everything. Returns the exit code."""
+def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> int:
+    """A new run: compile-check, run every step, record everything. Returns the exit code.
+    `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
     adapter = loaded.spec.model.adapter
     parent = resolve_parent(adapter) if adapter else None  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
+    say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     if parent:
         record.update(parent=parent)
         say(f"parent [bold]{parent['path']}[/]")
     steps = plan_steps(loaded, scripts, run_dir, parent)
+    if join is not None:
+        steps = join(record, run_dir, steps)
     return _attempt(loaded, record, run_dir, steps, append=False)
 
 
@@ -506,6 +512,9 @@ def _attempt(
 ) -> int:
     """Run the steps in order, recording each that finishes; returns the exit code."""
     started = time.monotonic()
+    for step in steps:  # the tracker's run carries the record's provenance (specforge.trackers)
+        if step.name == "train":
+            step.env.update(train_env(loaded.spec.training.report_to, record.data, os.environ))
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
     status, failed, code = "succeeded", None, 0
     try:

@@ -712,6 +712,8 @@ def _preflight(spec: Spec) -> PreflightPart:
         train.append("bf16")
     if "wandb" in t.report_to:
         train.append("wandb")
+    if "mlflow" in t.report_to:
+        train.append("mlflow")
     if [r for r in t.report_to if r != "wandb"]:
         train.append("tracker")
     if t.push_to_hub:

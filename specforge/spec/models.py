@@ -671,6 +671,29 @@ class LaunchSpec(Strict):
         return self.nproc_per_node * self.nnodes
 
 
+GridValue = int | float | bool | str | list[str]
+
+
+class SweepSpec(Strict):
+    """A grid of overrides: `specforge sweep` runs one experiment per combination of values."""
+
+    grid: dict[str, Annotated[list[GridValue], Field(min_length=1)]] = Field(
+        description=(
+            "Spec key, dotted as for `--set` (e.g. `lora.r`), to the values it takes; one run per "
+            "combination. The scripts do not change: each run compiles its own."
+        ),
+        min_length=1,
+    )
+    metric: str | None = Field(
+        None,
+        description=(
+            "What `specforge compare` ranks the runs by: a held-out metric of the tuned model "
+            "(`accuracy`, `macro_f1`, ...) or `eval_loss`/`train_loss`; default `accuracy`."
+        ),
+        pattern=r"^[a-z_]+$",
+    )
+
+
 class Spec(Strict):
     """A specforge experiment: one fine-tuning run, fully described."""
 
@@ -718,6 +741,9 @@ class Spec(Strict):
     )
     launch: LaunchSpec = Field(
         default_factory=LaunchSpec, description="Processes, nodes, Slurm (torchrun)."
+    )
+    sweep: SweepSpec | None = Field(
+        None, description="A grid of runs for `specforge sweep` (`specforge run` ignores it)."
     )
 
     def answer_column(self) -> str:

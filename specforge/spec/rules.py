@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from specforge.spec import schedulers
+from specforge.spec import schedulers, sweep_rules
 from specforge.spec.errors import Diagnostic
 from specforge.spec.models import DPO_LOSSES, KTO_LOSSES, Spec, is_local_path
 from specforge.spec.vocab import vocab_files, vocab_tokens
@@ -459,6 +459,7 @@ def run_rules(
             "FSDP with a quantized base model is not supported here",
             "use strategy: ddp for QLoRA",
         )
+    found += sweep_rules.check(spec, doc)
     return found
 
 

@@ -1,0 +1,265 @@
+"""`specforge sweep`: one run per point of a grid of overrides, grouped under a sweep id.
+
+Each point is a normal run folder (runs/<name>/<run id>, its scripts compiled into it, its
+overrides and its sweep in run.json). The sweep's own record is runs/<name>/sweeps/<id>/sweep.json.
+The id is a hash of the resolved spec and the grid, so the same command again finds its sweep and
+runs only the points that have not succeeded, each in a new folder: nothing is overwritten.
+The base model is evaluated once per sweep: points whose infer.py and evaluation rows are the same
+reuse the first base evaluation (recorded as shared, with the run it came from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from specforge.artifacts import sha256_bytes, write_atomic
+from specforge.diagnostics_out import print_diagnostics, say
+from specforge.record import RUNS_DIR, now_iso, read_record
+from specforge.spec.errors import SpecError, UsageError
+from specforge.spec.load import LoadedSpec, load_spec, parse_override
+
+SWEEPS = "sweeps"  # runs/<name>/sweeps/<id>/: no run.json there, so `runs` lists none of it
+MANIFEST = "sweep.json"
+
+
+@dataclass
+class Point:
+    index: int
+    values: dict[str, str]  # grid key -> the value's --set text
+    loaded: LoadedSpec
+
+    @property
+    def sets(self) -> list[str]:
+        return [f"{key}={value}" for key, value in self.values.items()]
+
+
+@dataclass
+class Sweep:
+    id: str
+    base: LoadedSpec
+    grid: dict[str, list[str]]
+    points: list[Point]
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return RUNS_DIR / self.base.spec.name / SWEEPS / self.id
+
+    def save(self) -> None:
+        text = json.dumps(self.manifest, indent=2) + "\n"
+        write_atomic(self.dir / MANIFEST, text.encode("utf-8"))
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """`--grid lora.r=8,16` (repeatable) -> {"lora.r": ["8", "16"]}."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        path, value = parse_override(item)  # the --set syntax, so the errors read the same
+        key = ".".join(map(str, path))
+        values = [v.strip() for v in value.split(",")]
+        if key in grid:
+            raise UsageError(f"--grid {item}: {key} is already in the grid")
+        if not all(values):
+            raise UsageError(f"--grid {item}: expects KEY=V1,V2,... with no empty value")
+        grid[key] = values
+    return grid
+
+
+def value_text(value) -> str:
+    """A `sweep.grid` value as the --set text that reads back as the same value."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def spec_grid(loaded: LoadedSpec) -> dict[str, list[str]]:
+    sweep = loaded.spec.sweep
+    if sweep is None:
+        return {}
+    return {key: [value_text(v) for v in values] for key, values in sweep.grid.items()}
+
+
+def sweep_id(base: LoadedSpec, grid: dict[str, list[str]]) -> str:
+    """Same resolved spec and grid, same id: rerunning a sweep finds it."""
+    resolved = base.spec.model_dump(mode="json", exclude={"extends", "sweep"})
+    key = json.dumps({"spec": resolved, "grid": grid}, sort_keys=True)
+    return "sweep-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
+
+
+def load_sweep(
+    path: Path, sets: list[str] | None, grid_items: list[str] | None, allow_remote_code: bool
+) -> Sweep:
+    """The base spec and every point, each validated with all its rules; SpecError lists every
+    problem of every point before anything runs."""
+    base = load_spec(path, sets, allow_remote_code=allow_remote_code)
+    grid = parse_grid(grid_items) if grid_items else spec_grid(base)
+    if not grid:
+        raise UsageError(f"{base.label} has no sweep.grid; pass --grid KEY=V1,V2 (repeatable)")
+    points, problems = [], []
+    for index, combo in enumerate(itertools.product(*grid.values())):
+        values = dict(zip(grid, combo))
+        point_sets = [*(sets or []), *(f"{k}={v}" for k, v in values.items())]
+        try:
+            loaded = load_spec(path, point_sets, allow_remote_code=allow_remote_code)
+        except SpecError as err:
+            problems += err.diagnostics
+            continue
+        points.append(Point(index, values, loaded))
+    if problems:
+        raise SpecError(problems)
+    return Sweep(sweep_id(base, grid), base, grid, points)
+
+
+def open_manifest(sweep: Sweep) -> None:
+    """Read the sweep's record, or start it."""
+    path = sweep.dir / MANIFEST
+    if path.is_file():
+        sweep.manifest = json.loads(path.read_text(encoding="utf-8"))
+        return
+    sweep.manifest = {
+        "sweep_id": sweep.id,
+        "name": sweep.base.spec.name,
+        "spec": {"path": sweep.base.label, "sha256": sweep.base.sha256},
+        "overrides": sweep.base.overrides,
+        "grid": sweep.grid,
+        "created_at": now_iso(),
+        "points": [{"index": p.index, "values": p.values, "runs": []} for p in sweep.points],
+        # evaluation group -> the run whose eval_base.json the group's points share
+        "base_evaluations": {},
+    }
+    sweep.save()
+
+
+def latest_run(sweep: Sweep, point: Point) -> tuple[Path, dict] | None:
+    runs = sweep.manifest["points"][point.index]["runs"]
+    if not runs:
+        return None
+    run_dir = RUNS_DIR / sweep.base.spec.name / runs[-1]
+    data = read_record(run_dir)
+    return (run_dir, data) if data is not None else None
+
+
+def evaluation_group(point: Point) -> str:
+    """Points with the same key score the base model identically: the same infer.py (compiled
+    to one folder name, so only the code counts) on the same rows."""
+    from specforge.codegen.compiler import compile_files
+
+    spec = point.loaded.spec
+    infer = compile_files(point.loaded, "<sweep>")["infer.py"]
+    rows = spec.inference.eval_data or json.dumps(
+        [spec.seed, spec.dataset.model_dump(mode="json")], sort_keys=True
+    )
+    return sha256_bytes(f"{infer}\n{rows}".encode())[:16]
+
+
+def _joiner(sweep: Sweep, point: Point, group: str, started: list[Path]):
+    """execute()'s hook: tag the new run with its sweep and drop its base evaluation when the
+    group already has one (copied into the run, marked shared)."""
+    from specforge.runner import Step
+
+    def join(record, run_dir: Path, steps: list[Step]) -> list[Step]:
+        started.append(run_dir)
+        sweep.manifest["points"][point.index]["runs"].append(run_dir.name)
+        sweep.save()
+        shared_from = sweep.manifest["base_evaluations"].get(group)
+        base_eval = (
+            RUNS_DIR / sweep.base.spec.name / shared_from / "eval_base.json"
+            if shared_from
+            else None
+        )
+        info = {"id": sweep.id, "index": point.index, "values": point.values}
+        if base_eval is not None and base_eval.is_file():
+            result = json.loads(base_eval.read_text(encoding="utf-8"))
+            result["shared_from"] = {"sweep": sweep.id, "run_id": shared_from}
+            text = json.dumps(result, indent=2) + "\n"
+            write_atomic(run_dir / "eval_base.json", text.encode("utf-8"))
+            info["base_evaluation"] = shared_from
+            record.update(completed_steps=["evaluate-base"])
+            steps = [s for s in steps if s.name != "evaluate-base"]
+        record.update(sweep=info)
+        return steps
+
+    return join
+
+
+def run_point(sweep: Sweep, point: Point) -> int:
+    from specforge.runner import execute
+
+    group = evaluation_group(point)
+    started: list[Path] = []
+    # a point always has overrides: its scripts are compiled into its run folder
+    code = execute(point.loaded, join=_joiner(sweep, point, group, started))
+    bases = sweep.manifest["base_evaluations"]
+    if started and group not in bases and (started[0] / "eval_base.json").is_file():
+        bases[group] = started[0].name  # this point evaluated the base model: the others reuse it
+        sweep.save()
+    return code
+
+
+def describe(sweep: Sweep) -> None:
+    """--dry-run: the sweep's id, folder and points."""
+    print(f"sweep: {sweep.id} ({len(sweep.points)} points)")
+    print(f"record: {sweep.dir / MANIFEST}")
+    for point in sweep.points:
+        sets = " ".join(f"--set {s}" for s in point.sets)
+        print(f"  point {point.index + 1}/{len(sweep.points)}: {sets}")
+
+
+def run_sweep(sweep: Sweep) -> int:
+    """Every point not yet succeeded, in order; a failed point is recorded and the rest run.
+    Returns 0 when every point succeeded, 130 when interrupted, else 1."""
+    open_manifest(sweep)
+    say(f"sweep [bold]{sweep.id}[/]: {len(sweep.points)} points; record {sweep.dir / MANIFEST}")
+    for point in sweep.points:
+        label = f"point {point.index + 1}/{len(sweep.points)} ({', '.join(point.sets)})"
+        latest = latest_run(sweep, point)
+        status = latest[1].get("status") if latest else None
+        if status == "succeeded":
+            say(f"{label}: done in {latest[0]}")
+            continue
+        if status in ("running", "submitted"):
+            say(f"{label}: {latest[0]} is {status}; left alone")
+            continue
+        say(f"{label}: " + (f"again (was {status} in {latest[0]})" if latest else "start"))
+        code = run_point(sweep, point)
+        if code == 130:
+            say("sweep interrupted; run the same command again to run the remaining points")
+            return 130
+    return summarise(sweep)
+
+
+def point_statuses(sweep: Sweep) -> list[str | None]:
+    latest = [latest_run(sweep, point) for point in sweep.points]
+    return [found[1].get("status") if found else None for found in latest]
+
+
+def summarise(sweep: Sweep) -> int:
+    statuses = point_statuses(sweep)
+    done = statuses.count("succeeded")
+    say(
+        f"sweep [bold]{sweep.id}[/]: {done}/{len(statuses)} points succeeded; "
+        f"`specforge compare {sweep.id}` ranks them"
+    )
+    return 0 if done == len(statuses) else 1
+
+
+def main(args) -> int:
+    """The `sweep` verb."""
+    if not args.spec.is_file():
+        raise UsageError(f"{args.spec}: no such spec file")
+    try:
+        sweep = load_sweep(args.spec, args.set, args.grid, args.allow_remote_code)
+    except SpecError as err:
+        print_diagnostics(err.diagnostics)
+        return 1
+    print_diagnostics(sweep.base.warnings)
+    if args.dry_run:
+        describe(sweep)
+        return 0
+    if args.launcher == "slurm":
+        from specforge.sweep_slurm import submit_array
+
+        return submit_array(sweep)
+    return run_sweep(sweep)

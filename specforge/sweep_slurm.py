@@ -1,0 +1,119 @@
+"""`specforge sweep --launcher slurm`: one array job, one task per point not yet succeeded.
+
+Each point gets its run folder and its own compiled submit.sbatch first (as `run --launcher slurm`
+does); the array script (runs/<name>/sweeps/<id>/array-<job>.sbatch) only picks task i's folder and
+runs that point's batch script, so every point trains exactly what its record says. The points'
+#SBATCH options must agree: one array job has one set of resources.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
+from specforge.codegen.plan import SHELL_SAFE, safe_label
+from specforge.codegen.render import environment
+from specforge.diagnostics_out import say
+from specforge.prepare import PrepareError, prepare_model
+from specforge.spec.errors import UsageError
+from specforge.sweep import Point, Sweep, latest_run, open_manifest
+
+OPTION = re.compile(r"^#SBATCH ")
+
+
+def pending(sweep: Sweep) -> list[Point]:
+    """Points whose latest run did not succeed and is not queued or running."""
+    todo = []
+    for point in sweep.points:
+        latest = latest_run(sweep, point)
+        status = latest[1].get("status") if latest else None
+        if status not in ("succeeded", "running", "submitted"):
+            todo.append(point)
+    return todo
+
+
+def sbatch_options(point: Point) -> list[str]:
+    text = compile_files(point.loaded)[SBATCH_NAME]
+    return [line for line in text.splitlines() if OPTION.match(line)]
+
+
+def submit_array(sweep: Sweep) -> int:
+    """Open a run per pending point, write the array script, sbatch it; record the task ids."""
+    from specforge.runner import open_run
+
+    if sweep.base.spec.launch.slurm is None:
+        raise UsageError(f"{sweep.base.label} has no launch.slurm block to submit")
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        say("[red]error[/]: sbatch is not on PATH (no Slurm client here)")
+        return 1
+    open_manifest(sweep)
+    todo = pending(sweep)
+    if not todo:
+        say(f"sweep [bold]{sweep.id}[/]: every point succeeded or is queued; nothing to submit")
+        return 0
+    options = sbatch_options(todo[0])
+    for point in todo[1:]:
+        if sbatch_options(point) != options:
+            raise UsageError(
+                f"point {point.index} ({', '.join(point.sets)}) needs other #SBATCH options than "
+                f"point {todo[0].index}: one array job has one set of resources"
+            )
+    try:  # the tasks load the prepared folder: build it here, in the shared cache, once
+        for point in todo:
+            prepare_model(point.loaded.spec, say=say)
+    except PrepareError as err:
+        say(f"[red]error[/]: {err}")
+        return 1
+    opened = []
+    for point in todo:
+        run_dir, _, record = open_run(
+            point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
+        )
+        record.update(sweep={"id": sweep.id, "index": point.index, "values": point.values})
+        sweep.manifest["points"][point.index]["runs"].append(run_dir.name)
+        opened.append((run_dir, record))
+    sweep.save()
+    for run_dir, _ in opened:
+        if not SHELL_SAFE.match(run_dir.as_posix()):
+            raise ValueError(f"{run_dir} is not safe in a batch script")
+    script = sweep.dir / f"array-{len(list(sweep.dir.glob('array-*.sbatch')))}.sbatch"
+    text = (
+        environment()
+        .get_template("sweep_array.sbatch.j2")
+        .render(
+            array={
+                "spec_label": safe_label(sweep.base.label),
+                "sweep_id": sweep.id,
+                "options": options,
+                "last": len(opened) - 1,
+                "run_dirs": [run_dir.as_posix() for run_dir, _ in opened],
+            }
+        )
+    )
+    script.write_text(text, encoding="utf-8")
+    result = subprocess.run(
+        [sbatch, "--parsable", f"--export=ALL,PYTHON={sys.executable}", str(script)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        for _, record in opened:
+            record.update(status="failed", failed_step="submit")
+        say(f"[red]error[/]: sbatch failed: {result.stderr.strip()}")
+        return 1
+    job_id = result.stdout.strip().split(";")[0]
+    for task, (_, record) in enumerate(opened):
+        record.data["attempts"][-1]["status"] = "submitted"  # the job runs elsewhere, later
+        record.update(status="submitted", slurm_job_id=f"{job_id}_{task}")
+    sweep.manifest.setdefault("slurm_jobs", []).append(
+        {"job_id": job_id, "script": script.name, "points": [p.index for p in todo]}
+    )
+    sweep.save()
+    say(f"submitted Slurm array job [bold]{job_id}[/] ({len(opened)} tasks); script {script}")
+    print(job_id)
+    return 0

@@ -1,0 +1,128 @@
+"""`specforge compare` on hand-written records: what differs, ranking, formats and errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from specforge import cli
+from tests.test_runs_listing import write_record
+
+
+def resolved(r: int, lr: float) -> dict:
+    return {"lora": {"r": r}, "training": {"learning_rate": lr}, "sweep": {"grid": {}}}
+
+
+@pytest.fixture
+def two_sweep_runs(tmp_path, monkeypatch):
+    """A one-key sweep's manifest and its two runs, plus a run outside it."""
+    monkeypatch.chdir(tmp_path)
+    for run_id, r, accuracy, loss, commit in (
+        ("20260101T000000Z-aaaaaa", 8, 0.5, 0.9, "1" * 40),
+        ("20260101T000100Z-bbbbbb", 16, 0.75, 1.2, "2" * 40),
+    ):
+        write_record(
+            tmp_path,
+            "exp",
+            run_id,
+            spec={"sha256": "f" * 64, "overrides": [f"lora.r={r}"], "resolved": resolved(r, 1e-4)},
+            scripts={"sha256": {"train.py": str(r) * 64, "infer.py": "c" * 64}},
+            versions={"torch": "2.13.0"},
+            git={"commit": commit, "dirty": False},
+            sweep={"id": "sweep-x", "index": 0, "values": {"lora.r": str(r)}},
+            duration_s=60.0,
+            results={
+                "losses": {"steps": 4, "final_train_loss": loss, "final_eval_loss": loss + 0.1},
+                "eval_tuned": {"accuracy": accuracy, "macro_f1": accuracy / 2, "n": 4},
+                "eval_base": {"accuracy": 0.25, "n": 4},
+            },
+            metrics=[
+                {"step": 2, "loss": 2.0, "num_tokens": 100.0},
+                {"step": 4, "loss": loss, "num_tokens": 200.0},
+                {"step": 4, "train_runtime": 10.0, "train_loss": 1.5},
+            ],
+        )
+    sweep_dir = tmp_path / "runs/exp/sweeps/sweep-x"
+    sweep_dir.mkdir(parents=True)
+    points = [
+        {"index": 0, "values": {"lora.r": "8"}, "runs": ["20260101T000000Z-aaaaaa"]},
+        {"index": 1, "values": {"lora.r": "16"}, "runs": ["20260101T000100Z-bbbbbb"]},
+        {"index": 2, "values": {"lora.r": "32"}, "runs": []},  # not started
+    ]
+    (sweep_dir / "sweep.json").write_text(json.dumps({"sweep_id": "sweep-x", "points": points}))
+    return tmp_path
+
+
+def compare(capsys, *args) -> tuple[int, str]:
+    code = cli.main(["compare", *args])
+    return code, capsys.readouterr().out
+
+
+def test_a_sweep_id_ranks_its_points_by_accuracy(two_sweep_runs, capsys):
+    code, out = compare(capsys, "sweep-x", "--format", "json")
+    report = json.loads(out)
+    assert code == 0
+    assert report["metric"] == "accuracy"
+    assert [o["values"]["lora.r"] for o in report["ranked"]] == ["16", "8"]
+    assert report["best"] == "20260101T000100Z-bbbbbb"
+    assert report["ranked"][0]["tokens_per_s"] == 20.0 and report["ranked"][0]["wall_s"] == 60.0
+    differs = {(d["section"], d["key"]): d["values"] for d in report["differs"]}
+    assert differs[("spec", "lora.r")] == [8, 16]
+    assert ("git", "commit") in differs and ("script", "train.py") in differs
+    assert ("spec", "training.learning_rate") not in differs  # the same in both
+    assert ("version", "torch") not in differs
+
+
+def test_losses_rank_lower_first_and_an_unknown_metric_is_a_usage_error(two_sweep_runs, capsys):
+    code, out = compare(capsys, "sweep-x", "--by", "eval_loss", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["best"] == "20260101T000000Z-aaaaaa"
+    assert cli.main(["compare", "sweep-x", "--by", "bleu"]) == 2
+    assert "no run has it" in capsys.readouterr().err
+
+
+def test_runs_by_id_or_folder_text_and_markdown(two_sweep_runs, capsys):
+    code, out = compare(
+        capsys,
+        "20260101T000000Z-aaaaaa",
+        "runs/exp/20260101T000100Z-bbbbbb",
+        "--format",
+        "markdown",
+    )
+    assert code == 0
+    assert "| spec: lora.r | 8 | 16 |" in out
+    assert "**best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500**" in out
+    code, out = compare(capsys, "sweep-x")
+    assert "outcomes, ranked by accuracy (higher is better):" in out
+    assert out.rstrip().endswith("best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500")
+
+
+def test_unknown_target_is_a_usage_error(two_sweep_runs, capsys):
+    assert cli.main(["compare", "nope"]) == 2
+    assert "no run folder, run id or sweep id" in capsys.readouterr().err
+
+
+def test_plot_draws_curves_and_the_metric_against_the_swept_value(two_sweep_runs, capsys):
+    code, _ = compare(capsys, "sweep-x", "--plot", "out.png")
+    assert code == 0
+    from matplotlib import image
+
+    png = image.imread(two_sweep_runs / "out.png")
+    assert png.shape[1] > png.shape[0] * 2  # two panels side by side
+
+
+def test_a_tie_on_the_metric_goes_to_the_lower_eval_loss():
+    from specforge.compare import rank
+
+    def entry(run_id, accuracy, eval_loss):
+        return {"run_id": run_id, "tuned": {"accuracy": accuracy}, "eval_loss": eval_loss}
+
+    outcomes = [
+        entry("a", 0.0, 3.0),
+        entry("b", 0.0, 1.0),
+        entry("c", 0.5, None),
+        entry("d", None, 0.5),
+    ]
+    outcomes[3]["tuned"] = {}
+    assert [o["run_id"] for o in rank(outcomes, "accuracy")] == ["c", "b", "a", "d"]
