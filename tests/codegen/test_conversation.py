@@ -148,8 +148,11 @@ def test_bad_rows_are_named_and_nothing_trains(conv_project):
         {"messages": [{"role": "user", "content": "hi"}]},
         {"messages": [{"content": "no role"}, {"role": "assistant", "content": "yo"}]},
     ]
-    write_jsonl(conv_project / "data/train.jsonl", bad)
     assert run_cli("compile", "specs/conv.yaml", cwd=conv_project).returncode == 0
+    write_jsonl(conv_project / "data/train.jsonl", bad)  # the data changed after compile
+    checked = run_cli("validate", "specs/conv.yaml", cwd=conv_project)  # validate names them too
+    report = checked.stdout + checked.stderr
+    assert checked.returncode == 1 and "line(s) 2: an empty assistant turn [SF020]" in report
     out = conv_project / "runs/conv/bad"
     result = subprocess.run(
         [sys.executable, "generated/conv/train.py", "--output-dir", str(out)],
