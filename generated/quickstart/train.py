@@ -336,10 +336,11 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = torch.tensor(self.received, device=args.device)
+        flag = self.received  # a Python int: one process needs no device sync per step
         if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+            flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item() and state.global_step < state.max_steps:  # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
             print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
