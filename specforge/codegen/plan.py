@@ -682,7 +682,13 @@ def _preference_args(spec: Spec, layout: LayoutValues) -> list[Value]:
     args.append(Value("beta", pref.beta, "preference.beta", beta_why))
     if spec.method in DEFAULT_LOSS:
         loss = pref.loss_type or DEFAULT_LOSS[spec.method]
-        args.append(Value("loss_type", loss, "preference.loss_type"))
+        if pref.sft_weight is None:
+            args.append(Value("loss_type", loss, "preference.loss_type"))
+        else:  # trl adds the losses, weighted
+            sft = "and sft: preference.sft_weight"
+            args.append(Value("loss_type", [loss, "sft"], "preference.loss_type", sft))
+            weights = [1.0, pref.sft_weight]
+            args.append(Value("loss_weights", weights, "preference.sft_weight", "the sft one last"))
     if spec.method == "kto":
         for key in ("desirable_weight", "undesirable_weight"):
             args.append(Value(key, getattr(pref, key), f"preference.{key}"))

@@ -544,6 +544,16 @@ class PreferenceSpec(Strict):
             f"kto: {' or '.join(KTO_LOSSES)} (default kto); orpo has one loss."
         ),
     )
+    sft_weight: float | None = Field(
+        None,
+        description=(
+            "dpo: add an SFT loss (the chosen answer's negative log-likelihood) with this weight "
+            "to the preference loss, as RPO does (LLaMA-Factory's pref_ftx). Plain DPO may make "
+            "the chosen answer less likely too, as long as the rejected one falls faster; this "
+            "keeps it likely. null: the preference loss alone."
+        ),
+        gt=0,
+    )
     desirable_weight: float = Field(
         1.0, description="kto: weight of desirable rows' losses (balance unequal counts).", gt=0
     )

@@ -532,6 +532,9 @@ def method_rules(spec: Spec, report) -> None:
                 + (f" ({', '.join(allowed)})" if allowed else " (orpo has one loss)"),
                 *suggest_hint(pref.loss_type, allowed),
             )
+    if pref is not None and pref.sft_weight is not None and method != "dpo":
+        why = "orpo's loss already holds one" if method == "orpo" else "its trainer has no sft loss"
+        report("SF030", ("preference", "sft_weight"), f"sft_weight is for dpo, not {method}: {why}")
     if pref is not None and method != "kto":
         for key in ("desirable_weight", "undesirable_weight"):
             if key in pref.model_fields_set:

@@ -69,3 +69,18 @@ def test_a_parent_adapter_is_continued_and_is_the_reference():
     assert p.method.reference == "the parent adapter, frozen"
     assert (args(p)["beta"], args(p)["loss_type"]) == (0.3, "ipo")
     assert [v.name for v in p.method.constants] == ["REJECTED_TEMPLATE", "REJECTED_FIELDS"]
+
+
+def test_sft_weight_adds_trl_s_sft_loss_to_dpo_s(tmp_path):
+    """RPO: trl sums the listed losses with loss_weights; DPOConfig takes what is written."""
+    from trl import DPOConfig
+
+    p = plan("dpo", prompt={"rejected": "{rejected}<end>"}, preference={"sft_weight": 0.5})
+    a = args(p)
+    assert (a["loss_type"], a["loss_weights"]) == (["sigmoid", "sft"], [1.0, 0.5])
+    weights = next(v for v in p.training.args if v.name == "loss_weights")
+    assert weights.key == "preference.sft_weight"
+    written = {key: a[key] for key in ("loss_type", "loss_weights")}
+    config = DPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, **written)
+    assert config.loss_type == ["sigmoid", "sft"] and config.loss_weights == [1.0, 0.5]
+    assert "loss_weights" not in args(plan("dpo", prompt={"rejected": "{rejected}<end>"}))

@@ -85,6 +85,21 @@ def test_kto_loss_and_weights(write_spec):
     }
 
 
+@pytest.mark.parametrize(
+    ("method", "prompt", "why"),
+    [
+        ("orpo", {**PAIR, "rejected": "{rejected}<eos>"}, "orpo's loss already holds one"),
+        ("kto", {**PAIR, "label_field": "good"}, "its trainer has no sft loss"),
+    ],
+)
+def test_sft_weight_is_for_dpo(write_spec, method, prompt, why):
+    text = spec_text(method=method, prompt=prompt, preference={"sft_weight": 1.0})
+    diag = only_rule(diagnose(write_spec(text)), "SF030")
+    assert diag.key == "preference.sft_weight" and diag.message.endswith(why)
+    line, col = line_col(text, "sft_weight:")
+    assert (diag.location.line, diag.location.col) == (line, col + len("sft_weight: "))
+
+
 def test_packing_is_for_sft(write_spec):
     prompt = {**PAIR, "rejected": "{rejected}<eos>"}
     diags = diagnose(write_spec(method="dpo", prompt=prompt, training={"packing": True}))
