@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specforge.artifacts import sha256_bytes, write_atomic
-from specforge.diagnostics_out import print_diagnostics, say
+from specforge.diagnostics_out import say
 from specforge.record import RUNS_DIR, now_iso, read_record
 from specforge.spec.errors import SpecError, UsageError
 from specforge.spec.load import LoadedSpec, load_spec, parse_override
@@ -44,6 +44,10 @@ class Sweep:
     grid: dict[str, list[str]]
     points: list[Point]
     manifest: dict = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list:
+        return self.base.warnings
 
     @property
     def dir(self) -> Path:
@@ -245,16 +249,8 @@ def summarise(sweep: Sweep) -> int:
     return 0 if done == len(statuses) else 1
 
 
-def main(args) -> int:
-    """The `sweep` verb."""
-    if not args.spec.is_file():
-        raise UsageError(f"{args.spec}: no such spec file")
-    try:
-        sweep = load_sweep(args.spec, args.set, args.grid, args.allow_remote_code)
-    except SpecError as err:
-        print_diagnostics(err.diagnostics)
-        return 1
-    print_diagnostics(sweep.base.warnings)
+def main(args, sweep: Sweep) -> int:
+    """The `sweep` verb, once cli.load_one has loaded the sweep (load_sweep)."""
     if args.dry_run:
         describe(sweep)
         return 0
