@@ -237,7 +237,7 @@ def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
     return code
 
 
-def resume_point(sweep: Sweep, point: Point, run_dir: Path, after: str) -> int:
+def resume_stopped(sweep: Sweep, point: Point, run_dir: Path, after: str) -> int:
     """The stopped point in its own folder, from its newest complete checkpoint (runner.resume);
     where the run cannot resume (its spec, scripts or data changed), again in a new folder."""
     from specforge.runner import CannotResume, resume
@@ -285,7 +285,7 @@ def run_sweep(sweep: Sweep) -> int:
             continue
         if status in RESUMABLE:
             say(f"{label}: resume {latest[0]} (was {status})")
-            code = resume_point(sweep, point, latest[0], status)
+            code = resume_stopped(sweep, point, latest[0], status)
         else:
             say(f"{label}: " + (f"again (was {status} in {latest[0]})" if latest else "start"))
             code = run_point(sweep, point, after=status)
