@@ -37,6 +37,21 @@ class Exit(Exception):
         self.code = code
 
 
+def load_one(path: Path, load=None, **kwargs):
+    """The preamble of the verbs that take one spec: a missing file is a usage error (2), a
+    spec's diagnostics are printed and exit 1, its warnings are printed. Returns what `load`
+    (default load_spec(path, **kwargs)) returned: anything with `warnings`."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such spec file")
+    try:
+        loaded = load(path) if load is not None else load_spec(path, **kwargs)
+    except SpecError as err:
+        print_diagnostics(err.diagnostics)
+        raise Exit(1) from None
+    print_diagnostics(loaded.warnings)
+    return loaded
+
+
 def default_specs() -> list[Path]:
     return sorted(p for p in SPECS_DIR.glob("*.yaml") if not p.name.startswith("_"))
 
@@ -245,16 +260,9 @@ def cmd_run(args) -> int:
     from specforge.parent import ParentError
     from specforge.runner import CannotResume, StaleScripts, describe, execute, resume
 
-    if not args.spec.is_file():
-        raise UsageError(f"{args.spec}: no such spec file")
     if args.dry_run and args.resume is not None:
         raise UsageError("--dry-run describes a new run; it does not combine with --resume")
-    try:
-        loaded = load_spec(args.spec, args.set, allow_remote_code=args.allow_remote_code)
-    except SpecError as err:
-        print_diagnostics(err.diagnostics)
-        return 1
-    print_diagnostics(loaded.warnings)
+    loaded = load_one(args.spec, overrides=args.set, allow_remote_code=args.allow_remote_code)
     try:
         if args.dry_run:
             describe(loaded, compile_first=args.compile)
@@ -274,16 +282,9 @@ def cmd_run(args) -> int:
 def cmd_prepare(args) -> int:
     from specforge.prepare import PrepareError, prepare_model
 
-    if not args.spec.is_file():
-        raise UsageError(f"{args.spec}: no such spec file")
-    try:  # the model only: data files need not exist yet
-        loaded = load_spec(
-            args.spec, args.set, allow_remote_code=args.allow_remote_code, check_files=False
-        )
-    except SpecError as err:
-        print_diagnostics(err.diagnostics)
-        return 1
-    print_diagnostics(loaded.warnings)
+    loaded = load_one(  # the model only: data files need not exist yet
+        args.spec, overrides=args.set, allow_remote_code=args.allow_remote_code, check_files=False
+    )
     try:
         folder = prepare_model(loaded.spec, say=say)
     except PrepareError as err:
@@ -299,14 +300,7 @@ def cmd_prepare(args) -> int:
 def cmd_explain(args) -> int:
     from specforge.explain import Unknown, explain, render_text
 
-    if not args.spec.is_file():
-        raise UsageError(f"{args.spec}: no such spec file")
-    try:
-        loaded = load_spec(args.spec, args.set, allow_remote_code=args.allow_remote_code)
-    except SpecError as err:
-        print_diagnostics(err.diagnostics)
-        return 1
-    print_diagnostics(loaded.warnings)
+    loaded = load_one(args.spec, overrides=args.set, allow_remote_code=args.allow_remote_code)
     try:
         report = explain(loaded.spec, args.gpu)
     except Unknown as err:
@@ -320,9 +314,13 @@ def cmd_explain(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    from specforge.sweep import load_sweep
     from specforge.sweep import main as sweep_main
 
-    return sweep_main(args)
+    sweep = load_one(
+        args.spec, lambda path: load_sweep(path, args.set, args.grid, args.allow_remote_code)
+    )
+    return sweep_main(args, sweep)
 
 
 def cmd_compare(args) -> int:

@@ -313,9 +313,12 @@ def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> in
     return _attempt(loaded, record, run_dir, steps, append=False)
 
 
-def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = False) -> int:
+def resume(
+    loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = False, join=None
+) -> int:
     """Continue an unfinished run in its own folder, with the spec and scripts it started with:
     from the first step that did not finish, and for training from the newest complete checkpoint.
+    `join(record, run_dir, steps) -> steps`: as execute()'s, for a sweep's resumed point.
     """
     run_dir = find_resumable(loaded.spec.name, run_id)
     record = RunRecord.load(run_dir)
@@ -330,6 +333,8 @@ def resume(loaded: LoadedSpec, run_id: str | None, *, compile_first: bool = Fals
     done = set(record.data.get("completed_steps", []))
     parent = record.data.get("parent")  # the adapter it started from, not today's `latest`
     steps = [s for s in plan_steps(loaded, scripts, run_dir, parent) if s.name not in done]
+    if join is not None:
+        steps = join(record, run_dir, steps)
     resumed_from = steps[0].name if steps else None
     if steps and steps[0].name == "train":
         resumed_from = _prepare_train_resume(run_dir, steps[0])

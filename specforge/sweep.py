@@ -3,7 +3,10 @@
 Each point is a normal run folder (runs/<name>/<run id>, its scripts compiled into it, its
 overrides and its sweep in run.json). The sweep's own record is runs/<name>/sweeps/<id>/sweep.json.
 The id is a hash of the resolved spec and the grid, so the same command again finds its sweep and
-runs only the points that have not succeeded, each in a new folder: nothing is overwritten.
+runs only the points that have not succeeded: a point that was stopped (preempted, interrupted, or
+left `running` by a dead process) resumes in its own folder from its newest complete checkpoint,
+as `specforge run --resume` does; a point that failed runs again in a new folder. Nothing is
+overwritten; each point's `events` in sweep.json say which happened.
 The base model is evaluated once per sweep: points whose infer.py and evaluation rows are the same
 reuse the first base evaluation (recorded as shared, with the run it came from).
 """
@@ -17,11 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specforge.artifacts import sha256_bytes, write_atomic
-from specforge.diagnostics_out import print_diagnostics, say
+from specforge.codegen.plan import PREEMPTED_EXIT
+from specforge.diagnostics_out import say
 from specforge.record import RUNS_DIR, now_iso, read_record
 from specforge.spec.errors import SpecError, UsageError
 from specforge.spec.load import LoadedSpec, load_spec, parse_override
 
+# stopped from outside, not broken: rerunning the sweep resumes these in place
+RESUMABLE = ("preempted", "interrupted")
 SWEEPS = "sweeps"  # runs/<name>/sweeps/<id>/: no run.json there, so `runs` lists none of it
 MANIFEST = "sweep.json"
 
@@ -44,6 +50,10 @@ class Sweep:
     grid: dict[str, list[str]]
     points: list[Point]
     manifest: dict = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list:
+        return self.base.warnings
 
     @property
     def dir(self) -> Path:
@@ -154,47 +164,97 @@ def evaluation_group(point: Point) -> str:
     return sha256_bytes(f"{infer}\n{rows}".encode())[:16]
 
 
-def _joiner(sweep: Sweep, point: Point, group: str, started: list[Path]):
-    """execute()'s hook: tag the new run with its sweep and drop its base evaluation when the
-    group already has one (copied into the run, marked shared)."""
+def _base_sharer(sweep: Sweep, point: Point, group: str):
+    """A hook for execute() and resume(): drop the run's base evaluation when the group already
+    has one (copied into the run, marked shared), and tag the run with its sweep."""
     from specforge.runner import Step
 
-    def join(record, run_dir: Path, steps: list[Step]) -> list[Step]:
-        started.append(run_dir)
-        sweep.manifest["points"][point.index]["runs"].append(run_dir.name)
-        sweep.save()
+    def share(record, run_dir: Path, steps: list[Step]) -> list[Step]:
         shared_from = sweep.manifest["base_evaluations"].get(group)
         base_eval = (
             RUNS_DIR / sweep.base.spec.name / shared_from / "eval_base.json"
-            if shared_from
+            if shared_from and shared_from != run_dir.name
             else None
         )
         info = {"id": sweep.id, "index": point.index, "values": point.values}
-        if base_eval is not None and base_eval.is_file():
+        if (
+            base_eval is not None
+            and base_eval.is_file()
+            and "evaluate-base" in [s.name for s in steps]
+        ):
             result = json.loads(base_eval.read_text(encoding="utf-8"))
             result["shared_from"] = {"sweep": sweep.id, "run_id": shared_from}
             text = json.dumps(result, indent=2) + "\n"
             write_atomic(run_dir / "eval_base.json", text.encode("utf-8"))
             info["base_evaluation"] = shared_from
-            record.update(completed_steps=["evaluate-base"])
+            done = [*record.data.get("completed_steps", []), "evaluate-base"]
+            record.update(completed_steps=done)
             steps = [s for s in steps if s.name != "evaluate-base"]
+        elif (record.data.get("sweep") or {}).get("base_evaluation"):
+            info["base_evaluation"] = record.data["sweep"]["base_evaluation"]  # a resumed point
         record.update(sweep=info)
         return steps
 
-    return join
+    return share
 
 
-def run_point(sweep: Sweep, point: Point) -> int:
+def note_event(sweep: Sweep, point: Point, action: str, run_id: str, after: str | None) -> None:
+    """sweep.json keeps what each rerun did to a point: started, resumed (in place) or restarted
+    (in a new folder), after which status."""
+    entry = sweep.manifest["points"][point.index]
+    if action != "resumed":
+        entry["runs"].append(run_id)
+    event = {"at": now_iso(), "action": action, "run_id": run_id, "after": after}
+    entry.setdefault("events", []).append(event)
+    sweep.save()
+
+
+def _remember_base(sweep: Sweep, group: str, run_dir: Path) -> None:
+    """The first run of a group that evaluated the base model itself: the others reuse it."""
+    bases = sweep.manifest["base_evaluations"]
+    if group not in bases and (run_dir / "eval_base.json").is_file():
+        bases[group] = run_dir.name
+        sweep.save()
+
+
+def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
+    """The point in a new run folder (its first run, or again after a failure)."""
     from specforge.runner import execute
 
     group = evaluation_group(point)
+    share = _base_sharer(sweep, point, group)
     started: list[Path] = []
+
+    def join(record, run_dir: Path, steps):
+        started.append(run_dir)
+        note_event(sweep, point, "restarted" if after else "started", run_dir.name, after)
+        return share(record, run_dir, steps)
+
     # a point always has overrides: its scripts are compiled into its run folder
-    code = execute(point.loaded, join=_joiner(sweep, point, group, started))
-    bases = sweep.manifest["base_evaluations"]
-    if started and group not in bases and (started[0] / "eval_base.json").is_file():
-        bases[group] = started[0].name  # this point evaluated the base model: the others reuse it
-        sweep.save()
+    code = execute(point.loaded, join=join)
+    if started:
+        _remember_base(sweep, group, started[0])
+    return code
+
+
+def resume_stopped(sweep: Sweep, point: Point, run_dir: Path, after: str) -> int:
+    """The stopped point in its own folder, from its newest complete checkpoint (runner.resume);
+    where the run cannot resume (its spec, scripts or data changed), again in a new folder."""
+    from specforge.runner import CannotResume, resume
+
+    group = evaluation_group(point)
+    share = _base_sharer(sweep, point, group)
+
+    def join(record, run_dir: Path, steps):
+        note_event(sweep, point, "resumed", run_dir.name, after)
+        return share(record, run_dir, steps)
+
+    try:
+        code = resume(point.loaded, run_dir.name, join=join)
+    except CannotResume as err:
+        say(f"[yellow]warning[/]: {err}; the point runs again in a new folder")
+        return run_point(sweep, point, after=after)
+    _remember_base(sweep, group, run_dir)
     return code
 
 
@@ -209,7 +269,8 @@ def describe(sweep: Sweep) -> None:
 
 def run_sweep(sweep: Sweep) -> int:
     """Every point not yet succeeded, in order; a failed point is recorded and the rest run.
-    Returns 0 when every point succeeded, 130 when interrupted, else 1."""
+    Returns 0 when every point succeeded, 130 when interrupted, PREEMPTED_EXIT when preempted
+    (the next run of the same command resumes the stopped point), else 1."""
     open_manifest(sweep)
     say(f"sweep [bold]{sweep.id}[/]: {len(sweep.points)} points; record {sweep.dir / MANIFEST}")
     for point in sweep.points:
@@ -219,14 +280,19 @@ def run_sweep(sweep: Sweep) -> int:
         if status == "succeeded":
             say(f"{label}: done in {latest[0]}")
             continue
-        if status in ("running", "submitted"):
+        if status in ("running", "submitted"):  # a dead runner's run reads `interrupted`
             say(f"{label}: {latest[0]} is {status}; left alone")
             continue
-        say(f"{label}: " + (f"again (was {status} in {latest[0]})" if latest else "start"))
-        code = run_point(sweep, point)
-        if code == 130:
-            say("sweep interrupted; run the same command again to run the remaining points")
-            return 130
+        if status in RESUMABLE:
+            say(f"{label}: resume {latest[0]} (was {status})")
+            code = resume_stopped(sweep, point, latest[0], status)
+        else:
+            say(f"{label}: " + (f"again (was {status} in {latest[0]})" if latest else "start"))
+            code = run_point(sweep, point, after=status)
+        if code in (130, PREEMPTED_EXIT):  # Ctrl-C, or SIGTERM (a scheduler stops the sweep)
+            stopped = "interrupted" if code == 130 else "preempted"
+            say(f"sweep {stopped}; run the same command again to resume it")
+            return code
     return summarise(sweep)
 
 
@@ -245,16 +311,8 @@ def summarise(sweep: Sweep) -> int:
     return 0 if done == len(statuses) else 1
 
 
-def main(args) -> int:
-    """The `sweep` verb."""
-    if not args.spec.is_file():
-        raise UsageError(f"{args.spec}: no such spec file")
-    try:
-        sweep = load_sweep(args.spec, args.set, args.grid, args.allow_remote_code)
-    except SpecError as err:
-        print_diagnostics(err.diagnostics)
-        return 1
-    print_diagnostics(sweep.base.warnings)
+def main(args, sweep: Sweep) -> int:
+    """The `sweep` verb, once cli.load_one has loaded the sweep (load_sweep)."""
     if args.dry_run:
         describe(sweep)
         return 0

@@ -4,6 +4,10 @@ transformers' MLflow callback reads its settings from the environment, so the ru
 train step the run's provenance there: the tracker run is named after the specforge run id and
 tagged with the spec, its sha256, the overrides, the scripts' and data's sha256, git and the
 sweep, and the resolved spec itself. Nothing from the caller's environment is recorded.
+
+trackio reads nothing from the environment that names a run, so a spec that reports to it
+compiles a train.py that names the run after its folder (the run id), in the spec's project
+(or TRACKIO_PROJECT), and adds SPECFORGE_PROVENANCE (the same tags, as JSON) to the run's config.
 """
 
 from __future__ import annotations
@@ -53,4 +57,6 @@ def train_env(report_to: list[str], data: dict, environ: dict[str, str]) -> dict
         tags = {**provenance(data), **theirs, "mlflow.runName": data["run_id"]}
         env["MLFLOW_TAGS"] = json.dumps(tags)
         env["MLFLOW_EXPERIMENT_NAME"] = environ.get("MLFLOW_EXPERIMENT_NAME") or data["name"]
+    if "trackio" in report_to:
+        env["SPECFORGE_PROVENANCE"] = json.dumps(provenance(data), sort_keys=True)
     return env

@@ -1,5 +1,6 @@
 """`specforge sweep` end to end on the tiny model: one run folder per point, one base evaluation,
-a failed point recorded while the others run, and a rerun that runs only what did not succeed."""
+a failed point recorded while the others run, and a rerun that runs only what did not succeed:
+a failed point in a new folder, a preempted one resumed in its own."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import csv
 import importlib.util
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
+from tests.test_resume import wait_for
 
 GRID = ["--grid", "training.use_liger_kernel=true,false", "--grid", "lora.r=4,8"]
 SETS = ["--set", "training.max_steps=2", "--set", "training.eval_steps=2"]
@@ -114,6 +120,64 @@ def test_rerun_runs_only_unfinished_points_and_overwrites_nothing(swept):
     for run_id, text in swept["snapshots"].items():
         assert (root / "runs/tiny" / run_id / "run.json").read_bytes() == text
     assert len([p for p in (root / "runs/tiny").iterdir() if (p / "run.json").is_file()]) == 6
+    # a failed point runs again in a new folder, and sweep.json says so
+    events = [[(e["action"], e["after"]) for e in p["events"]] for p in after]
+    again = [("started", None), ("restarted", "failed")]
+    assert events == [again, again, [("started", None)], [("started", None)]]
+    assert [e["run_id"] for e in after[0]["events"]] == after[0]["runs"]
+
+
+def test_a_preempted_point_resumes_in_its_own_folder(project):
+    """SIGTERM to `specforge sweep` (a scheduler stopping it) checkpoints the running point and
+    stops the sweep; the same command again resumes that point in place from its checkpoint,
+    then runs the point that never started."""
+    root = project
+    command = ["sweep", "specs/tiny.yaml", "--grid", "lora.r=4,8"]
+    command += ["--set", "training.max_steps=6", "--set", "training.logging_steps=1"]
+    command += ["--set", "training.eval_strategy=no"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "specforge", *command],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=(root / "first.log").open("w"),
+        start_new_session=True,
+    )
+
+    def first_loss():
+        found = list((root / "runs/tiny").glob("*/metrics.jsonl"))
+        return found and '"loss"' in found[0].read_text()
+
+    wait_for(first_loss, process, "the first point's first loss")
+    os.kill(process.pid, signal.SIGTERM)  # the sweep only: its runner passes the signal on
+    assert process.wait(timeout=120) == 75, (root / "first.log").read_text()[-3000:]
+    assert "sweep preempted" in (root / "first.log").read_text()
+    first = manifest(root)["points"]
+    (run_id,) = first[0]["runs"]
+    assert first[1]["runs"] == []  # the sweep stopped: the next point never started
+    stopped = record(root, run_id)
+    at = stopped["attempts"][-1]["step_reached"]
+    assert stopped["status"] == "preempted" and 0 < at < 6
+
+    again = run_cli(*command, cwd=root)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"resume runs/tiny/{run_id} (was preempted)" in again.stderr
+    points = manifest(root)["points"]
+    assert points[0]["runs"] == [run_id]  # the same folder
+    assert [(e["action"], e["after"]) for e in points[0]["events"]] == [
+        ("started", None),
+        ("resumed", "preempted"),
+    ]
+    done = record(root, run_id)
+    assert [a["status"] for a in done["attempts"]] == ["preempted", "succeeded"]
+    assert done["attempts"][1]["resumed_from"] == f"checkpoint-{at}"
+    assert done["results"]["losses"]["steps"] == 6
+    logged = [json.loads(line) for line in (root / "runs/tiny" / run_id / "metrics.jsonl").open()]
+    assert [m["step"] for m in logged if "loss" in m] == list(range(1, 7))
+    assert done["sweep"]["index"] == 0 and done["results"]["eval_base"]["n"] == 12
+    # the second point ran once, sharing the first point's base evaluation
+    (other,) = points[1]["runs"]
+    assert record(root, other)["sweep"]["base_evaluation"] == run_id
+    assert len([p for p in (root / "runs/tiny").iterdir() if (p / "run.json").is_file()]) == 2
 
 
 def test_compare_ranks_the_sweep_and_plots(swept):

@@ -91,6 +91,7 @@ class TrainingPart:
     push_to_hub: bool
     gradient_checkpointing: bool
     peak_flops: Value  # PEAK_TFLOPS: the device MFU is measured against
+    trackio: bool = False  # report_to has trackio: its run is named and carries provenance
 
 
 @dataclass(frozen=True)
@@ -565,6 +566,10 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
     if t.use_liger_kernel:
         args.append(Value("use_liger_kernel", True, "training.use_liger_kernel"))
     args.append(Value("report_to", list(t.report_to), "training.report_to"))
+    if "trackio" in t.report_to:
+        # transformers would create a static Space on a Hub push and after a Space-logged run
+        why = "local-first: no Space unless TRACKIO_SPACE_ID names one"
+        args.append(Value("trackio_static_space_id", False, None, why))
     if t.push_to_hub:
         args += [
             Value("push_to_hub", True, "training.push_to_hub", "the adapter, after training"),
@@ -631,6 +636,7 @@ def _training(spec: Spec) -> TrainingPart:
         push_to_hub=t.push_to_hub,
         gradient_checkpointing=bool(layout.checkpointing.value),
         peak_flops=_peak_flops(spec),
+        trackio="trackio" in t.report_to,
     )
 
 
@@ -720,6 +726,8 @@ def _preflight(spec: Spec) -> PreflightPart:
         train.append("wandb")
     if "mlflow" in t.report_to:
         train.append("mlflow")
+    if "trackio" in t.report_to:
+        train.append("trackio")
     if [r for r in t.report_to if r != "wandb"]:
         train.append("tracker")
     if t.push_to_hub:

@@ -76,7 +76,8 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _message(err: dict) -> tuple[str, list[str]]:
+def error_message(err: dict) -> tuple[str, list[str]]:
+    """One pydantic error (an item of ValidationError.errors()) as specforge's message and hints."""
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     got = f" (got {show(value)})"
     if kind == "literal_error":
@@ -177,7 +178,7 @@ def schema_diagnostics(
             continue
         messages, hints = [], list(_mapping_hints(model, path, errs[0]))
         for err in errs:
-            text, extra = _message(err)
+            text, extra = error_message(err)
             if text not in messages:
                 messages.append(text)
             hints.extend(h for h in extra if h not in hints)

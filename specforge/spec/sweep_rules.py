@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from specforge.spec.errors import Diagnostic
 from specforge.spec.models import Spec
-from specforge.spec.schema_errors import _message
+from specforge.spec.schema_errors import error_message
 from specforge.spec.suggest import closest
 from specforge.spec.yaml_source import Document
 
@@ -99,5 +99,5 @@ def _value_error(base: dict, key: str, value) -> str | None:
         path = tuple(parts)
         mine = [e for e in err.errors() if tuple(map(str, e["loc"]))[: len(path)] == path]
         if mine:
-            return _message(mine[0])[0]
+            return error_message(mine[0])[0]
     return None

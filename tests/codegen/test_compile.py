@@ -77,6 +77,21 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
     assert "SFTTrainer" not in kto and "PeftModel" not in kto  # a fresh adapter, no parent
 
 
+@pytest.mark.parametrize("spec", ["chat-qlora", "kto-chat"])  # the SFT and preference templates
+@pytest.mark.parametrize("tracker", ["wandb", "mlflow", "tensorboard", "trackio"])
+def test_every_tracker_compiles_in_both_templates(spec, tracker, monkeypatch):
+    """Defect: a preference spec with no GGUF that reported to mlflow failed to compile (its
+    preflight reads os.environ; the template imported os only for wandb and the Hub)."""
+    from specforge.codegen.compiler import compile_files
+    from specforge.spec.load import load_spec
+
+    monkeypatch.chdir(REPO)
+    path = f"tests/golden/specs/{spec}.yaml"
+    train = compile_files(load_spec(path, [f"training.report_to=[{tracker}]"]))["train.py"]
+    assert f'"report_to": ["{tracker}"],' in train
+    assert ("TrackioProvenance()" in train) == (tracker == "trackio")
+
+
 def test_line_budgets_and_the_main_flow_comes_first():
     """A reviewer reads the whole script: fingpt's train.py within 380 lines, infer.py within
     170, the quickstart's within 30 more, and train.py's main() in its first third. (320 after
