@@ -731,7 +731,13 @@ class Spec(Strict):
     )
     dataset: DatasetSpec = Field(description="Training data.")
     prompt: PromptSpec = Field(description="Prompt and completion templates.")
-    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter.")
+    lora: LoraSpec | None = Field(
+        default_factory=LoraSpec,
+        description=(
+            "LoRA adapter; `null` is full fine-tuning: every weight trains and the run saves a "
+            "whole model (runs/<name>/<id>/model/) instead of an adapter."
+        ),
+    )
     preference: PreferenceSpec | None = Field(
         None, description="dpo/orpo/kto hyperparameters; null: trl's defaults, written out."
     )
