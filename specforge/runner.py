@@ -49,6 +49,7 @@ from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
 from specforge.spec.models import Spec
 from specforge.trackers import train_env
+from specforge.weights import saved_model
 
 
 class StaleScripts(Exception):
@@ -163,11 +164,12 @@ def plan_steps(
     steps = [Step("train", train_command(loaded, scripts, run_dir, adapter), run_dir / "train.log")]
     eval_data = evaluation_rows(loaded, run_dir)
     infer = [python, str(scripts / "infer.py")]
+    base = ["--base"] if loaded.spec.lora is None else ["--no-adapter"]  # infer.py's flag
     if eval_data:
         # the tuned model, then the base model on the same rows: the record compares the two
         for name, model, predictions, metrics in (
             ("evaluate-tuned", ["--run-dir", str(run_dir)], "predictions.jsonl", "eval_tuned"),
-            ("evaluate-base", ["--no-adapter"], "predictions_base.jsonl", "eval_base"),
+            ("evaluate-base", base, "predictions_base.jsonl", "eval_base"),
         ):
             command = [*infer, *model, "--data", eval_data, "--output", str(run_dir / predictions)]
             scores = (run_dir / predictions, run_dir / f"{metrics}.json")
@@ -269,6 +271,8 @@ def run_results(run_dir: Path, record: RunRecord) -> dict:
         path = run_dir / name
         if path.is_file():
             results[key] = json.loads(path.read_text(encoding="utf-8"))
+    if (model := saved_model(run_dir)) is not None:  # full fine-tuning: the whole model
+        results["model"] = model
     return results
 
 
@@ -646,4 +650,6 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
                 + (f" (lenient {lenient:.1%})" if lenient is not None else "")
                 + f", macro-F1 {result['macro_f1']:.3f} on {result['n']} held-out rows"
             )
+    if model := data["results"].get("model"):
+        say(f"full model: {model['path']} (sha256 {model['sha256']})")
     say(f"record: {run_dir}/run.json")

@@ -91,6 +91,7 @@ class TrainingPart:
     push_to_hub: bool
     gradient_checkpointing: bool
     peak_flops: Value  # PEAK_TFLOPS: the device MFU is measured against
+    full: bool = False  # lora: null: every weight trains; the run saves a whole model
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,8 @@ def _data(spec: Spec) -> DataPart:
 
 def _lora(spec: Spec) -> list[Value]:
     lora = spec.lora
+    if lora is None:  # full fine-tuning: no adapter to configure
+        return []
     return [
         Value("r", lora.r, "lora.r"),
         Value("lora_alpha", lora.alpha, "lora.alpha"),
@@ -567,7 +570,12 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
     args.append(Value("report_to", list(t.report_to), "training.report_to"))
     if t.push_to_hub:
         args += [
-            Value("push_to_hub", True, "training.push_to_hub", "the adapter, after training"),
+            Value(
+                "push_to_hub",
+                True,
+                "training.push_to_hub",
+                "the model, after training" if spec.lora is None else "the adapter, after training",
+            ),
             Value(
                 "hub_model_id",
                 t.hub_model_id or spec.name,
@@ -631,6 +639,7 @@ def _training(spec: Spec) -> TrainingPart:
         push_to_hub=t.push_to_hub,
         gradient_checkpointing=bool(layout.checkpointing.value),
         peak_flops=_peak_flops(spec),
+        full=spec.lora is None,
     )
 
 
@@ -656,13 +665,14 @@ def _method(spec: Spec) -> MethodPart | None:
         ]
     else:
         constants = [Value("LABEL_FIELD", p.label_field, "prompt.label_field", "true: desirable")]
-    adapter = None
+    adapter, full = None, spec.lora is None
     if spec.model.adapter is not None:
-        adapter = Value(
-            "ADAPTER", spec.model.adapter, "model.adapter", "training continues this adapter"
-        )
+        why = "training starts from these weights" if full else "training continues this adapter"
+        adapter = Value("ADAPTER", spec.model.adapter, "model.adapter", why)
     reference = None
-    if spec.method != "orpo":
+    if spec.method != "orpo" and full:
+        reference = "a frozen copy of the starting weights"
+    elif spec.method != "orpo":
         reference = "the parent adapter, frozen" if adapter else "the base (adapter disabled)"
     return MethodPart(
         spec.method, title, module, trainer, config, paired, constants, adapter, reference
