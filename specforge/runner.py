@@ -294,9 +294,11 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     from specforge.explain import plan_line
 
     print(f"layout: {plan_line(loaded.spec)}")
-    parent = resolve_parent(model.adapter) if model.adapter else None
+    full = loaded.spec.lora is None
+    parent = resolve_parent(model.adapter, full=full) if model.adapter else None
     if parent:
-        print(f"parent: {parent['path']} (adapter sha256 {parent['adapter_sha256']})")
+        sha256 = parent.get("model_sha256") or parent.get("adapter_sha256")
+        print(f"parent: {parent['path']} ({'model' if full else 'adapter'} sha256 {sha256})")
     for step in plan_steps(loaded, scripts, run_dir, parent):
         print(f"{step.name}: {' '.join(step.command)}")
 
@@ -305,7 +307,8 @@ def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> in
     """A new run: compile-check, run every step, record everything. Returns the exit code.
     `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
     adapter = loaded.spec.model.adapter
-    parent = resolve_parent(adapter) if adapter else None  # before any folder is made
+    full = loaded.spec.lora is None
+    parent = resolve_parent(adapter, full=full) if adapter else None  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     if parent:

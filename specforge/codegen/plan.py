@@ -671,7 +671,7 @@ def _method(spec: Spec) -> MethodPart | None:
         adapter = Value("ADAPTER", spec.model.adapter, "model.adapter", why)
     reference = None
     if spec.method != "orpo" and full:
-        reference = "a frozen copy of the starting weights"
+        reference = "a frozen copy of the start weights"
     elif spec.method != "orpo":
         reference = "the parent adapter, frozen" if adapter else "the base (adapter disabled)"
     return MethodPart(
