@@ -113,3 +113,52 @@ def test_infer_loading_matches_the_trained_model(full_run):
         logits = model(**ids.to(model.device)).logits
     assert torch.isfinite(logits).all()
     assert type(model).__name__ == "LlamaForCausalLM"
+
+
+def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
+    """SFT (LoRA) -> `specforge export --format merged` -> DPO with lora: null from the merged
+    folder: the DPO run trains all weights against a frozen copy of the merged ones (so at step 1,
+    before any update, every reward is exactly 0), and its run.json names the SFT run and the
+    merged weights' sha256."""
+    from specforge.artifacts import file_sha256
+    from tests.codegen.test_preference_e2e import PAIRS, method_spec
+    from tests.conftest import REPO
+
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "data").mkdir()
+    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()
+    (tmp_path / "data/train.jsonl").write_text("\n".join(rows[:40]) + "\n")
+    (tmp_path / "data/heldout.jsonl").write_text("\n".join(rows[40:46]) + "\n")
+    (tmp_path / "data/pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in PAIRS[:24]))
+    # a few steps at a low rate: the merged folder's answers must agree with the adapter's
+    short = {"max_steps": 3, "eval_steps": 3, "learning_rate": 5.0e-3}
+    (tmp_path / "specs/sft.yaml").write_text(tiny_spec(tiny_model_dir, name="sft", **short))
+    result = run_cli("run", "specs/sft.yaml", "--compile", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (sft_run,) = sorted((tmp_path / "runs/sft").iterdir())
+    relative = sft_run.relative_to(tmp_path)
+    result = run_cli("export", str(relative), "--format", "merged", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    merged = f"{relative.as_posix()}/export/merged"
+
+    dpo = method_spec(tiny_model_dir, "dpo", "dpo", adapter=merged)
+    dpo = dpo.replace("training:\n", "lora: null\ntraining:\n", 1)
+    (tmp_path / "specs/dpo.yaml").write_text(dpo)
+    result = run_cli("run", "specs/dpo.yaml", "--compile", cwd=tmp_path, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (dpo_run,) = sorted((tmp_path / "runs/dpo").iterdir())
+    record = json.loads((dpo_run / "run.json").read_text())
+    parent = record["parent"]
+    assert parent["run_id"] == sft_run.name and parent["name"] == "sft"
+    assert parent["status"] == "succeeded" and parent["adapter"] == merged
+    assert parent["model_sha256"] == file_sha256(tmp_path / merged / "model.safetensors")
+    assert parent["export"]["format"] == "merged" and parent["export"]["passed"] is True
+    metrics = [json.loads(x) for x in (dpo_run / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in metrics if "loss" in m]
+    assert steps[0]["step"] == 1 and steps[0]["rewards/chosen"] == 0.0, steps[0]
+    assert any(m["rewards/margins"] != 0.0 for m in steps[1:])
+    assert record["results"]["model"]["kind"] == "full model"
+    summary = json.loads((dpo_run / "train_summary.json").read_text())
+    assert summary["parent"] == merged
+    source = (tmp_path / "generated/dpo/train.py").read_text()
+    assert "peft" not in source and "ref_model=reference" in source
