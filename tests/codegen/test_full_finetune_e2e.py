@@ -162,3 +162,14 @@ def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
     assert summary["parent"] == merged
     source = (tmp_path / "generated/dpo/train.py").read_text()
     assert "peft" not in source and "ref_model=reference" in source
+
+
+def test_merged_export_of_a_full_run_says_there_is_nothing_to_merge(full_run):
+    root, run_dir = full_run["root"], full_run["run_dir"]
+    relative = str(run_dir.relative_to(root))
+    result = run_cli("export", relative, "--format", "merged", cwd=root, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "full fine-tuning run" in output and "nothing to merge" in output
+    assert "Traceback" not in output
+    assert not (run_dir / "export").exists()
