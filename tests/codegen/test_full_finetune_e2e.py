@@ -173,3 +173,22 @@ def test_merged_export_of_a_full_run_says_there_is_nothing_to_merge(full_run):
     assert "full fine-tuning run" in output and "nothing to merge" in output
     assert "Traceback" not in output
     assert not (run_dir / "export").exists()
+
+
+def test_full_dry_run_builds_the_config_without_an_adapter(full_run):
+    import subprocess
+    import sys
+
+    root = full_run["root"]
+    result = subprocess.run(
+        [sys.executable, "generated/full/train.py", "--dry-run"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout)
+    assert "lora_config" not in out and out["training_args"]["max_steps"] == 4
+    assert out["example"]["completion"].endswith("<response|end>")
