@@ -156,6 +156,22 @@ def spec_evaluation_rows(spec: Spec, run_dir: Path) -> str | None:
     return None
 
 
+def base_evaluation(spec: Spec, parent: dict | None) -> tuple[list[str], dict]:
+    """infer.py's arguments for the "base" side of tuned-vs-base, and what it scores: a run
+    that starts from a parent (model.adapter) is compared with that parent, the model it
+    started from; else with the base model (--no-adapter, or --base under lora: null)."""
+    base = {"model": "base", "path": spec.model.name}
+    flag = ["--base"] if spec.lora is None else ["--no-adapter"]
+    if parent is None:
+        return flag, base
+    folder = Path(parent["adapter"])
+    if spec.lora is None:  # infer.py --run-dir takes a run folder or a model folder
+        return ["--run-dir", str(folder)], {"model": "parent", "path": folder.as_posix()}
+    if folder.name == "adapter":  # infer.py --run-dir takes the run folder that holds adapter/
+        return ["--run-dir", str(folder.parent)], {"model": "parent", "path": folder.as_posix()}
+    return flag, base  # a bare adapter folder: infer.py cannot load it as a run
+
+
 def plan_steps(
     loaded: LoadedSpec, scripts: Path, run_dir: Path, parent: dict | None = None
 ) -> list[Step]:
@@ -164,9 +180,10 @@ def plan_steps(
     steps = [Step("train", train_command(loaded, scripts, run_dir, adapter), run_dir / "train.log")]
     eval_data = evaluation_rows(loaded, run_dir)
     infer = [python, str(scripts / "infer.py")]
-    base = ["--base"] if loaded.spec.lora is None else ["--no-adapter"]  # infer.py's flag
+    base = base_evaluation(loaded.spec, parent)[0]
     if eval_data:
-        # the tuned model, then the base model on the same rows: the record compares the two
+        # the tuned model, then the base model (or the parent) on the same rows: the record
+        # compares the two
         for name, model, predictions, metrics in (
             ("evaluate-tuned", ["--run-dir", str(run_dir)], "predictions.jsonl", "eval_tuned"),
             ("evaluate-base", base, "predictions_base.jsonl", "eval_base"),
@@ -315,6 +332,8 @@ def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> in
         record.update(parent=parent)
         say(f"parent [bold]{parent['path']}[/]")
     steps = plan_steps(loaded, scripts, run_dir, parent)
+    if any(step.name == "evaluate-base" for step in steps):
+        record.update(base_evaluation=base_evaluation(loaded.spec, parent)[1])
     if join is not None:
         steps = join(record, run_dir, steps)
     return _attempt(loaded, record, run_dir, steps, append=False)
@@ -637,7 +656,8 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
             f"reward accuracy {rewards['first_reward_accuracy']:.1%} -> "
             f"{rewards['final_reward_accuracy']:.1%}, margin {rewards['final_reward_margin']:.3f}"
         )
-    for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
+    base = "parent" if (data.get("base_evaluation") or {}).get("model") == "parent" else "base"
+    for key, label in (("eval_tuned", "tuned"), ("eval_base", base)):
         result = data["results"].get(key)
         if result and "rouge_l" in result:
             say(

@@ -119,7 +119,7 @@ def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
     """SFT (LoRA) -> `specforge export --format merged` -> DPO with lora: null from the merged
     folder: the DPO run trains all weights against a frozen copy of the merged ones (so at step 1,
     before any update, every reward is exactly 0), and its run.json names the SFT run and the
-    merged weights' sha256."""
+    merged weights' sha256, and its base evaluation scores that parent."""
     from specforge.artifacts import file_sha256
     from tests.codegen.test_preference_e2e import PAIRS, method_spec
     from tests.conftest import REPO
@@ -158,6 +158,9 @@ def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
     assert steps[0]["step"] == 1 and steps[0]["rewards/chosen"] == 0.0, steps[0]
     assert any(m["rewards/margins"] != 0.0 for m in steps[1:])
     assert record["results"]["model"]["kind"] == "full model"
+    # tuned vs base compares the DPO model with the model it started from: the merged parent
+    assert record["base_evaluation"] == {"model": "parent", "path": merged}
+    assert record["results"]["eval_base"]["n"] == record["results"]["eval_tuned"]["n"] == 6
     summary = json.loads((dpo_run / "train_summary.json").read_text())
     assert summary["parent"] == merged
     source = (tmp_path / "generated/dpo/train.py").read_text()

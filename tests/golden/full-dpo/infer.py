@@ -63,7 +63,7 @@ def main():
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, help="default: the latest run")
+    parser.add_argument("--run-dir", type=Path, help="a run or model folder (default: latest run)")
     parser.add_argument("--base", action="store_true", help="the base model, not a run's")
     parser.add_argument("--data", type=Path, help=".jsonl rows with the columns")
     parser.add_argument("--output", type=Path, help="write predictions (.jsonl)")
@@ -82,6 +82,8 @@ def latest_run():
 def load(run_dir):
     """The run's fine-tuned model and tokenizer (or the base model's), on the GPU if any."""
     path = MODEL_NAME if run_dir is None else run_dir / "model"  # a run saved the whole model
+    if run_dir is not None and not path.is_dir():  # a model folder itself (a merged export)
+        path = run_dir
     tokenizer = AutoTokenizer.from_pretrained(path, revision=MODEL_REVISION)
     new_tokens = []  # a run's tokenizer and weights have them: the base model gains them here
     if run_dir is None:
