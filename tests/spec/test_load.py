@@ -310,7 +310,6 @@ def test_wrong_shapes_are_described_in_yaml_words(write_spec, sections, key, mes
 
 
 BAD_VALUES = [
-    {"lora": None},
     {"lora": 16},
     {"lora": "r16"},
     {"tokenizer": []},
