@@ -71,8 +71,9 @@ def weight_bytes(spec: Spec) -> float:
     return 4.0
 
 
-# Bytes of AdamW state per weight, in units of the weight's own bytes: torch keeps both moments
-# in the parameter's dtype; bitsandbytes' 8-bit optimizers keep one byte each.
+# Optimizer state per weight, in units of the weight's own bytes (default 2: torch's AdamW keeps
+# both moments in the parameter's dtype); None: bitsandbytes' 8-bit AdamW, 1 byte a moment;
+# sgd without momentum keeps none; adafactor's factored row and column moments are a rough 0.1.
 OPTIMIZER_STATES = {"adamw_8bit": None, "paged_adamw_8bit": None, "sgd": 0.0, "adafactor": 0.1}
 
 
@@ -86,8 +87,8 @@ def full_state_bytes(spec: Spec) -> float:
 
 
 def reference_copies(spec: Spec) -> int:
-    """Frozen copies of the weights beside the trained ones: trl builds a reference model for
-    dpo/kto when there is no adapter to disable (full fine-tuning); orpo needs none."""
+    """Frozen copies of the weights beside the trained ones: dpo/kto with no adapter to disable
+    (full fine-tuning) compare against a copy of the start weights; orpo needs none."""
     return int(spec.lora is None and spec.method in ("dpo", "kto"))
 
 
