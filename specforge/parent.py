@@ -3,15 +3,22 @@
 `runs/<name>/latest` is that spec's newest succeeded run with an adapter; a run folder (or an
 adapter folder) is taken as named. run.json records the parent's run id, spec name, folder and
 the adapter weights' sha256, so a chain (SFT -> DPO) can be reproduced from the records.
+
+With `lora: null` (full fine-tuning) the parent is whole weights instead: a full fine-tuning
+run's model/ folder, or a merged export (`specforge export RUN --format merged`), whose run is
+found from the export's eval.json or the folders above it; run.json then records the weights'
+`model_sha256` (specforge.weights), so SFT -> merge -> DPO is reproducible from the records.
 Nothing here imports the ML stack.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from specforge.artifacts import file_sha256
 from specforge.record import list_runs, read_record
+from specforge.weights import MODEL_DIR, is_model_folder, model_sha256
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -21,8 +28,11 @@ class ParentError(Exception):
     """model.adapter names no usable adapter (the parent run is missing or unfinished)."""
 
 
-def resolve_parent(adapter: str) -> dict:
-    """{path, adapter, run_id, name, status, adapter_sha256} of the spec's model.adapter."""
+def resolve_parent(adapter: str, *, full: bool = False) -> dict:
+    """{path, adapter, run_id, name, status, adapter_sha256} of the spec's model.adapter; with
+    `full` (lora: null) resolve_model_parent's whole weights instead."""
+    if full:
+        return resolve_model_parent(adapter)
     path = Path(adapter).expanduser()
     if path.name == "latest":
         name = path.parent.name
@@ -54,3 +64,63 @@ def resolve_parent(adapter: str) -> dict:
         "status": record.get("status"),
         "adapter_sha256": file_sha256(weights) if weights.is_file() else None,
     }
+
+
+def resolve_model_parent(adapter: str) -> dict:
+    """{path, adapter, run_id, name, status, model_sha256[, export]} of a full fine-tuning
+    spec's model.adapter: the folder of whole weights train.py starts from is `adapter`."""
+    path = Path(adapter).expanduser()
+    if path.name == "latest":
+        name = path.parent.name
+        runs = [
+            run_dir
+            for run_dir, data in list_runs(name, root=path.parent.parent)
+            if data.get("status") == "succeeded" and is_model_folder(run_dir / MODEL_DIR)
+        ]
+        if not runs:
+            raise ParentError(
+                f"model.adapter: {adapter}: {path.parent} holds no succeeded full fine-tuning run "
+                f"(a {MODEL_DIR}/ folder); run the parent spec first, or name a merged export "
+                "(`specforge export RUN --format merged`)"
+            )
+        path = runs[-1]
+    folder = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
+    if (folder / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file():
+        raise ParentError(
+            f"model.adapter: {adapter} is a LoRA adapter, and lora: null trains whole weights; "
+            f"merge it first (`specforge export {path} --format merged`) and name the export's "
+            "folder, or configure `lora:` to continue the adapter"
+        )
+    if not is_model_folder(folder):
+        raise ParentError(
+            f"model.adapter: {adapter} holds no model (config.json and *.safetensors); name a "
+            "full fine-tuning run's folder, `runs/<name>/latest`, or a merged export's folder"
+        )
+    run_dir, export = _origin(path, folder)
+    record = (read_record(run_dir) if run_dir is not None else None) or {}
+    parent = {
+        "path": path.as_posix(),
+        "adapter": folder.as_posix(),
+        "run_id": record.get("run_id"),
+        "name": record.get("name"),
+        "status": record.get("status"),
+        "model_sha256": model_sha256(folder),
+    }
+    return parent | ({"export": export} if export else {})
+
+
+def _origin(path: Path, folder: Path) -> tuple[Path | None, dict | None]:
+    """The run a model folder came from, and for a merged export its format and verdict: a run
+    folder is its own; an export names the run's predictions in its eval.json, and by default
+    sits in <run>/export/<format>/."""
+    if folder != path:
+        return path, None
+    try:
+        report = json.loads((folder / "eval.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        report = {}
+    export = {k: report[k] for k in ("format", "passed", "agreement") if k in report} or None
+    candidates = [Path(report["reference"]).parent] if report.get("reference") else []
+    candidates += list(folder.resolve().parents)[:3]
+    run_dir = next((c for c in candidates if (c / "run.json").is_file()), None)
+    return run_dir, export

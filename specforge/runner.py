@@ -49,6 +49,7 @@ from specforge.scoring import read_predictions, score_predictions
 from specforge.spec.load import LoadedSpec
 from specforge.spec.models import Spec
 from specforge.trackers import train_env
+from specforge.weights import saved_model
 
 
 class StaleScripts(Exception):
@@ -155,6 +156,22 @@ def spec_evaluation_rows(spec: Spec, run_dir: Path) -> str | None:
     return None
 
 
+def base_evaluation(spec: Spec, parent: dict | None) -> tuple[list[str], dict]:
+    """infer.py's arguments for the "base" side of tuned-vs-base, and what it scores: a run
+    that starts from a parent (model.adapter) is compared with that parent, the model it
+    started from; else with the base model (--no-adapter, or --base under lora: null)."""
+    base = {"model": "base", "path": spec.model.name}
+    flag = ["--base"] if spec.lora is None else ["--no-adapter"]
+    if parent is None:
+        return flag, base
+    folder = Path(parent["adapter"])
+    if spec.lora is None:  # infer.py --run-dir takes a run folder or a model folder
+        return ["--run-dir", str(folder)], {"model": "parent", "path": folder.as_posix()}
+    if folder.name == "adapter":  # infer.py --run-dir takes the run folder that holds adapter/
+        return ["--run-dir", str(folder.parent)], {"model": "parent", "path": folder.as_posix()}
+    return flag, base  # a bare adapter folder: infer.py cannot load it as a run
+
+
 def plan_steps(
     loaded: LoadedSpec, scripts: Path, run_dir: Path, parent: dict | None = None
 ) -> list[Step]:
@@ -163,11 +180,13 @@ def plan_steps(
     steps = [Step("train", train_command(loaded, scripts, run_dir, adapter), run_dir / "train.log")]
     eval_data = evaluation_rows(loaded, run_dir)
     infer = [python, str(scripts / "infer.py")]
+    base = base_evaluation(loaded.spec, parent)[0]
     if eval_data:
-        # the tuned model, then the base model on the same rows: the record compares the two
+        # the tuned model, then the base model (or the parent) on the same rows: the record
+        # compares the two
         for name, model, predictions, metrics in (
             ("evaluate-tuned", ["--run-dir", str(run_dir)], "predictions.jsonl", "eval_tuned"),
-            ("evaluate-base", ["--no-adapter"], "predictions_base.jsonl", "eval_base"),
+            ("evaluate-base", base, "predictions_base.jsonl", "eval_base"),
         ):
             command = [*infer, *model, "--data", eval_data, "--output", str(run_dir / predictions)]
             scores = (run_dir / predictions, run_dir / f"{metrics}.json")
@@ -269,6 +288,8 @@ def run_results(run_dir: Path, record: RunRecord) -> dict:
         path = run_dir / name
         if path.is_file():
             results[key] = json.loads(path.read_text(encoding="utf-8"))
+    if (model := saved_model(run_dir)) is not None:  # full fine-tuning: the whole model
+        results["model"] = model
     return results
 
 
@@ -290,9 +311,11 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     from specforge.explain import plan_line
 
     print(f"layout: {plan_line(loaded.spec)}")
-    parent = resolve_parent(model.adapter) if model.adapter else None
+    full = loaded.spec.lora is None
+    parent = resolve_parent(model.adapter, full=full) if model.adapter else None
     if parent:
-        print(f"parent: {parent['path']} (adapter sha256 {parent['adapter_sha256']})")
+        sha256 = parent.get("model_sha256") or parent.get("adapter_sha256")
+        print(f"parent: {parent['path']} ({'model' if full else 'adapter'} sha256 {sha256})")
     for step in plan_steps(loaded, scripts, run_dir, parent):
         print(f"{step.name}: {' '.join(step.command)}")
 
@@ -301,13 +324,16 @@ def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> in
     """A new run: compile-check, run every step, record everything. Returns the exit code.
     `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
     adapter = loaded.spec.model.adapter
-    parent = resolve_parent(adapter) if adapter else None  # before any folder is made
+    full = loaded.spec.lora is None
+    parent = resolve_parent(adapter, full=full) if adapter else None  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     if parent:
         record.update(parent=parent)
         say(f"parent [bold]{parent['path']}[/]")
     steps = plan_steps(loaded, scripts, run_dir, parent)
+    if any(step.name == "evaluate-base" for step in steps):
+        record.update(base_evaluation=base_evaluation(loaded.spec, parent)[1])
     if join is not None:
         steps = join(record, run_dir, steps)
     return _attempt(loaded, record, run_dir, steps, append=False)
@@ -635,7 +661,8 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
             f"reward accuracy {rewards['first_reward_accuracy']:.1%} -> "
             f"{rewards['final_reward_accuracy']:.1%}, margin {rewards['final_reward_margin']:.3f}"
         )
-    for key, label in (("eval_tuned", "tuned"), ("eval_base", "base")):
+    base = "parent" if (data.get("base_evaluation") or {}).get("model") == "parent" else "base"
+    for key, label in (("eval_tuned", "tuned"), ("eval_base", base)):
         result = data["results"].get(key)
         if result and "rouge_l" in result:
             say(
@@ -651,4 +678,6 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
                 + (f" (lenient {lenient:.1%})" if lenient is not None else "")
                 + f", macro-F1 {result['macro_f1']:.3f} on {result['n']} held-out rows"
             )
+    if model := data["results"].get("model"):
+        say(f"full model: {model['path']} (sha256 {model['sha256']})")
     say(f"record: {run_dir}/run.json")

@@ -54,3 +54,80 @@ def test_no_parent_says_what_to_run(tmp_path, monkeypatch, adapter):
     assert message.startswith(f"model.adapter: {adapter}")
     if adapter.endswith("latest"):
         assert "specforge run specs/sft.yaml" in message
+
+
+# --- lora: null: the parent is whole weights (a full fine-tuning run's model/, a merged export) ---
+
+
+def fake_model(folder, weights: bytes):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(weights)
+
+
+def test_full_parent_latest_is_the_newest_run_with_a_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded", adapter=False)
+    fake_model(tmp_path / "runs/sft/20260101T000000Z-aaaaaa/model", b"weights")
+    fake_run(tmp_path, "sft", "20260102T000000Z-bbbbbb", "succeeded")  # an adapter run
+    parent = resolve_parent("runs/sft/latest", full=True)
+    assert parent["run_id"] == "20260101T000000Z-aaaaaa" and parent["name"] == "sft"
+    assert parent["adapter"] == "runs/sft/20260101T000000Z-aaaaaa/model"
+    assert parent["model_sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert "adapter_sha256" not in parent
+
+
+def test_full_parent_merged_export_names_its_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")
+    export = run / "export/merged"
+    fake_model(export, b"merged")
+    report = {"format": "merged", "passed": True, "agreement": 1.0}
+    report["reference"] = "runs/sft/20260101T000000Z-aaaaaa/predictions.jsonl"
+    (export / "eval.json").write_text(json.dumps(report))
+    parent = resolve_parent("runs/sft/20260101T000000Z-aaaaaa/export/merged", full=True)
+    assert parent["run_id"] == run.name and parent["status"] == "succeeded"
+    assert parent["adapter"] == "runs/sft/20260101T000000Z-aaaaaa/export/merged"
+    assert parent["model_sha256"] == hashlib.sha256(b"merged").hexdigest()
+    assert parent["export"] == {"format": "merged", "passed": True, "agreement": 1.0}
+
+
+def test_full_parent_with_sharded_weights_hashes_every_shard(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_model(tmp_path / "merged", b"one")
+    (tmp_path / "merged/model.safetensors").rename(tmp_path / "merged/model-00001.safetensors")
+    (tmp_path / "merged/model-00002.safetensors").write_bytes(b"two")
+    lines = "".join(
+        f"{hashlib.sha256(data).hexdigest()}  model-0000{i}.safetensors\n"
+        for i, data in ((1, b"one"), (2, b"two"))
+    )
+    parent = resolve_parent("merged", full=True)
+    assert parent["model_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    assert parent["run_id"] is None
+
+
+@pytest.mark.parametrize("named", ["run", "adapter-folder", "empty"])
+def test_full_parent_refuses_an_adapter_or_nothing(tmp_path, monkeypatch, named):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")
+    (tmp_path / "empty").mkdir()
+    adapter = {
+        "run": "runs/sft/20260101T000000Z-aaaaaa",
+        "adapter-folder": "runs/sft/20260101T000000Z-aaaaaa/adapter",
+        "empty": "empty",
+    }[named]
+    with pytest.raises(ParentError) as err:
+        resolve_parent(adapter, full=True)
+    message = str(err.value)
+    assert message.startswith(f"model.adapter: {adapter}")
+    if named == "empty":
+        assert "holds no model" in message
+    else:
+        assert "is a LoRA adapter" in message and "--format merged" in message
+
+
+def test_full_parent_latest_without_a_model_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")  # an adapter only
+    with pytest.raises(ParentError, match="no succeeded full fine-tuning run"):
+        resolve_parent("runs/sft/latest", full=True)

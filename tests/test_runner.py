@@ -461,3 +461,47 @@ def runner_load(path: Path):
     for name in ("train.jsonl", "heldout.jsonl"):
         (path.parent / "data" / name).write_text("{}\n")
     return load_spec(path, check_files=False)
+
+
+@pytest.mark.parametrize(
+    ("full", "adapter", "expected_args", "expected"),
+    [
+        (False, None, ["--no-adapter"], {"model": "base"}),
+        (True, None, ["--base"], {"model": "base"}),
+        (
+            False,
+            "runs/sft/r0/adapter",
+            ["--run-dir", "runs/sft/r0"],
+            {"model": "parent", "path": "runs/sft/r0/adapter"},
+        ),
+        (
+            True,
+            "runs/sft/r0/export/merged",
+            ["--run-dir", "runs/sft/r0/export/merged"],
+            {"model": "parent", "path": "runs/sft/r0/export/merged"},
+        ),
+        (False, "elsewhere/my-adapter", ["--no-adapter"], {"model": "base"}),
+    ],
+    ids=["lora", "full", "lora-parent", "merged-parent", "bare-adapter-folder"],
+)
+def test_base_evaluation_scores_the_parent_a_run_started_from(
+    tmp_path, tiny_model_dir, full, adapter, expected_args, expected
+):
+    """Tuned vs base: a DPO run that continues a parent is compared with that parent."""
+    from specforge.runner import base_evaluation
+    from specforge.spec.models import Spec
+
+    data = {"spec_version": 1, "name": "t", "model": {"name": str(tiny_model_dir)}}
+    data |= {
+        "dataset": {"path": "data/x.jsonl"},
+        "prompt": {"template": "{a}", "completion": "{b}"},
+    }
+    if full:
+        data["lora"] = None
+    spec = Spec.model_validate(data, strict=False)
+    parent = {"adapter": adapter} if adapter else None
+    args, scored = base_evaluation(spec, parent)
+    assert args == expected_args
+    if expected["model"] == "base":
+        expected = {**expected, "path": str(tiny_model_dir)}
+    assert scored == expected

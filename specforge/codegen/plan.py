@@ -92,6 +92,7 @@ class TrainingPart:
     gradient_checkpointing: bool
     peak_flops: Value  # PEAK_TFLOPS: the device MFU is measured against
     trackio: bool = False  # report_to has trackio: its run is named and carries provenance
+    full: bool = False  # lora: null: every weight trains; the run saves a whole model
 
 
 @dataclass(frozen=True)
@@ -420,6 +421,8 @@ def _data(spec: Spec) -> DataPart:
 
 def _lora(spec: Spec) -> list[Value]:
     lora = spec.lora
+    if lora is None:  # full fine-tuning: no adapter to configure
+        return []
     return [
         Value("r", lora.r, "lora.r"),
         Value("lora_alpha", lora.alpha, "lora.alpha"),
@@ -572,7 +575,12 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
         args.append(Value("trackio_static_space_id", False, None, why))
     if t.push_to_hub:
         args += [
-            Value("push_to_hub", True, "training.push_to_hub", "the adapter, after training"),
+            Value(
+                "push_to_hub",
+                True,
+                "training.push_to_hub",
+                "the model, after training" if spec.lora is None else "the adapter, after training",
+            ),
             Value(
                 "hub_model_id",
                 t.hub_model_id or spec.name,
@@ -637,6 +645,7 @@ def _training(spec: Spec) -> TrainingPart:
         gradient_checkpointing=bool(layout.checkpointing.value),
         peak_flops=_peak_flops(spec),
         trackio="trackio" in t.report_to,
+        full=spec.lora is None,
     )
 
 
@@ -662,13 +671,14 @@ def _method(spec: Spec) -> MethodPart | None:
         ]
     else:
         constants = [Value("LABEL_FIELD", p.label_field, "prompt.label_field", "true: desirable")]
-    adapter = None
+    adapter, full = None, spec.lora is None
     if spec.model.adapter is not None:
-        adapter = Value(
-            "ADAPTER", spec.model.adapter, "model.adapter", "training continues this adapter"
-        )
+        why = "training starts from these weights" if full else "training continues this adapter"
+        adapter = Value("ADAPTER", spec.model.adapter, "model.adapter", why)
     reference = None
-    if spec.method != "orpo":
+    if spec.method != "orpo" and full:
+        reference = "a frozen copy of the start weights"
+    elif spec.method != "orpo":
         reference = "the parent adapter, frozen" if adapter else "the base (adapter disabled)"
     return MethodPart(
         spec.method, title, module, trainer, config, paired, constants, adapter, reference

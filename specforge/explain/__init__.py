@@ -107,6 +107,7 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
             "total": params.total,
             "trainable": params.trainable,
             "trainable_percent": round(100 * params.trainable / params.total, 4),
+            **({"full_finetuning": True} if params.full else {}),
             "lora": params.lora,
             "new_token_rows": params.token_rows,
             "new_tokens": params.new_tokens,
@@ -225,6 +226,7 @@ def render_text(report: dict) -> str:
     m, p, d, s = report["model"], report["parameters"], report["data"], report["step"]
     mem, t, plan = report["memory_gib"], report["time"], report["plan"]
     lora = ", ".join(f"{k} {_n(v)}" for k, v in p["lora"].items())
+    full = p.get("full_finetuning", False)
     rec = plan["recipe"]
     lines = [
         (
@@ -235,11 +237,16 @@ def render_text(report: dict) -> str:
         "parameters",
         f"  total      {p['total']:,}",
         f"  trainable  {p['trainable']:,} ({p['trainable_percent']:.4f} %)",
-        f"    LoRA     {lora}",
-        (
+    ]
+    if full:
+        lines.append("    full fine-tuning (lora: null): every weight, new token rows included")
+    else:
+        lines.append(f"    LoRA     {lora}")
+        lines.append(
             f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
             f"{'' if m['tied_embeddings'] else ', embedding and head'})"
-        ),
+        )
+    lines += [
         "",
         "step",
         f"  rows       {s['rows']} per optimiser step",
@@ -257,10 +264,12 @@ def render_text(report: dict) -> str:
         ("checkpointing", "with_checkpointing"),
     ):
         x = mem[key]
+        trained = "gradients/optimizer" if full else "adapter/optimizer"
+        reference = f" + reference {x['reference']:.2f}" if "reference" in x else ""
         lines.append(
-            f"  {label:<17} weights {x['weights']:.2f} + adapter/optimizer "
+            f"  {label:<17} weights {x['weights']:.2f} + {trained} "
             f"{x['adapter_and_optimizer']:.2f} + activations {x['activations']:.2f} + logits "
-            f"{x['logits']:.2f} + overhead {x['overhead']:.2f} = {x['total']:.2f}"
+            f"{x['logits']:.2f} + overhead {x['overhead']:.2f}{reference} = {x['total']:.2f}"
         )
     lines += [
         "",

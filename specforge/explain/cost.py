@@ -47,7 +47,10 @@ CPU_OVERHEAD_GIB = 1.0  # the Python process with torch, transformers, peft and 
 
 def step_flops(params: Params, shape: Shape, tokens: float, sum_sq: float) -> float:
     """Model FLOPs of one optimiser step: `tokens` non-pad tokens, `sum_sq` = sum of l_i**2."""
-    dense = (4 * params.matmul + 6 * params.trainable) * tokens
+    if params.full:  # every matmul weight trains: forward, activation and weight gradients
+        dense = 6 * params.matmul * tokens
+    else:
+        dense = (4 * params.matmul + 6 * params.trainable) * tokens
     return float(dense + 12 * shape.layers * shape.heads * shape.dim * sum_sq)
 
 
@@ -68,6 +71,33 @@ def weight_bytes(spec: Spec) -> float:
     return 4.0
 
 
+# Optimizer state per weight, in units of the weight's own bytes (default 2: torch's AdamW keeps
+# both moments in the parameter's dtype); None: bitsandbytes' 8-bit AdamW, 1 byte a moment;
+# sgd without momentum keeps none; adafactor's factored row and column moments are a rough 0.1.
+OPTIMIZER_STATES = {"adamw_8bit": None, "paged_adamw_8bit": None, "sgd": 0.0, "adafactor": 0.1}
+
+
+def full_state_bytes(spec: Spec) -> float:
+    """Bytes per weight that full fine-tuning holds beyond the weights: the gradient (in the
+    weights' dtype: bf16 weights train in bf16, fp32 weights under bf16/fp16 autocast keep fp32
+    gradients) and the optimizer's state (training.optim)."""
+    w = weight_bytes(spec)
+    states = OPTIMIZER_STATES.get(spec.training.optim, 2.0)
+    return w + (2.0 if states is None else states * w)
+
+
+def reference_copies(spec: Spec) -> int:
+    """Frozen copies of the weights beside the trained ones: dpo/kto with no adapter to disable
+    (full fine-tuning) compare against a copy of the start weights; orpo needs none."""
+    return int(spec.lora is None and spec.method in ("dpo", "kto"))
+
+
+def full_states(spec: Spec, params: Params) -> tuple[float, float]:
+    """(weights + gradients + optimizer states, reference weights) of full fine-tuning, in bytes."""
+    weights = params.base * weight_bytes(spec)
+    return weights + params.base * full_state_bytes(spec), weights * reference_copies(spec)
+
+
 def activation_bytes(spec: Spec) -> float:
     return 4.0 if spec.training.precision == "fp32" and spec.model.dtype != "float16" else 2.0
 
@@ -80,7 +110,7 @@ def layer_activations(spec: Spec, shape: Shape) -> float:
     b, h, i = activation_bytes(spec), shape.hidden, shape.intermediate
     q, kv = shape.heads * shape.dim, shape.kv_heads * shape.dim
     saved = b * (4 * h + 2 * q + 3 * kv + q + 4 * i)
-    if spec.lora.dropout > 0:
+    if spec.lora is not None and spec.lora.dropout > 0:
         dims = shape.projection_dims()
         targets = spec.lora.target_modules
         names = dims if targets == "all-linear" else [t for t in targets if t in dims]
@@ -95,12 +125,13 @@ class Memory:
     activations: float  # of one micro-batch
     logits: float
     overhead: float
+    reference: float = 0.0  # full fine-tuning's frozen reference model (dpo, kto)
 
     @property
     def total(self) -> float:
-        return (
-            self.weights + self.adapter_and_optimizer + self.activations + self.logits
-        ) + self.overhead
+        return (self.weights + self.adapter_and_optimizer + self.activations + self.logits) + (
+            self.overhead + self.reference
+        )
 
     def as_gib(self) -> dict[str, float]:
         parts = {
@@ -109,6 +140,7 @@ class Memory:
             "activations": self.activations,
             "logits": self.logits,
             "overhead": self.overhead,
+            **({"reference": self.reference} if self.reference else {}),
             "total": self.total,
         }
         return {k: round(v / GIB, 2) for k, v in parts.items()}
@@ -126,6 +158,10 @@ def memory(
     weights = params.base * weight_bytes(spec)
     # fp32 trainable weights, their gradients, AdamW's two moments: 16 bytes each
     adapter = params.trainable * 16.0
+    reference = 0.0
+    if params.full:  # the weights train in place: their gradients and optimizer states
+        adapter = params.base * full_state_bytes(spec)
+        reference = full_states(spec, params)[1]
     per_layer = layer_activations(spec, shape)
     b = activation_bytes(spec)
     if checkpointing:  # each layer keeps its input; one layer's activations live during recompute
@@ -137,7 +173,7 @@ def memory(
     vocab = shape.vocab + len(params.new_tokens)
     logits = min(micro_tokens, LOSS_TILE) * vocab * 4.0 + micro_tokens * 16.0
     overhead = (OVERHEAD_GIB if device.name != "cpu" else CPU_OVERHEAD_GIB) * GIB
-    return Memory(weights, adapter, acts, logits, overhead)
+    return Memory(weights, adapter, acts, logits, overhead, reference)
 
 
 def mfu_at(device: Device, micro_tokens: float) -> float:

@@ -1,4 +1,5 @@
-"""Parameter counts as peft's `print_trainable_parameters` reports them for the generated train.py."""
+"""Parameter counts as peft's `print_trainable_parameters` reports them for the generated train.py
+(with `lora: null`, full fine-tuning: every base weight trains)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,15 @@ class Params:
     token_rows: int  # the new tokens' trainable rows (peft trainable_token_indices)
     new_tokens: list[str]
     trained_tokens: list[str]
+    full: bool = False  # full fine-tuning: the base weights are the trained ones
 
     @property
     def trainable(self) -> int:
-        return sum(self.lora.values()) + self.token_rows
+        return self.base if self.full else sum(self.lora.values()) + self.token_rows
 
     @property
     def total(self) -> int:
-        return self.base + self.trainable
+        return self.base if self.full else self.base + self.trainable
 
 
 def new_tokens(spec: Spec, shape: Shape) -> tuple[list[str], list[str]]:
@@ -41,6 +43,9 @@ def count(spec: Spec, shape: Shape) -> Params:
     norms = (2 * shape.layers + 1) * shape.hidden  # RMSNorm weights: two per layer, one final
     heads = 1 if shape.tied else 2
     base = shape.layers * per_layer + heads * vocab * shape.hidden + norms
+    matmul = shape.layers * per_layer + vocab * shape.hidden
+    if spec.lora is None:  # full fine-tuning: the new rows train as part of the embeddings
+        return Params(base, matmul, {}, 0, added, trained, full=True)
     r = spec.lora.r
     lora = {}
     targets = spec.lora.target_modules
@@ -54,5 +59,4 @@ def count(spec: Spec, shape: Shape) -> Params:
     # peft's TrainableTokensWrapper: one delta row per trained token for the embedding, and one
     # for an untied lm_head (a tied head shares the embedding's delta)
     token_rows = len(trained) * shape.hidden * heads
-    matmul = shape.layers * per_layer + vocab * shape.hidden
     return Params(base, matmul, lora, token_rows, added, trained)

@@ -94,6 +94,11 @@ class ExportRun:
         except SystemExit as err:  # infer.py reports a missing model folder or token mismatch so
             raise ExportError(f"infer.py could not load {self.run_dir}: {err}") from None
 
+    @property
+    def tokenizer_dir(self) -> Path:
+        """The run's saved tokenizer: beside its adapter, or its whole model (lora: null)."""
+        return self.run_dir / ("model" if self.spec.lora is None else "adapter")
+
     def prompts(self) -> list[str]:
         """infer.py's prompts for the held-out rows (a chat prompt needs the run's tokenizer)."""
         infer = self.infer()
@@ -101,7 +106,7 @@ class ExportRun:
             return [infer.build_prompt(row) for row in self.rows]
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(self.run_dir / "adapter")
+        tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_dir)
         return [infer.build_prompt(row, tokenizer) for row in self.rows]
 
 
@@ -186,9 +191,20 @@ def export_run(
 
     modules = {name: format_module(name) for name in formats}  # refuse before writing anything
     run = load_run(run_dir)
-    portable = adapter.make_portable(run_dir, run.record)
-    verify.record_entry(run_dir, "adapter", portable)
-    say(f"adapter: {run_dir / 'adapter'} (base {portable['base_model_name_or_path']}, README.md)")
+    if run.spec.lora is None:  # full fine-tuning: no adapter, and nothing to merge
+        if formats == ["merged"]:
+            raise ExportError(
+                f"{run_dir} is a full fine-tuning run: {run_dir / 'model'} holds the whole "
+                "model already, with nothing to merge; load it as it is, or export --format gguf"
+            )
+        if "merged" in formats:
+            formats = [name for name in formats if name != "merged"]
+            say(f"merged: skipped, {run_dir / 'model'} is the whole model already (lora: null)")
+    else:
+        portable = adapter.make_portable(run_dir, run.record)
+        verify.record_entry(run_dir, "adapter", portable)
+        base = portable["base_model_name_or_path"]
+        say(f"adapter: {run_dir / 'adapter'} (base {base}, README.md)")
     results = []
     for name, folder in out_dirs(run_dir, formats, out).items():
         threshold = (thresholds or {}).get(name, DEFAULT_THRESHOLD)

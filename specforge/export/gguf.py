@@ -125,7 +125,10 @@ def stop_token(run: ExportRun) -> str | None:
 
 def merged_folder(run: ExportRun, out_dir: Path) -> Path:
     """The merged export beside out_dir (`--format all`) or in RUN_DIR/export/merged; built
-    there by --format merged when neither has one."""
+    there by --format merged when neither has one. A full fine-tuning run's model/ is whole
+    weights already: converted as it is."""
+    if run.spec.lora is None:
+        return run.run_dir / "model"
     for folder in (out_dir.parent / "merged", run.run_dir / "export" / "merged"):
         if (folder / "config.json").is_file() and passed_report(folder):
             return folder

@@ -135,7 +135,7 @@ def build_prompt(run: ExportRun, row: dict) -> str:
         return infer.build_prompt(row)
     from transformers import AutoTokenizer
 
-    return infer.build_prompt(row, AutoTokenizer.from_pretrained(run.run_dir / "adapter"))
+    return infer.build_prompt(row, AutoTokenizer.from_pretrained(run.tokenizer_dir))
 
 
 def go_template(run: ExportRun, span: str) -> str:

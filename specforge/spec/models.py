@@ -102,7 +102,10 @@ class ModelSpec(Strict):
             "Start from a previous run's LoRA adapter (dpo/orpo/kto): a run folder "
             "(`runs/quickstart/<run-id>`) or `runs/<name>/latest` (that spec's newest succeeded "
             "run). Training continues that adapter; DPO and KTO compare against it, frozen. "
-            "run.json records the parent run and the adapter's sha256."
+            "run.json records the parent run and the adapter's sha256. With `lora: null` it "
+            "names whole weights instead: a full fine-tuning run (its model/) or a merged "
+            "export's folder (`specforge export RUN --format merged`), recorded with their "
+            "`model_sha256`. The run's base evaluation scores this parent."
         ),
         min_length=1,
     )
@@ -741,7 +744,13 @@ class Spec(Strict):
     )
     dataset: DatasetSpec = Field(description="Training data.")
     prompt: PromptSpec = Field(description="Prompt and completion templates.")
-    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA adapter.")
+    lora: LoraSpec | None = Field(
+        default_factory=LoraSpec,
+        description=(
+            "LoRA adapter; `null` is full fine-tuning: every weight trains and the run saves a "
+            "whole model (runs/<name>/<id>/model/) instead of an adapter."
+        ),
+    )
     preference: PreferenceSpec | None = Field(
         None, description="dpo/orpo/kto hyperparameters; null: trl's defaults, written out."
     )

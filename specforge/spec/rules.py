@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from specforge.spec import schedulers, sweep_rules
+from specforge.spec import full_rules, schedulers, sweep_rules
 from specforge.spec.errors import Diagnostic
 from specforge.spec.models import DPO_LOSSES, KTO_LOSSES, Spec, is_local_path
 from specforge.spec.vocab import vocab_files, vocab_tokens
@@ -409,6 +409,7 @@ def run_rules(
             severity="warning",
         )
     method_rules(spec, report)
+    full_rules.check(spec, report)  # SF032/SF033: lora: null
 
     # SF015: launch settings that cannot work together.
     launch = spec.launch
@@ -514,7 +515,7 @@ def method_rules(spec: Spec, report) -> None:
                     f"{'.'.join(key)} is for dpo/orpo/kto, not sft",
                     "set method: dpo (or orpo, kto), or remove it",
                 )
-    if spec.model.adapter is not None and "lora" in spec.model_fields_set:
+    if spec.model.adapter is not None and spec.lora is not None and "lora" in spec.model_fields_set:
         report(
             "SF030",
             ("lora",),

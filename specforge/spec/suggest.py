@@ -49,20 +49,12 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
         "configure it under `lora` (r, alpha, target_modules)",
     ),
     "full_finetune": (
-        "full fine-tuning is not supported; every spec trains a LoRA adapter",
-        "remove the key and configure the adapter under `lora`",
+        "there is no `full_finetune` key",
+        "write `lora: null` to train every weight (full fine-tuning)",
     ),
 }
 # Keys whose mapping cannot be null, and why.
-NOT_NULL: dict[str, tuple[str, str]] = {
-    "lora": (
-        "full fine-tuning is not supported: every spec trains a LoRA adapter",
-        (
-            "lora needs r, alpha and target_modules, e.g. `lora: {r: 16, alpha: 32, "
-            "target_modules: all-linear}`; remove the key for the defaults"
-        ),
-    ),
-}
+NOT_NULL: dict[str, tuple[str, str]] = {}
 
 
 def closest(word: str, choices: list[str]) -> str | None:

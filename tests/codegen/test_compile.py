@@ -64,7 +64,8 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
 
     monkeypatch.chdir(REPO)
     files = golden_files()
-    assert {path.parent.name for path in files} == {"chat-qlora", "fsdp-flex", "kto-chat"}
+    names = {"chat-qlora", "fsdp-flex", "kto-chat", "full-sft", "full-dpo"}
+    assert {path.parent.name for path in files} == names
     for path, text in files.items():
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make golden`"
     chat, fsdp = (files[GOLDEN / name / "train.py"] for name in ("chat-qlora", "fsdp-flex"))
@@ -75,6 +76,19 @@ def test_golden_specs_reach_the_other_branches(monkeypatch):
     assert "trainer = KTOTrainer(" in kto and "def to_kto_rows(" in kto
     assert "def last_checkpoint(" in kto and "get_peft_model(" in kto
     assert "SFTTrainer" not in kto and "PeftModel" not in kto  # a fresh adapter, no parent
+    # lora: null reads as full fine-tuning: not a line of adapter code, the whole model saved
+    for name in ("full-sft", "full-dpo"):
+        for script in ("train.py", "infer.py"):
+            text = files[GOLDEN / name / script]
+            for adapter_code in ("peft", "LORA_CONFIG", "LoraConfig", "TrainableTokens"):
+                assert adapter_code not in text, (name, script, adapter_code)
+        assert 'model_dir = output_dir / "model"' in files[GOLDEN / name / "train.py"]
+        assert 'run_dir / "model"' in files[GOLDEN / name / "infer.py"]
+    full_sft, full_dpo = (files[GOLDEN / name / "train.py"] for name in ("full-sft", "full-dpo"))
+    assert "state_dict=state_dict" in full_sft and "folder_path=model_dir" in full_sft
+    assert "init_new_rows(model, tokenizer, new_tokens)" in full_sft
+    assert "ref_model=reference" in full_dpo and "def parent_model(" in full_dpo
+    assert "init_new_rows(model" not in full_dpo  # the parent's rows are trained already
 
 
 @pytest.mark.parametrize("spec", ["chat-qlora", "kto-chat"])  # the SFT and preference templates

@@ -124,3 +124,22 @@ def test_a_shape_only_in_the_hub_cache_is_explained_but_not_planned(tmp_path):
         and "never from one machine's Hub cache" in (report["plan"]["why"])
     )
     assert report["plan"]["per_device_train_batch_size"] == 8
+
+
+def test_full_fine_tuning_shows_every_weight_and_the_reference_copy(tmp_path):
+    spec = tmp_path / "dpo-full.yaml"
+    spec.write_text(
+        f"extends: {REPO / 'specs/quickstart-dpo.yaml'}\nname: dpo-full\n"
+        "model:\n  adapter: null\nlora: null\n"
+    )
+    result = run_cli("explain", str(spec), "--format", "json", cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    p = report["parameters"]
+    assert p["full_finetuning"] is True and p["lora"] == {}
+    assert p["trainable"] == p["total"] == 134_516_160  # SmolLM2-135M + 2 new token rows
+    mem = report["memory_gib"]["with_checkpointing"]
+    assert mem["reference"] == mem["weights"] > 0  # dpo: trl's frozen copy of the weights
+    assert mem["adapter_and_optimizer"] == 3 * mem["weights"]  # fp32 grads + AdamW moments
+    text = run_cli("explain", str(spec), cwd=REPO).stdout
+    assert "full fine-tuning (lora: null): every weight" in text and "+ reference" in text

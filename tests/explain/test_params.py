@@ -88,3 +88,54 @@ def test_padding_is_added_but_not_trained():
     assert params.new_tokens == ["<pad>", "<response>", "<response|end>"]
     assert params.trained_tokens == ["<response>", "<response|end>"]
     assert params.token_rows == 2 * 64  # tied: the head shares the embedding's rows
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_full_fine_tuning_trains_every_weight_of_the_model_train_py_builds(tied):
+    """lora: null: trainable == total == the resized model's parameters, counted by torch."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    shape = Shape(64, 2, 4, 2, 128, 1000, tied=tied)
+    spec = Spec.model_validate({**spec_for("tiny").model_dump(), "lora": None}, strict=False)
+    params = count(spec, shape)
+    config = LlamaConfig(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=128,
+        vocab_size=1000,
+        tie_word_embeddings=tied,
+    )
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    model.resize_token_embeddings(1000 + len(params.new_tokens), mean_resizing=False)
+    every = sum(p.numel() for p in model.parameters())
+    assert params.full and params.lora == {} and params.token_rows == 0
+    assert params.trainable == params.total == every
+
+
+def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo():
+    from specforge.explain import cost
+
+    shape = BUILT_IN["mistralai/Mistral-7B-v0.1"]
+    data = {**spec_for("mistralai/Mistral-7B-v0.1").model_dump(), "lora": None}
+    data["model"] = {**data["model"], "dtype": "float32"}
+    data["training"] = {**data["training"], "precision": "bf16"}
+    sft = Spec.model_validate(data, strict=False)
+    params = count(sft, shape)
+    device = cost.DEVICES["A100-80GB"]
+    mem = cost.memory(sft, shape, params, device, 1024, True)
+    assert mem.weights == params.base * 4  # fp32 weights under bf16 autocast
+    assert mem.adapter_and_optimizer == params.base * 12  # fp32 grads + AdamW's two moments
+    assert mem.reference == 0
+    dpo = Spec.model_validate(
+        {**data, "method": "dpo", "prompt": {**data["prompt"], "rejected": "{c}<response|end>"}},
+        strict=False,
+    )
+    assert cost.memory(dpo, shape, params, device, 1024, True).reference == params.base * 4
+    eight_bit = Spec.model_validate(
+        {**data, "training": {**data["training"], "optim": "adamw_8bit"}}, strict=False
+    )
+    assert cost.full_state_bytes(eight_bit) == 4 + 2  # the gradient, two 1-byte moments

@@ -224,10 +224,10 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
     ("sections", "key", "message", "hint"),
     [
         (
-            {"lora": None},
-            "lora",
-            "full fine-tuning is not supported: every spec trains a LoRA adapter",
-            "lora needs r, alpha and target_modules",
+            {"full_finetune": True},
+            "full_finetune",
+            "there is no `full_finetune` key",
+            "write `lora: null` to train every weight",
         ),
         (
             {"dataset": DROP, "datasets": [{"path": "a.jsonl"}, {"path": "b.jsonl"}]},
@@ -242,7 +242,7 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
             "use `launch.strategy: ddp` or `fsdp`",
         ),
     ],
-    ids=["lora-null", "datasets", "deepspeed"],
+    ids=["full-finetune", "datasets", "deepspeed"],
 )
 def test_unsupported_ideas_say_what_is_supported(write_spec, sections, key, message, hint):
     text = spec_text(**sections)
@@ -310,7 +310,6 @@ def test_wrong_shapes_are_described_in_yaml_words(write_spec, sections, key, mes
 
 
 BAD_VALUES = [
-    {"lora": None},
     {"lora": 16},
     {"lora": "r16"},
     {"tokenizer": []},

@@ -1,0 +1,86 @@
+"""Full fine-tuning (`lora: null`): what only LoRA can do (SF032), and whether the weights, their
+gradients and the optimizer's state fit the target device (SF033, a warning).
+
+The memory estimate is explain's torch-free arithmetic: the parameter count from the model's
+shape (a local config.json, a GGUF header, the Hub cache or specforge's table) times the bytes
+per weight under the spec's dtype and optimizer. No shape, no estimate: no warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from specforge.spec.models import Spec
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def check(spec: Spec, report) -> None:
+    """Report SF032 conflicts and the SF033 memory warning for a full fine-tuning spec."""
+    if spec.lora is not None:
+        return
+    m, t = spec.model, spec.training
+    if m.quantization is not None:
+        report(
+            "SF032",
+            ("model", "quantization"),
+            "full fine-tuning trains every weight; k-bit weights cannot take gradient steps "
+            "(QLoRA trains a LoRA adapter on them)",
+            "remove model.quantization, or configure a `lora:` section for QLoRA",
+        )
+    if t.precision == "fp16" and m.dtype == "float16":
+        report(
+            "SF032",
+            ("model", "dtype"),
+            "fp16 mixed precision cannot train float16 weights: its gradient scaler refuses "
+            "fp16 gradients",
+            "load the weights as float32 (model.dtype: float32), or use bf16 with bfloat16",
+        )
+    if m.adapter is not None:
+        folder = Path(m.adapter).expanduser()
+        if (folder / ADAPTER_CONFIG).is_file() or (folder / "adapter" / ADAPTER_CONFIG).is_file():
+            report(
+                "SF032",
+                ("model", "adapter"),
+                f"{m.adapter} is a LoRA adapter; full fine-tuning starts from whole weights",
+                "name a merged export (`specforge export RUN --format merged`) or a full "
+                "fine-tuning run's folder, or configure `lora:` to continue the adapter",
+            )
+    _memory(spec, report)
+
+
+def _memory(spec: Spec, report) -> None:
+    from specforge.explain import cost
+    from specforge.explain.layout import device_of
+    from specforge.explain.params import count
+    from specforge.explain.shape import find_shape
+
+    shape = find_shape(spec)
+    if shape is None:
+        return
+    params = count(spec, shape)
+    device = device_of(spec)
+    states, reference = cost.full_states(spec, params)
+    launch = spec.launch
+    shards = launch.world_size() if launch.strategy == "fsdp" else 1
+    need = (states + reference) / shards / cost.GIB + cost.OVERHEAD_GIB
+    if need <= device.memory_gib:
+        return
+    per_weight = cost.weight_bytes(spec) + cost.full_state_bytes(spec)
+    what = f"{params.base / 1e9:.2f} B weights x {per_weight:g} bytes"
+    what += " (weights, gradients, optimizer states)"
+    if reference:
+        what += f" + a {spec.method} reference copy"
+    if shards > 1:
+        what += f", sharded over {shards} FSDP ranks"
+    path = ("lora",) if "lora" in spec.model_fields_set else ("model", "dtype")
+    report(
+        "SF033",
+        path,
+        f"full fine-tuning needs about {need:.0f} GiB per device before activations ({what}); "
+        f"{device.name} has {device.memory_gib:g} GiB",
+        "train a LoRA adapter (a `lora:` section), use a larger GPU (training.gpu) or shard "
+        "it over more GPUs (launch.strategy: fsdp), or an 8-bit optimizer "
+        "(training.optim: adamw_8bit)",
+        severity="warning",
+    )
