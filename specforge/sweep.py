@@ -153,7 +153,8 @@ def latest_run(sweep: Sweep, point: Point) -> tuple[Path, dict] | None:
 
 def evaluation_group(point: Point) -> str:
     """Points with the same key score the base model identically: the same infer.py (compiled
-    to one folder name, so only the code counts) on the same rows."""
+    to one folder name, so only the code counts) on the same rows, from the same parent (a run
+    with model.adapter is compared with its parent, not the base)."""
     from specforge.codegen.compiler import compile_files
 
     spec = point.loaded.spec
@@ -161,7 +162,7 @@ def evaluation_group(point: Point) -> str:
     rows = spec.inference.eval_data or json.dumps(
         [spec.seed, spec.dataset.model_dump(mode="json")], sort_keys=True
     )
-    return sha256_bytes(f"{infer}\n{rows}".encode())[:16]
+    return sha256_bytes(f"{infer}\n{rows}\n{spec.model.adapter}".encode())[:16]
 
 
 def _base_sharer(sweep: Sweep, point: Point, group: str):

@@ -244,3 +244,14 @@ def test_bad_grids_fail_before_anything_runs(project):
     assert "--set lora.r=0: error: lora.r: must be greater than 0 (got 0)" in invalid.stderr
     assert "--set lora.r=-1: error" in invalid.stderr
     assert not (project / "runs").exists()
+
+
+def test_points_from_different_parents_do_not_share_a_base_evaluation():
+    """A run with model.adapter scores its parent as the base: one evaluation per parent."""
+    from specforge.sweep import evaluation_group, load_sweep
+    from tests.conftest import REPO
+
+    grid = ["model.adapter=runs/quickstart/a,runs/quickstart/b", "training.learning_rate=1e-4,2e-4"]
+    sweep = load_sweep(REPO / "specs/quickstart-dpo.yaml", None, grid, allow_remote_code=False)
+    groups = [evaluation_group(point) for point in sweep.points]
+    assert groups[0] == groups[1] != groups[2] == groups[3]
