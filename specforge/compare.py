@@ -148,6 +148,8 @@ def outcome(run: Run) -> dict:
         "tuned": {k: v for k, v in tuned.items() if isinstance(v, (int, float)) and k != "n"},
         "base": {k: v for k, v in base.items() if isinstance(v, (int, float)) and k != "n"},
         "base_shared_from": (base.get("shared_from") or {}).get("run_id"),
+        # a run with a parent (model.adapter) scored the parent as its base
+        "base_model": (run.data.get("base_evaluation") or {}).get("model", "base"),
         "eval_rows": tuned.get("n"),
         "tokens_per_s": tokens_per_second(metrics),
         "train_runtime_s": summary.get("train_runtime"),
@@ -235,7 +237,10 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     if result["metric"] not in LOSSES and result["metric"] not in shown:
         shown.insert(0, result["metric"])
     headers = ["rank", "run", "status", "train loss", "eval loss"]
-    headers += [f"{m} tuned" for m in shown] + [f"{m} base" for m in shown]
+    base = "/".join(
+        sorted({o["base_model"] for o in result["ranked"]}, key=("base", "parent").index)
+    )
+    headers += [f"{m} tuned" for m in shown] + [f"{m} {base or 'base'}" for m in shown]
     headers += ["tokens/s", "wall s"]
     outcomes = []
     for place, o in enumerate(result["ranked"], 1):

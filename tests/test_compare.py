@@ -126,3 +126,20 @@ def test_a_tie_on_the_metric_goes_to_the_lower_eval_loss():
     ]
     outcomes[3]["tuned"] = {}
     assert [o["run_id"] for o in rank(outcomes, "accuracy")] == ["c", "b", "a", "d"]
+
+
+def test_a_run_that_scored_its_parent_says_parent_not_base(tmp_path, monkeypatch, capsys):
+    """A DPO run with model.adapter is compared with its SFT parent (run.json base_evaluation)."""
+    monkeypatch.chdir(tmp_path)
+    results = {"eval_tuned": {"accuracy": 0.86, "n": 4}, "eval_base": {"accuracy": 0.85, "n": 4}}
+    for run_id, base in (
+        ("20260101T000000Z-aaaaaa", "base"),
+        ("20260101T000100Z-bbbbbb", "parent"),
+    ):
+        write_record(
+            tmp_path, "exp", run_id, results=results, base_evaluation={"model": base, "path": "m"}
+        )
+    code, out = compare(capsys, "20260101T000100Z-bbbbbb", "--format", "markdown")
+    assert code == 0 and "accuracy parent" in out and "accuracy base" not in out
+    code, out = compare(capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb")
+    assert code == 0 and "accuracy base/parent" in out

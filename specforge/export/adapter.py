@@ -111,12 +111,21 @@ def generation_code(record: dict) -> str:
     )
 
 
-def _generative_rows(results: dict) -> list[str]:
+def _labels(record: dict) -> tuple[tuple[str, str], ...]:
+    """The two scored models: a run with a parent (model.adapter) was compared with the parent."""
+    parent = (record.get("base_evaluation") or {}).get("model") == "parent"
+    return ("eval_tuned", "tuned (this adapter)"), (
+        "eval_base",
+        "parent" if parent else "base model",
+    )
+
+
+def _generative_rows(results: dict, labels) -> list[str]:
     """The model card's table for a run scored without labels (exact match, token-F1, ROUGE-L)."""
     rows = [
         f"| {label} | {found['exact_match']:.1%} | {found['token_f1']:.3f} | "
         f"{found['rouge_l']:.3f} | {found['n']} |"
-        for key, label in (("eval_tuned", "tuned (this adapter)"), ("eval_base", "base model"))
+        for key, label in labels
         if (found := results.get(key))
     ]
     return [
@@ -126,11 +135,12 @@ def _generative_rows(results: dict) -> list[str]:
     ]
 
 
-def _metrics_rows(results: dict) -> list[str]:
+def _metrics_rows(record: dict) -> list[str]:
+    results, labels = record.get("results", {}), _labels(record)
     if "rouge_l" in (results.get("eval_tuned") or {}):
-        return _generative_rows(results)
+        return _generative_rows(results, labels)
     rows = []
-    for key, label in (("eval_tuned", "tuned (this adapter)"), ("eval_base", "base model")):
+    for key, label in labels:
         found = results.get(key)
         if found:
             lenient = found.get("lenient_accuracy")
@@ -196,7 +206,7 @@ def model_card(run_dir: Path, record: dict, config: dict) -> str:
         )
     lines += ["", "## Data", ""]
     lines += [f"- {part}: {_describe_data(found)}" for part, found in record["data"].items()]
-    lines += ["", "## Held-out results", "", *_metrics_rows(record.get("results", {}))]
+    lines += ["", "## Held-out results", "", *_metrics_rows(record)]
     lora = f"r={config.get('r')}, alpha={config.get('lora_alpha')}"
     lines += ["", "## Adapter", "", f"- LoRA {lora}, dropout {config.get('lora_dropout')}"]
     if tokens:
