@@ -20,7 +20,7 @@ from specforge.spec.models import Spec
 CONVENTION = (
     "F = (4 N_frozen + 6 N_trained) T + 12 L d_attn sum(l^2): frozen base 4N (forward and "
     "activation gradients), trained 6N, attention per row (benchmarks/gpu_check.py); "
-    "checkpointing's recompute is not counted in MFU"
+    "checkpointing's recompute is not counted in MFU, nor dpo/kto's reference forward"
 )
 
 
@@ -199,6 +199,9 @@ def plan_line(spec: Spec) -> str:
 
 def _attention(spec: Spec) -> str:
     attn, t = spec.model.attn_implementation, spec.training
+    if spec.method != "sft":  # trl's preference collators pad; padding_free is SFT's
+        pairs = " (chosen and rejected)" if spec.prompt.rejected is not None else ""
+        return f"{attn}, rows{pairs} padded to the longest in the batch"
     if t.packing:
         return f"{attn}, packed rows of max_length"
     if t.padding_free is not False:

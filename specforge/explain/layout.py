@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from specforge.explain import cost
 from specforge.explain.params import Params
-from specforge.explain.sample import Rows
+from specforge.explain.sample import Rows, sequences_per_row
 from specforge.explain.shape import Shape
 from specforge.spec.models import Spec
 
@@ -33,7 +33,7 @@ class Layout:
     accumulation: int
     checkpointing: bool
     micro_tokens: float  # expected tokens per micro-batch (the sample's mean)
-    budget_tokens: int  # worst case tokens per micro-batch: rows x max_length
+    budget_tokens: int  # worst case tokens per micro-batch: sequences x max_length
     memory_gib: float  # estimated peak
     step_seconds: float
     mfu: float  # the time model's
@@ -69,7 +69,7 @@ def device_of(spec: Spec, override: str | None = None) -> cost.Device:
 def estimate(spec, shape, params, device, rows, batch, accumulation, checkpointing, why, layout):
     """Memory and time of one layout (a Layout holding them)."""
     micro_tokens = batch * rows.mean_tokens
-    budget = batch * spec.training.max_length
+    budget = batch * sequences_per_row(spec) * spec.training.max_length
     mem = cost.memory(spec, shape, params, device, budget, checkpointing).total
     step_tokens = batch * accumulation * rows.mean_tokens
     flops = cost.step_flops(params, shape, step_tokens, batch * accumulation * rows.mean_sq_tokens)

@@ -21,8 +21,8 @@ CHARS_PER_TOKEN = 4.0  # English BPE text, roughly
 @dataclass(frozen=True)
 class Rows:
     count: int | None  # rows in the training data (before the validation split); None: unknown
-    mean_tokens: float  # prompt + completion tokens per row
-    mean_sq_tokens: float  # mean of tokens ** 2 (the attention term)
+    mean_tokens: float  # prompt + completion tokens per row (dpo/orpo: + prompt + rejected)
+    mean_sq_tokens: float  # mean over rows of the sum of each sequence's tokens ** 2 (attention)
     source: str
 
 
@@ -59,11 +59,18 @@ def _rows(path: Path) -> tuple[list[dict], int]:
     raise ValueError(f"no sampler for {suffix} files")
 
 
-def _text(spec: Spec, row: dict) -> str:
+def sequences_per_row(spec: Spec) -> int:
+    """dpo/orpo train on prompt+chosen and prompt+rejected: two sequences a row."""
+    return 2 if spec.prompt.rejected is not None else 1
+
+
+def _texts(spec: Spec, row: dict) -> list[str]:
     p = spec.prompt
     values = {k: "" if v is None else str(v) for k, v in row.items()}
     prompts = [p.template] if p.template is not None else [m.content for m in p.messages or []]
-    return "".join(t.format_map(values) for t in [*prompts, p.completion])
+    prompt = "".join(t.format_map(values) for t in prompts)
+    answers = [p.completion] if p.rejected is None else [p.completion, p.rejected]
+    return [prompt + answer.format_map(values) for answer in answers]
 
 
 def _tokenizer_file(spec: Spec, caches: bool) -> Path | None:
@@ -85,12 +92,13 @@ def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
     plan must come out the same in every checkout."""
     bound = float(spec.training.max_length)
     ds = spec.dataset
-    fallback = Rows(None, bound, bound * bound, "max_length (no sample of the data)")
+    k = sequences_per_row(spec)
+    fallback = Rows(None, k * bound, k * bound * bound, "max_length (no sample of the data)")
     if not is_local_path(ds.path):
         return BUILT_IN.get(ds.path, fallback)
     try:
         rows, count = _rows(Path(ds.path).expanduser())
-        texts = [_text(spec, row) for row in rows if isinstance(row, dict)]
+        texts = [text for row in rows if isinstance(row, dict) for text in _texts(spec, row)]
     except (OSError, ValueError, KeyError, IndexError, StopIteration, AttributeError):
         return fallback
     if not texts:
@@ -102,10 +110,11 @@ def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
         from tokenizers import Tokenizer
 
         lengths = [len(e.ids) for e in Tokenizer.from_file(str(path)).encode_batch(texts)]
-        how = f"{len(texts)} rows of {ds.path}, {path.name}"
+        how = f"{len(texts) // k} rows of {ds.path}, {path.name}"
     else:
         lengths = [len(t) / CHARS_PER_TOKEN for t in texts]
-        how = f"{len(texts)} rows of {ds.path}, {CHARS_PER_TOKEN:g} characters per token"
+        how = f"{len(texts) // k} rows of {ds.path}, {CHARS_PER_TOKEN:g} characters per token"
     lengths = [min(n, bound) for n in lengths]  # train.py fits each row to max_length
-    mean = sum(lengths) / len(lengths)
-    return Rows(count, mean, sum(n * n for n in lengths) / len(lengths), how)
+    rows_n = len(lengths) // k  # a row's tokens are its sequences' (a pair's: both)
+    mean = sum(lengths) / rows_n
+    return Rows(count, mean, sum(n * n for n in lengths) / rows_n, how)

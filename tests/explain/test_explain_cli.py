@@ -61,6 +61,29 @@ def test_quickstart_counts_tokens_from_its_data():
     assert report["data"]["rows"] == 360 and report["time"]["device"] == "cpu"
 
 
+def test_a_dpo_row_is_two_sequences_padded_not_packed():
+    """dpo trains on prompt+chosen and prompt+rejected: a row's tokens are both sequences', the
+    worst-case micro-batch holds twice the rows' sequences, and trl's collator pads them."""
+    report = {}
+    for spec in ("quickstart", "quickstart-dpo"):
+        result = run_cli("explain", f"specs/{spec}.yaml", "--format", "json", cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        report[spec] = json.loads(result.stdout)
+    sft, dpo = report["quickstart"], report["quickstart-dpo"]
+    assert (
+        dpo["data"]["rows"] == 360
+        and "360 rows of data/fin_sentiment_pairs.jsonl" in (dpo["data"]["from"])
+    )
+    # the same prompts; chosen and rejected are labels about as long as sft's completion
+    assert 1.9 < dpo["data"]["tokens_per_row"] / sft["data"]["tokens_per_row"] < 2.3
+    batch = dpo["plan"]["per_device_train_batch_size"]
+    assert dpo["memory_gib"]["micro_batch_tokens_worst_case"] == batch * 2 * 256
+    assert (
+        dpo["plan"]["attention"]
+        == "sdpa, rows (chosen and rejected) padded to the longest in the batch"
+    )
+
+
 def test_an_unknown_model_is_a_clear_error(tmp_path):
     spec = (REPO / "specs/quickstart.yaml").read_text()
     spec = spec.replace("name: SmolLM2-135M-Instruct", "name: nobody/unknown-model")
