@@ -33,21 +33,14 @@ def resolve_parent(adapter: str, *, full: bool = False) -> dict:
     `full` (lora: null) resolve_model_parent's whole weights instead."""
     if full:
         return resolve_model_parent(adapter)
-    path = Path(adapter).expanduser()
-    if path.name == "latest":
-        name = path.parent.name
-        runs = [
-            run_dir
-            for run_dir, data in list_runs(name, root=path.parent.parent)
-            if data.get("status") == "succeeded"
-            and (run_dir / "adapter" / ADAPTER_CONFIG).is_file()
-        ]
-        if not runs:
-            raise ParentError(
-                f"model.adapter: {adapter}: {path.parent} holds no succeeded run with an adapter; "
-                f"run the parent spec first (e.g. `specforge run specs/{name}.yaml`)"
-            )
-        path = runs[-1]
+    path = _latest(
+        Path(adapter).expanduser(),
+        lambda run_dir: (run_dir / "adapter" / ADAPTER_CONFIG).is_file(),
+        lambda folder, name: (
+            f"model.adapter: {adapter}: {folder} holds no succeeded run with an adapter; "
+            f"run the parent spec first (e.g. `specforge run specs/{name}.yaml`)"
+        ),
+    )
     folder = path / "adapter" if (path / "adapter").is_dir() else path
     if not (folder / ADAPTER_CONFIG).is_file():
         raise ParentError(
@@ -69,21 +62,15 @@ def resolve_parent(adapter: str, *, full: bool = False) -> dict:
 def resolve_model_parent(adapter: str) -> dict:
     """{path, adapter, run_id, name, status, model_sha256[, export]} of a full fine-tuning
     spec's model.adapter: the folder of whole weights train.py starts from is `adapter`."""
-    path = Path(adapter).expanduser()
-    if path.name == "latest":
-        name = path.parent.name
-        runs = [
-            run_dir
-            for run_dir, data in list_runs(name, root=path.parent.parent)
-            if data.get("status") == "succeeded" and is_model_folder(run_dir / MODEL_DIR)
-        ]
-        if not runs:
-            raise ParentError(
-                f"model.adapter: {adapter}: {path.parent} holds no succeeded full fine-tuning run "
-                f"(a {MODEL_DIR}/ folder); run the parent spec first, or name a merged export "
-                "(`specforge export RUN --format merged`)"
-            )
-        path = runs[-1]
+    path = _latest(
+        Path(adapter).expanduser(),
+        lambda run_dir: is_model_folder(run_dir / MODEL_DIR),
+        lambda folder, _: (
+            f"model.adapter: {adapter}: {folder} holds no succeeded full fine-tuning run "
+            f"(a {MODEL_DIR}/ folder); run the parent spec first, or name a merged export "
+            "(`specforge export RUN --format merged`)"
+        ),
+    )
     folder = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
     if (folder / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file():
         raise ParentError(
@@ -107,6 +94,21 @@ def resolve_model_parent(adapter: str) -> dict:
         "model_sha256": model_sha256(folder),
     }
     return parent | ({"export": export} if export else {})
+
+
+def _latest(path: Path, holds, missing) -> Path:
+    """`runs/<name>/latest`: that spec's newest succeeded run that `holds` what is wanted (else
+    ParentError with `missing(folder, name)`); any other path as it is."""
+    if path.name != "latest":
+        return path
+    runs = [
+        run_dir
+        for run_dir, data in list_runs(path.parent.name, root=path.parent.parent)
+        if data.get("status") == "succeeded" and holds(run_dir)
+    ]
+    if not runs:
+        raise ParentError(missing(path.parent, path.parent.name))
+    return runs[-1]
 
 
 def _origin(path: Path, folder: Path) -> tuple[Path | None, dict | None]:
