@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,23 @@ def test_what_trackio_would_refuse_fails_in_preflight(trackio_project):
     assert "preflight failed" in log and "reserved for trackio registries" in log
     assert "TRACKIO_SPACE_ID needs a Space id and HF_TOKEN" in log
     assert not (trackio_project / "trackio").exists()
+
+
+def test_a_missing_trackio_is_named_in_preflight_not_a_traceback(trackio_project):
+    """train.py imports trackio only where it uses it, so preflight() runs first and says so."""
+    assert run_cli("compile", "specs/tiny.yaml", cwd=trackio_project).returncode == 0
+    hide = (
+        "import runpy, sys; sys.modules['trackio'] = None; "  # an import of it fails, as uninstalled
+        "sys.argv = ['train.py', '--output-dir', 'runs/tiny/x']; "
+        "runpy.run_path('generated/tiny/train.py', run_name='__main__')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", hide],
+        cwd=trackio_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "preflight failed" in result.stderr and "trackio" in result.stderr

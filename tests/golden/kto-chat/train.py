@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-import trackio
 from datasets import load_dataset
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 from peft.utils.other import TrainableTokensWrapper
@@ -422,6 +421,8 @@ class TrackioProvenance(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and "SPECFORGE_PROVENANCE" in os.environ:
+            import trackio  # not at the top: without it, preflight() says so, not a traceback
+
             trackio.config.update(json.loads(os.environ["SPECFORGE_PROVENANCE"]))
 
 
