@@ -135,7 +135,8 @@ def test_the_model_card_tables_generative_scores():
     from specforge.export.adapter import _metrics_rows
 
     scores = {"n": 40, "exact_match": 0.5, "token_f1": 0.61, "rouge_l": 0.625}
-    rows = _metrics_rows({"eval_tuned": scores, "eval_base": {**scores, "exact_match": 0.0}})
+    results = {"eval_tuned": scores, "eval_base": {**scores, "exact_match": 0.0}}
+    rows = _metrics_rows({"results": results})  # the run's record
     assert rows[0] == "| model | exact match | token-F1 | ROUGE-L | rows |"
     assert rows[2:] == [
         "| tuned (this adapter) | 50.0% | 0.610 | 0.625 | 40 |",
