@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -164,8 +165,7 @@ def test_sbatch_runs_the_compiled_batch_script(slurm_env, tmp_path, tiny_model_d
         raise
     elapsed = time.monotonic() - begin
     job_id = job.stdout.strip().split(";")[0]
-    logs = sorted(root.glob(f"slurm-*-{job_id}.out")) if job_id else []
-    job_log = logs[0].read_text()[-4000:] if logs else "(no slurm-*.out)"
+    job_log = read_job_log(root, job_id)
     assert job.returncode == 0, f"sbatch exit {job.returncode}: {job.stderr}\n{job_log}"
     assert job_id.isdigit(), job.stdout
     print(f"\nslurm job {job_id}: {elapsed:.1f}s", file=sys.stderr)
@@ -229,6 +229,31 @@ def test_specforge_run_submits_with_sbatch_and_records_the_job(slurm_env, tmp_pa
     assert [a["slurm_job_id"] for a in record["attempts"]] == [job_id]
 
 
+def read_job_log(root: Path, job_id: str) -> str:
+    """The end of the job's slurm-*.out, then what slurmctld and slurmd logged about the job (a
+    failed launch leaves nothing in slurm-*.out). Its processes (and a requeued attempt) append to
+    the one file, so a write can split a UTF-8 character: undecodable bytes are replaced."""
+    logs = sorted(root.glob(f"slurm-*-{job_id}.out")) if job_id else []
+    text = logs[0].read_bytes().decode(errors="replace")[-4000:] if logs else "(no slurm-*.out)"
+    daemons = Path(os.environ.get("SPECFORGE_SLURM_DIR", "/tmp/specforge-slurm")) / "log"
+    for daemon in ("slurmctld.log", "slurmd.log"):
+        if job_id and (daemons / daemon).is_file():
+            lines = (daemons / daemon).read_bytes().decode(errors="replace").splitlines()
+            mine = [x for x in lines if re.search(rf"(JobId=|job |StepId=|\[){job_id}\b", x)]
+            text += f"\n--- {daemon}, JobId={job_id}:\n" + "\n".join(mine[-30:])
+    return text
+
+
+def wait_for_steps_to_end(job_id: str, deadline: float) -> None:
+    """Until no slurmstepd of the job runs on this machine (the test cluster is this machine)."""
+    pattern = rf"slurmstepd: \[{job_id}\."
+    while (
+        subprocess.run(["pgrep", "-f", pattern], check=False, capture_output=True).returncode == 0
+    ):
+        assert time.monotonic() < deadline, f"slurmstepd [{job_id}.*] still running"
+        time.sleep(0.2)
+
+
 def job_state(env: dict, job_id: str) -> str:
     return subprocess.run(
         ["scontrol", "show", "job", job_id],
@@ -276,7 +301,10 @@ def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_pa
             if "JobState=COMPLETED" in state or "JobState=FAILED" in state:
                 break
             if "JobState=PENDING" in state and not hurried:
-                # Slurm holds a requeued job for ~2 minutes (its BeginTime): start it now
+                # Slurm holds a requeued job for ~2 minutes (its BeginTime): start it now, once
+                # the first attempt's slurmstepd processes are gone (a new step 0 launched beside
+                # the old one's teardown can fail to start)
+                wait_for_steps_to_end(job_id, deadline)
                 command = ["scontrol", "update", f"JobId={job_id}", "StartTime=now"]
                 subprocess.run(command, env=slurm_env, timeout=30, check=True)
                 hurried = True
@@ -284,8 +312,7 @@ def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_pa
     finally:
         if "JobState=COMPLETED" not in job_state(slurm_env, job_id):
             subprocess.run(["scancel", job_id], env=slurm_env, timeout=30, check=False)
-    logs = sorted(root.glob(f"slurm-*-{job_id}.out"))
-    job_log = logs[0].read_text()[-4000:] if logs else "(no slurm-*.out)"
+    job_log = read_job_log(root, job_id)
     assert "JobState=COMPLETED" in state and "Restarts=1" in state, state + job_log
     print(
         f"\npreempted and requeued job {job_id}: {time.monotonic() - begin:.1f}s", file=sys.stderr
