@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specforge.artifacts import file_sha256
 from specforge.record import list_runs, read_record
 from specforge.weights import MODEL_DIR, is_model_folder, model_sha256
+
+if TYPE_CHECKING:
+    from specforge.spec.models import Spec
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -28,11 +32,22 @@ class ParentError(Exception):
     """model.adapter names no usable adapter (the parent run is missing or unfinished)."""
 
 
-def resolve_parent(adapter: str, *, full: bool = False) -> dict:
-    """{path, adapter, run_id, name, status, adapter_sha256} of the spec's model.adapter; with
-    `full` (lora: null) resolve_model_parent's whole weights instead."""
-    if full:
-        return resolve_model_parent(adapter)
+def spec_parent(spec: Spec) -> dict | None:
+    """The parent the spec's model.adapter names (None without one): an adapter under LoRA,
+    whole weights under full fine-tuning (lora: null)."""
+    adapter = spec.model.adapter
+    if adapter is None:
+        return None
+    return resolve_model_parent(adapter) if spec.lora is None else resolve_parent(adapter)
+
+
+def is_lora_adapter(path: Path) -> bool:
+    """An adapter folder, or a run folder that holds one (adapter/)."""
+    return (path / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file()
+
+
+def resolve_parent(adapter: str) -> dict:
+    """{path, adapter, run_id, name, status, adapter_sha256} of a LoRA spec's model.adapter."""
     path = _latest(
         Path(adapter).expanduser(),
         lambda run_dir: (run_dir / "adapter" / ADAPTER_CONFIG).is_file(),
@@ -72,7 +87,7 @@ def resolve_model_parent(adapter: str) -> dict:
         ),
     )
     folder = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
-    if (folder / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file():
+    if is_lora_adapter(path):
         raise ParentError(
             f"model.adapter: {adapter} is a LoRA adapter, and lora: null trains whole weights; "
             f"merge it first (`specforge export {path} --format merged`) and name the export's "

@@ -25,7 +25,7 @@ from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_file
 from specforge.codegen.plan import PREEMPTED_EXIT
 from specforge.diagnostics_out import say
 from specforge.live import LiveView
-from specforge.parent import resolve_parent
+from specforge.parent import spec_parent
 from specforge.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
 from specforge.record import (
     RUNS_DIR,
@@ -311,11 +311,10 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     from specforge.explain import plan_line
 
     print(f"layout: {plan_line(loaded.spec)}")
-    full = loaded.spec.lora is None
-    parent = resolve_parent(model.adapter, full=full) if model.adapter else None
+    parent = spec_parent(loaded.spec)
     if parent:
-        sha256 = parent.get("model_sha256") or parent.get("adapter_sha256")
-        print(f"parent: {parent['path']} ({'model' if full else 'adapter'} sha256 {sha256})")
+        kind = "model" if "model_sha256" in parent else "adapter"
+        print(f"parent: {parent['path']} ({kind} sha256 {parent[f'{kind}_sha256']})")
     for step in plan_steps(loaded, scripts, run_dir, parent):
         print(f"{step.name}: {' '.join(step.command)}")
 
@@ -323,9 +322,7 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
 def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> int:
     """A new run: compile-check, run every step, record everything. Returns the exit code.
     `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
-    adapter = loaded.spec.model.adapter
-    full = loaded.spec.lora is None
-    parent = resolve_parent(adapter, full=full) if adapter else None  # before any folder is made
+    parent = spec_parent(loaded.spec)  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     if parent:

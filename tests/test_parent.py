@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from specforge.parent import ParentError, resolve_parent
+from specforge.parent import ParentError, resolve_model_parent, resolve_parent
 
 
 def fake_run(root, name, run_id, status, adapter=True):
@@ -70,7 +70,7 @@ def test_full_parent_latest_is_the_newest_run_with_a_model(tmp_path, monkeypatch
     fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded", adapter=False)
     fake_model(tmp_path / "runs/sft/20260101T000000Z-aaaaaa/model", b"weights")
     fake_run(tmp_path, "sft", "20260102T000000Z-bbbbbb", "succeeded")  # an adapter run
-    parent = resolve_parent("runs/sft/latest", full=True)
+    parent = resolve_model_parent("runs/sft/latest")
     assert parent["run_id"] == "20260101T000000Z-aaaaaa" and parent["name"] == "sft"
     assert parent["adapter"] == "runs/sft/20260101T000000Z-aaaaaa/model"
     assert parent["model_sha256"] == hashlib.sha256(b"weights").hexdigest()
@@ -85,7 +85,7 @@ def test_full_parent_merged_export_names_its_run(tmp_path, monkeypatch):
     report = {"format": "merged", "passed": True, "agreement": 1.0}
     report["reference"] = "runs/sft/20260101T000000Z-aaaaaa/predictions.jsonl"
     (export / "eval.json").write_text(json.dumps(report))
-    parent = resolve_parent("runs/sft/20260101T000000Z-aaaaaa/export/merged", full=True)
+    parent = resolve_model_parent("runs/sft/20260101T000000Z-aaaaaa/export/merged")
     assert parent["run_id"] == run.name and parent["status"] == "succeeded"
     assert parent["adapter"] == "runs/sft/20260101T000000Z-aaaaaa/export/merged"
     assert parent["model_sha256"] == hashlib.sha256(b"merged").hexdigest()
@@ -101,7 +101,7 @@ def test_full_parent_with_sharded_weights_hashes_every_shard(tmp_path, monkeypat
         f"{hashlib.sha256(data).hexdigest()}  model-0000{i}.safetensors\n"
         for i, data in ((1, b"one"), (2, b"two"))
     )
-    parent = resolve_parent("merged", full=True)
+    parent = resolve_model_parent("merged")
     assert parent["model_sha256"] == hashlib.sha256(lines.encode()).hexdigest()
     assert parent["run_id"] is None
 
@@ -117,7 +117,7 @@ def test_full_parent_refuses_an_adapter_or_nothing(tmp_path, monkeypatch, named)
         "empty": "empty",
     }[named]
     with pytest.raises(ParentError) as err:
-        resolve_parent(adapter, full=True)
+        resolve_model_parent(adapter)
     message = str(err.value)
     assert message.startswith(f"model.adapter: {adapter}")
     if named == "empty":
@@ -130,4 +130,26 @@ def test_full_parent_latest_without_a_model_says_what_to_do(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")  # an adapter only
     with pytest.raises(ParentError, match="no succeeded full fine-tuning run"):
-        resolve_parent("runs/sft/latest", full=True)
+        resolve_model_parent("runs/sft/latest")
+
+
+@pytest.mark.parametrize("full", [False, True], ids=["lora", "lora-null"])
+def test_the_spec_s_lora_decides_which_parent_model_adapter_names(tmp_path, monkeypatch, full):
+    """`runs/sft/latest` with a LoRA run and a newer full run: LoRA continues the adapter, full
+    fine-tuning the whole weights. Without model.adapter there is no parent."""
+    from specforge.parent import spec_parent
+    from specforge.spec.models import Spec
+
+    monkeypatch.chdir(tmp_path)
+    lora_run = fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")
+    full_run = fake_run(tmp_path, "sft", "20260102T000000Z-bbbbbb", "succeeded", adapter=False)
+    fake_model(full_run / "model", b"weights")
+    data = {"spec_version": 1, "name": "t", "model": {"name": "base"}}
+    data |= {"dataset": {"path": "x.jsonl"}, "prompt": {"template": "{a}", "completion": "{b}"}}
+    data["lora"] = None if full else {}
+    assert spec_parent(Spec.model_validate(data, strict=False)) is None
+    data["model"]["adapter"] = "runs/sft/latest"
+    parent = spec_parent(Spec.model_validate(data, strict=False))
+    expected = full_run / "model" if full else lora_run / "adapter"
+    assert parent["adapter"] == expected.relative_to(tmp_path).as_posix()
+    assert ("model_sha256" in parent) is full and ("adapter_sha256" in parent) is not full

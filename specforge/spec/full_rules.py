@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from specforge.parent import is_lora_adapter
 from specforge.spec.models import Spec
-
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def check(spec: Spec, report) -> None:
@@ -36,16 +35,14 @@ def check(spec: Spec, report) -> None:
             "fp16 gradients",
             "load the weights as float32 (model.dtype: float32), or use bf16 with bfloat16",
         )
-    if m.adapter is not None:
-        folder = Path(m.adapter).expanduser()
-        if (folder / ADAPTER_CONFIG).is_file() or (folder / "adapter" / ADAPTER_CONFIG).is_file():
-            report(
-                "SF032",
-                ("model", "adapter"),
-                f"{m.adapter} is a LoRA adapter; full fine-tuning starts from whole weights",
-                "name a merged export (`specforge export RUN --format merged`) or a full "
-                "fine-tuning run's folder, or configure `lora:` to continue the adapter",
-            )
+    if m.adapter is not None and is_lora_adapter(Path(m.adapter).expanduser()):
+        report(
+            "SF032",
+            ("model", "adapter"),
+            f"{m.adapter} is a LoRA adapter; full fine-tuning starts from whole weights",
+            "name a merged export (`specforge export RUN --format merged`) or a full "
+            "fine-tuning run's folder, or configure `lora:` to continue the adapter",
+        )
     _memory(spec, report)
 
 

@@ -5,6 +5,7 @@ compares against it; infer.py answers with the result as it does for SFT."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -57,10 +58,17 @@ def project(tmp_path_factory, tiny_model_dir):
     (root / "specs/tiny.yaml").write_text(tiny_spec(tiny_model_dir, max_steps=STEPS))
     for method in ("dpo", "orpo", "kto"):
         (root / f"specs/{method}.yaml").write_text(method_spec(tiny_model_dir, method, method))
+    for weight in ("0.5", "1.0"):  # RPO: DPO plus the chosen answer's SFT loss
+        text = method_spec(tiny_model_dir, "dpo", f"rpo{weight[0]}{weight[2]}")
+        (root / f"specs/rpo{weight[0]}{weight[2]}.yaml").write_text(
+            text + f"preference:\n  sft_weight: {weight}\n"
+        )
     chain = method_spec(tiny_model_dir, "dpo", "chain", adapter="runs/tiny/latest")
     (root / "specs/chain.yaml").write_text(chain)
     result = run_cli(
-        "compile", *(f"specs/{n}.yaml" for n in ("tiny", "dpo", "orpo", "kto", "chain")), cwd=root
+        "compile",
+        *(f"specs/{n}.yaml" for n in ("tiny", "dpo", "orpo", "kto", "rpo05", "rpo10", "chain")),
+        cwd=root,
     )
     assert result.returncode == 0, result.stderr
     return root
@@ -103,6 +111,21 @@ def test_method_trains_with_its_trainer_and_logs_rewards(project, method, traine
     summary = json.loads((project / f"runs/{method}/test/train_summary.json").read_text())
     assert summary["train"]["rows"] == 32 and summary["train"]["dropped"] == 0
     assert (project / f"runs/{method}/test/adapter/adapter_model.safetensors").is_file()
+
+
+def test_sft_weight_adds_the_chosen_answer_s_sft_loss_at_its_weight(project):
+    """At step 1 the policy is its reference (LoRA B starts at 0), so DPO's sigmoid loss is
+    exactly ln 2, and what the step's loss holds beyond it is sft_weight x the chosen answer's
+    token-mean NLL: the same first batch gives twice as much at weight 1.0 as at 0.5."""
+    source = (project / "generated/rpo10/train.py").read_text()
+    assert '"loss_type": ["sigmoid", "sft"]' in source and '"loss_weights": [1.0, 1.0]' in source
+    extra = {}
+    for name in ("rpo05", "rpo10"):
+        _, metrics = train(project, name)
+        assert metrics[0]["step"] == 1 and metrics[0]["rewards/margins"] == 0.0, metrics[0]
+        extra[name] = metrics[0]["loss"] - math.log(2)
+    assert extra["rpo10"] > 1.0, extra  # a random tiny model's NLL is near ln(vocab)
+    assert extra["rpo10"] == pytest.approx(2 * extra["rpo05"], rel=1e-3), extra
 
 
 def test_dpo_continues_the_sft_adapter_against_it(project):
