@@ -152,3 +152,18 @@ def copy_repo_specs(dest: Path) -> None:
     """The shipped specs and their data, for tests that compile them elsewhere."""
     shutil.copytree(REPO / "specs", dest / "specs")
     shutil.copytree(REPO / "data", dest / "data")
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> Path:
+    """`make demo`'s run, once per session: specs/quickstart.yaml as shipped (SmolLM2, 30 steps,
+    scored on the 120 held-out rows) in a project of its own. The slow tests read its record,
+    continue its adapter (DPO) and export it, each into folders of its own, so none changes what
+    another reads; training it once instead of per test saves minutes of CPU."""
+    root = tmp_path_factory.mktemp("quickstart")
+    copy_repo_specs(root)
+    assert run_cli("compile", "specs/quickstart.yaml", cwd=root).returncode == 0
+    result = run_cli("run", "specs/quickstart.yaml", cwd=root, timeout=1500)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    (run_dir,) = (root / "runs/quickstart").iterdir()
+    return run_dir

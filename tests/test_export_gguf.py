@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from specforge.export import ExportError, gguf, ollama
-from tests.conftest import copy_repo_specs, load_generated, run_cli
+from tests.conftest import load_generated, run_cli
 from tests.test_export_merged import SHORT, make_project
 
 STOP = "<response|end>"
@@ -268,16 +268,12 @@ def test_amx_repack_still_crashes(tied):
 
 
 @pytest.mark.slow
-def test_quickstart_on_smollm2_exports_to_q8_0_that_agrees(tmp_path):
-    """The real model: a short quickstart run, exported to GGUF; llama.cpp's Q8_0 answers the
-    120 held-out headlines as the adapter did."""
+def test_quickstart_on_smollm2_exports_to_q8_0_that_agrees(quickstart_run):
+    """The real model: make demo's quickstart run (conftest), exported to GGUF; llama.cpp's Q8_0
+    answers the 120 held-out headlines as the adapter did."""
     converter_or_skip()
-    copy_repo_specs(tmp_path)
-    steps = "--set=training.max_steps=30"
-    run = run_cli("run", "specs/quickstart.yaml", steps, cwd=tmp_path, timeout=1500)
-    assert run.returncode == 0, run.stderr[-4000:]
-    (run_dir,) = (tmp_path / "runs/quickstart").iterdir()
-    result = run_cli("export", str(run_dir), "--format", "gguf", cwd=tmp_path, timeout=1500)
+    run_dir, root = quickstart_run, quickstart_run.parents[2]
+    result = run_cli("export", str(run_dir), "--format", "gguf", cwd=root, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
     found = report(run_dir / "export/gguf")
     assert found["n"] == 120 and found["agreement"] >= 0.95, found

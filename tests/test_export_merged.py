@@ -359,18 +359,10 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_exports_merged_smollm2_that_agrees(tmp_path):
-    """The real tied SmolLM2 from its GGUF's prepared folder (5 steps; 3.5 to 8 min on 2 shared cores)."""
-    from tests.conftest import copy_repo_specs
-
-    copy_repo_specs(tmp_path)
-    sets = ["--set=training.max_steps=5", "--set=training.eval_steps=5"]
-    run = run_cli("run", "specs/quickstart.yaml", *sets, cwd=tmp_path, timeout=1200)
-    assert run.returncode == 0, run.stderr[-4000:]
-    (run_dir,) = sorted((tmp_path / "runs/quickstart").iterdir())
-    result = run_cli(
-        "export", str(run_dir.relative_to(tmp_path)), "--format", "merged", cwd=tmp_path
-    )
+def test_quickstart_exports_merged_smollm2_that_agrees(quickstart_run):
+    """The real tied SmolLM2 from its GGUF's prepared folder: make demo's run (conftest)."""
+    run_dir, root = quickstart_run, quickstart_run.parents[2]
+    result = run_cli("export", str(run_dir.relative_to(root)), "--format", "merged", cwd=root)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads((run_dir / "export/merged/eval.json").read_text())
     assert report["n"] == 120 and report["agreement"] >= 0.95

