@@ -4,6 +4,11 @@ Each point gets its run folder and its own compiled submit.sbatch first (as `run
 does); the array script (runs/<name>/sweeps/<id>/array-<job>.sbatch) only picks task i's folder and
 runs that point's batch script, so every point trains exactly what its record says. The points'
 #SBATCH options must agree: one array job has one set of resources.
+
+A point whose run was stopped (preempted or interrupted: its job could not requeue itself) is
+submitted again in its own folder, and its batch script resumes from the newest complete
+checkpoint, as a local sweep resumes it; a failed point, or one whose spec, scripts or data
+changed since it started, gets a new folder.
 """
 
 from __future__ import annotations
@@ -12,14 +17,16 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
 from specforge.codegen.plan import SHELL_SAFE, safe_label
 from specforge.codegen.render import environment
 from specforge.diagnostics_out import say
 from specforge.prepare import PrepareError, prepare_model
+from specforge.record import RunRecord
 from specforge.spec.errors import UsageError
-from specforge.sweep import Point, Sweep, latest_run, open_manifest
+from specforge.sweep import RESUMABLE, Point, Sweep, latest_run, note_event, open_manifest
 
 OPTION = re.compile(r"^#SBATCH ")
 
@@ -33,6 +40,20 @@ def pending(sweep: Sweep) -> list[Point]:
         if status not in ("succeeded", "running", "submitted"):
             todo.append(point)
     return todo
+
+
+def stopped_folder(point: Point, latest: tuple | None) -> Path | None:
+    """The point's stopped run folder, where it can resume: same spec, scripts and data."""
+    from specforge.runner import resume_mismatches
+
+    if latest is None or latest[1].get("status") not in RESUMABLE:
+        return None
+    run_dir, data = latest
+    problems = resume_mismatches(point.loaded, data, run_dir / "scripts", compile_first=False)
+    if problems:
+        say(f"[yellow]warning[/]: {run_dir} cannot resume ({'; '.join(problems)}); new folder")
+        return None
+    return run_dir
 
 
 def sbatch_options(point: Point) -> list[str]:
@@ -68,16 +89,23 @@ def submit_array(sweep: Sweep) -> int:
     except PrepareError as err:
         say(f"[red]error[/]: {err}")
         return 1
-    opened = []
+    opened = []  # (run folder, its record, whether it is new)
     for point in todo:
-        run_dir, _, record = open_run(
-            point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
-        )
-        record.update(sweep={"id": sweep.id, "index": point.index, "values": point.values})
-        sweep.manifest["points"][point.index]["runs"].append(run_dir.name)
-        opened.append((run_dir, record))
-    sweep.save()
-    for run_dir, _ in opened:
+        latest = latest_run(sweep, point)
+        run_dir = stopped_folder(point, latest)
+        if run_dir is not None:  # its batch script resumes from the newest checkpoint
+            record = RunRecord.load(run_dir)
+            note_event(sweep, point, "resumed", run_dir.name, latest[1]["status"])
+            opened.append((run_dir, record, False))
+        else:
+            run_dir, _, record = open_run(
+                point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
+            )
+            record.update(sweep={"id": sweep.id, "index": point.index, "values": point.values})
+            after = latest[1].get("status") if latest else None
+            note_event(sweep, point, "restarted" if latest else "started", run_dir.name, after)
+            opened.append((run_dir, record, True))
+    for run_dir, _, _ in opened:
         if not SHELL_SAFE.match(run_dir.as_posix()):
             raise ValueError(f"{run_dir} is not safe in a batch script")
     script = sweep.dir / f"array-{len(list(sweep.dir.glob('array-*.sbatch')))}.sbatch"
@@ -90,7 +118,7 @@ def submit_array(sweep: Sweep) -> int:
                 "sweep_id": sweep.id,
                 "options": options,
                 "last": len(opened) - 1,
-                "run_dirs": [run_dir.as_posix() for run_dir, _ in opened],
+                "run_dirs": [run_dir.as_posix() for run_dir, _, _ in opened],
             }
         )
     )
@@ -102,13 +130,15 @@ def submit_array(sweep: Sweep) -> int:
         check=False,
     )
     if result.returncode != 0:
-        for _, record in opened:
-            record.update(status="failed", failed_step="submit")
+        for _, record, new in opened:
+            if new:  # a stopped run stays resumable
+                record.update(status="failed", failed_step="submit")
         say(f"[red]error[/]: sbatch failed: {result.stderr.strip()}")
         return 1
     job_id = result.stdout.strip().split(";")[0]
-    for task, (_, record) in enumerate(opened):
-        record.data["attempts"][-1]["status"] = "submitted"  # the job runs elsewhere, later
+    for task, (_, record, new) in enumerate(opened):
+        if new:  # a resumed run's last attempt keeps its ending; the job adds one
+            record.data["attempts"][-1]["status"] = "submitted"  # the job runs elsewhere, later
         record.update(status="submitted", slurm_job_id=f"{job_id}_{task}")
     sweep.manifest.setdefault("slurm_jobs", []).append(
         {"job_id": job_id, "script": script.name, "points": [p.index for p in todo]}
