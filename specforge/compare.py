@@ -270,17 +270,31 @@ def best_line(result: dict) -> str:
     return f"best: {best['run_id']}{where}: {result['metric']} {metric_value(best, result['metric']):.4f}"
 
 
+TEXT_CELL = 48  # a terminal table stays readable: longer values are clipped (json has them whole)
+
+
+def _clip(cell: str) -> str:
+    return cell if len(cell) <= TEXT_CELL else cell[: TEXT_CELL - 3] + "..."
+
+
 def render_text(result: dict) -> str:
     out = []
+    clipped = False
     for title, headers, rows in tables(result):
         out.append(f"{title}:")
         if not rows:
             out.append("  (nothing: every recorded input is the same)\n")
             continue
+        clipped |= any(len(c) > TEXT_CELL for cells in rows for c in cells)
+        rows = [[_clip(c) for c in cells] for cells in rows]
         widths = [max(len(c) for c in column) for column in zip(headers, *rows)]
         for cells in [headers, *rows]:
             out.append("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip())
         out.append("")
+    if clipped:
+        out.append(
+            f"(values over {TEXT_CELL} characters are clipped; --format json has them whole)"
+        )
     out.append(best_line(result))
     return "\n".join(out) + "\n"
 

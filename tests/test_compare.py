@@ -143,3 +143,23 @@ def test_a_run_that_scored_its_parent_says_parent_not_base(tmp_path, monkeypatch
     assert code == 0 and "accuracy parent" in out and "accuracy base" not in out
     code, out = compare(capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb")
     assert code == 0 and "accuracy base/parent" in out
+
+
+def test_the_terminal_table_clips_long_values_and_json_keeps_them(capsys):
+    """A spec value as long as a list of example prompts would make every column that wide."""
+    from specforge.compare import TEXT_CELL, render_text
+
+    long = "x" * 200
+    result = {
+        "runs": [{"run_id": "a", "values": {}}, {"run_id": "b", "values": {}}],
+        "differs": [{"section": "spec", "key": "inference.examples", "values": [long, "[]"]}],
+        "ranked": [],
+        "metric": "accuracy",
+        "higher_is_better": True,
+        "best": None,
+    }
+    out = render_text(result)
+    row = next(line for line in out.splitlines() if "inference.examples" in line)
+    assert "x" * (TEXT_CELL - 3) + "..." in row and "x" * TEXT_CELL not in row
+    assert max(len(line) for line in out.splitlines()) < 2 * TEXT_CELL + 40
+    assert "--format json has them whole" in out
