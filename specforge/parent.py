@@ -48,6 +48,32 @@ def is_lora_adapter(path: Path) -> bool:
 
 def resolve_parent(adapter: str) -> dict:
     """{path, adapter, run_id, name, status, adapter_sha256} of a LoRA spec's model.adapter."""
+    path, folder = adapter_folder(adapter)
+    record = (read_record(path) if folder != path else None) or {}
+    weights = folder / ADAPTER_WEIGHTS
+    return {
+        "path": path.as_posix(),
+        "adapter": folder.as_posix(),
+        "run_id": record.get("run_id"),
+        "name": record.get("name"),
+        "status": record.get("status"),
+        "adapter_sha256": file_sha256(weights) if weights.is_file() else None,
+    }
+
+
+def parent_lora_config(adapter: str) -> dict | None:
+    """The adapter_config.json of the adapter model.adapter names (its r and target modules are
+    what a continued run trains, whatever the spec's lora section says); None while there is no
+    such adapter yet (the parent run has not run here)."""
+    try:
+        _, folder = adapter_folder(adapter)
+        return json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (ParentError, OSError, ValueError):
+        return None
+
+
+def adapter_folder(adapter: str) -> tuple[Path, Path]:
+    """(the path named, resolved from `latest`; the adapter folder in it)."""
     path = _latest(
         Path(adapter).expanduser(),
         lambda run_dir: (run_dir / "adapter" / ADAPTER_CONFIG).is_file(),
@@ -62,16 +88,7 @@ def resolve_parent(adapter: str) -> dict:
             f"model.adapter: {adapter} holds no adapter ({ADAPTER_CONFIG}); name a run folder "
             "whose training finished, or `runs/<name>/latest`"
         )
-    record = (read_record(path) if folder != path else None) or {}
-    weights = folder / ADAPTER_WEIGHTS
-    return {
-        "path": path.as_posix(),
-        "adapter": folder.as_posix(),
-        "run_id": record.get("run_id"),
-        "name": record.get("name"),
-        "status": record.get("status"),
-        "adapter_sha256": file_sha256(weights) if weights.is_file() else None,
-    }
+    return path, folder
 
 
 def resolve_model_parent(adapter: str) -> dict:

@@ -109,6 +109,7 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
             "trainable_percent": round(100 * params.trainable / params.total, 4),
             **({"full_finetuning": True} if params.full else {}),
             "lora": params.lora,
+            **({"lora_from": params.lora_from} if params.lora_from else {}),
             "new_token_rows": params.token_rows,
             "new_tokens": params.new_tokens,
             "trained_tokens": params.trained_tokens,
@@ -245,6 +246,8 @@ def render_text(report: dict) -> str:
         lines.append("    full fine-tuning (lora: null): every weight, new token rows included")
     else:
         lines.append(f"    LoRA     {lora}")
+        if p.get("lora_from"):
+            lines.append(f"             (the parent adapter's r and targets: {p['lora_from']})")
         lines.append(
             f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
             f"{'' if m['tied_embeddings'] else ', embedding and head'})"

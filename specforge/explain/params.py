@@ -18,6 +18,7 @@ class Params:
     new_tokens: list[str]
     trained_tokens: list[str]
     full: bool = False  # full fine-tuning: the base weights are the trained ones
+    lora_from: str | None = None  # the parent adapter whose r and targets were counted
 
     @property
     def trainable(self) -> int:
@@ -46,17 +47,35 @@ def count(spec: Spec, shape: Shape) -> Params:
     matmul = shape.layers * per_layer + vocab * shape.hidden
     if spec.lora is None:  # full fine-tuning: the new rows train as part of the embeddings
         return Params(base, matmul, {}, 0, added, trained, full=True)
-    r = spec.lora.r
+    r, targets, dora, lora_from = lora_settings(spec)
     lora = {}
-    targets = spec.lora.target_modules
     for target in PROJECTIONS if targets == "all-linear" else targets:
         if target in dims:
             fan_in, fan_out = dims[target]
-            extra = fan_out if spec.lora.use_dora else 0  # DoRA's magnitude vector
+            extra = fan_out if dora else 0  # DoRA's magnitude vector
             lora[target] = shape.layers * (r * (fan_in + fan_out) + extra)
         else:
             lora[target] = 0  # a module this shape does not have: peft would refuse it
     # peft's TrainableTokensWrapper: one delta row per trained token for the embedding, and one
     # for an untied lm_head (a tied head shares the embedding's delta)
     token_rows = len(trained) * shape.hidden * heads
-    return Params(base, matmul, lora, token_rows, added, trained)
+    return Params(base, matmul, lora, token_rows, added, trained, lora_from=lora_from)
+
+
+def lora_settings(spec: Spec) -> tuple[int, list[str] | str, bool, str | None]:
+    """(r, target modules, DoRA, the parent adapter they come from): a run that continues an
+    adapter (model.adapter) trains that adapter's LoRA, not the spec's lora section, when the
+    adapter can be read here; else the spec's."""
+    if spec.model.adapter is not None:
+        from specforge.parent import parent_lora_config
+
+        config = parent_lora_config(spec.model.adapter)
+        targets = (config or {}).get("target_modules")
+        if config and isinstance(targets, list) and isinstance(config.get("r"), int):
+            dora = bool(config.get("use_dora"))
+            return config["r"], sorted(targets, key=_projection_order), dora, spec.model.adapter
+    return spec.lora.r, spec.lora.target_modules, spec.lora.use_dora, None
+
+
+def _projection_order(name: str) -> tuple[int, str]:
+    return (PROJECTIONS.index(name) if name in PROJECTIONS else len(PROJECTIONS), name)

@@ -139,3 +139,33 @@ def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo(
         {**data, "training": {**data["training"], "optim": "adamw_8bit"}}, strict=False
     )
     assert cost.full_state_bytes(eight_bit) == 4 + 2  # the gradient, two 1-byte moments
+
+
+def test_a_continued_adapter_is_counted_with_the_parent_s_lora_not_the_spec_s(
+    tmp_path, monkeypatch
+):
+    """quickstart-dpo has no lora section (the schema's default: r 8, four attention projections)
+    and continues the quickstart's adapter (r 16, all seven): peft trains the parent's LoRA."""
+    import json
+
+    from specforge.spec.load import load_spec
+    from tests.conftest import REPO
+
+    def load(name):
+        return load_spec(REPO / f"specs/{name}.yaml", check_files=False).spec
+
+    shape = BUILT_IN["SmolLM2-135M-Instruct"]
+    monkeypatch.chdir(tmp_path)
+    before = count(load("quickstart-dpo"), shape)  # no parent run here: the spec's own
+    assert before.lora_from is None and set(before.lora) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+    sft = load("quickstart")
+    run = tmp_path / "runs/quickstart/20260101T000000Z-aaaaaa"
+    (run / "adapter").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "succeeded"}))
+    config = {"r": sft.lora.r, "target_modules": list(reversed(sft.lora.target_modules))}
+    (run / "adapter/adapter_config.json").write_text(json.dumps(config))
+    after = count(load("quickstart-dpo"), shape)
+    assert after.lora_from == "runs/quickstart/latest"
+    assert after.lora == count(sft, shape).lora and list(after.lora) == sft.lora.target_modules
+    assert after.trainable > 2 * before.trainable
