@@ -349,6 +349,8 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
     result = verify.finish(run, "gguf", tmp_path, ["a", "a", "b", "b"], threshold=0.9, seconds=1.25)
     assert result.passed is False and result.agreement == 0.75 and result.n == 4
     assert "below the threshold 90%" in result.error and "1 of 4" in result.error
+    assert "differ from the adapter's" in result.error
+    assert result.summary().startswith("agreement 75.0% with the adapter on 4 held-out rows")
     assert result.files == {"artifact.bin": sha256(tmp_path / "artifact.bin")}
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["agreement"] == 0.75 and report["threshold"] == 0.9 and report["seconds"] == 1.25
@@ -356,6 +358,10 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
     assert verify.finish(
         run, "gguf", tmp_path, ["a", "a", "b", "a"], threshold=0.9, seconds=1
     ).passed
+    run.spec = spec.model_copy(update={"lora": None})  # full fine-tuning: no adapter to name
+    full = verify.finish(run, "gguf", tmp_path, ["a", "a", "b", "b"], threshold=0.9, seconds=1)
+    assert "differ from the trained model's" in full.error and "adapter" not in full.error
+    assert "with the trained model on 4 held-out rows" in full.summary()
 
 
 @pytest.mark.slow

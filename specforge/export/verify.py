@@ -48,6 +48,7 @@ class ExportResult:
     metrics: dict | None = None  # held-out scores of the export's answers (specforge.scoring)
     checks: dict = field(default_factory=dict)  # format-specific evidence (e.g. logits diff)
     error: str | None = None  # why it did not pass
+    reference: str = "the adapter"  # whose answers it was compared with (full FT: the model)
 
     def entry(self) -> dict:
         """The run.json `exports.<format>` entry."""
@@ -74,7 +75,7 @@ class ExportResult:
             return f"FAILED: {self.error}"
         verdict = "ok" if self.passed else f"FAILED: {self.error}"
         return (
-            f"agreement {self.agreement:.1%} with the adapter on {self.n} held-out rows "
+            f"agreement {self.agreement:.1%} with {self.reference} on {self.n} held-out rows "
             f"(threshold {self.threshold:.0%}), {self.path}: {verdict}"
         )
 
@@ -127,12 +128,13 @@ def finish(
     format-specific check failed (`failures`, each a sentence)."""
     rate = agreement(run.reference, answers)
     problems = list(failures or [])
+    trained = "the trained model" if run.spec.lora is None else "the adapter"
     if rate < threshold:
         differ = sum(a != b for a, b in zip(run.reference, answers))
         problems.insert(
             0,
             f"agreement {rate:.1%} is below the threshold {threshold:.0%} "
-            f"({differ} of {len(answers)} answers differ from the adapter's)",
+            f"({differ} of {len(answers)} answers differ from {trained}'s)",
         )
     result = ExportResult(
         fmt,
@@ -146,6 +148,7 @@ def finish(
         metrics=held_out_metrics(run, answers),
         checks=checks or {},
         error="; ".join(problems) or None,
+        reference=trained,
     )
     lines = [
         json.dumps({**row, "prediction": text, "adapter_prediction": ref}, ensure_ascii=False)
