@@ -384,6 +384,10 @@ def cmd_runs(args) -> int:
         for key, label in RUN_COLUMNS
         if key not in OPTIONAL_COLUMNS or any(row[key] is not None for row in rows)
     ]
+    # a run that continued a parent (model.adapter) scored that parent on the base side
+    scored = sorted({row["base_model"] or "base" for row in rows}, key=("base", "parent").index)
+    side = "/".join(scored) or "base"
+    columns = [(key, label.replace(" base", f" {side}")) for key, label in columns]
     table = [[_cell(row[key]) for key, _ in columns] for row in rows]
     headers = [label for _, label in columns]
     if sys.stdout.isatty():

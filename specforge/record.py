@@ -481,6 +481,8 @@ def summary_row(run_dir: Path, data: dict) -> dict:
         "lenient_accuracy_tuned": evals["eval_tuned"].get("lenient_accuracy"),
         "accuracy_base": evals["eval_base"].get("accuracy"),
         "lenient_accuracy_base": evals["eval_base"].get("lenient_accuracy"),
+        # what the base side scored: "parent" for a run that continued one (model.adapter)
+        "base_model": (data.get("base_evaluation") or {}).get("model"),
         "sweep": (data.get("sweep") or {}).get("id"),
         "attempts": len(data.get("attempts") or [None]),
         "started_at": data.get("started_at"),

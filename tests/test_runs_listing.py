@@ -241,3 +241,25 @@ def test_lenient_accuracy_shown_beside_strict_when_recorded(runs_root, capsys):
     assert lenient["lenient_accuracy_tuned"] == 0.625 and lenient["lenient_accuracy_base"] == 0.375
     assert lenient["accuracy_tuned"] == 0.5
     assert json_rows["20260101T000000Z-aaaaaa"]["lenient_accuracy_tuned"] is None
+
+
+def test_the_base_columns_say_parent_when_a_run_scored_its_parent(tmp_path, monkeypatch, capsys):
+    """A DPO run that continued an SFT adapter was compared with that adapter, not the base."""
+    monkeypatch.chdir(tmp_path)
+    score = {"accuracy": 0.85, "lenient_accuracy": 0.85, "n": 4}
+    results = {"eval_tuned": score, "eval_base": score}
+    write_record(tmp_path, "sft", "20260101T000000Z-aaaaaa", results=results)
+    write_record(
+        tmp_path,
+        "dpo",
+        "20260102T000000Z-bbbbbb",
+        results=results,
+        base_evaluation={"model": "parent", "path": "runs/sft/20260101T000000Z-aaaaaa/adapter"},
+    )
+    assert cli.main(["runs", "dpo"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "acc parent" in header and "lenient parent" in header and "base" not in header
+    assert cli.main(["runs"]) == 0
+    assert "acc base/parent" in capsys.readouterr().out.splitlines()[0]
+    assert cli.main(["runs", "sft", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["base_model"] is None
