@@ -360,7 +360,7 @@ def _cell(value) -> str:
 
 def cmd_runs(args) -> int:
     """List runs; reading a record applies the dead-runner rule (and rewrites it)."""
-    from specforge.record import list_runs, summary_row
+    from specforge.record import base_side, list_runs, summary_row
 
     name = args.spec
     if name is not None and Path(name).is_file():  # a spec file: its runs (by the spec's name)
@@ -385,8 +385,7 @@ def cmd_runs(args) -> int:
         if key not in OPTIONAL_COLUMNS or any(row[key] is not None for row in rows)
     ]
     # a run that continued a parent (model.adapter) scored that parent on the base side
-    scored = sorted({row["base_model"] or "base" for row in rows}, key=("base", "parent").index)
-    side = "/".join(scored) or "base"
+    side = base_side(row["base_model"] for row in rows)
     columns = [(key, label.replace(" base", f" {side}")) for key, label in columns]
     table = [[_cell(row[key]) for key, _ in columns] for row in rows]
     headers = [label for _, label in columns]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specforge.diagnostics_out import print_json, say
-from specforge.record import RUNS_DIR, final_losses, read_jsonl, read_record
+from specforge.record import RUNS_DIR, base_side, final_losses, read_jsonl, read_record
 from specforge.spec.errors import UsageError
 from specforge.sweep import MANIFEST, SWEEPS
 
@@ -237,10 +237,8 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     if result["metric"] not in LOSSES and result["metric"] not in shown:
         shown.insert(0, result["metric"])
     headers = ["rank", "run", "status", "train loss", "eval loss"]
-    base = "/".join(
-        sorted({o["base_model"] for o in result["ranked"]}, key=("base", "parent").index)
-    )
-    headers += [f"{m} tuned" for m in shown] + [f"{m} {base or 'base'}" for m in shown]
+    base = base_side(o["base_model"] for o in result["ranked"])
+    headers += [f"{m} tuned" for m in shown] + [f"{m} {base}" for m in shown]
     headers += ["tokens/s", "wall s"]
     outcomes = []
     for place, o in enumerate(result["ranked"], 1):

@@ -463,6 +463,12 @@ def list_runs(name: str | None = None, root: Path = RUNS_DIR) -> list[tuple[Path
     return found
 
 
+def base_side(models) -> str:
+    """The heading of the base side for runs whose base evaluations scored `models` ("base", or
+    "parent" for a run that continued one; None counts as "base"): base, parent or base/parent."""
+    return "/".join(sorted({m or "base" for m in models}, key=("base", "parent").index)) or "base"
+
+
 def summary_row(run_dir: Path, data: dict) -> dict:
     """One line of `specforge runs`: losses from the record, or from metrics.jsonl for a run
     that never wrote its results (still running, or killed)."""

@@ -94,9 +94,7 @@ def submit_array(sweep: Sweep) -> int:
         latest = latest_run(sweep, point)
         run_dir = stopped_folder(point, latest)
         if run_dir is not None:  # its batch script resumes from the newest checkpoint
-            record = RunRecord.load(run_dir)
-            note_event(sweep, point, "resumed", run_dir.name, latest[1]["status"])
-            opened.append((run_dir, record, False))
+            opened.append((run_dir, RunRecord.load(run_dir), False))
         else:
             run_dir, _, record = open_run(
                 point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
@@ -136,9 +134,11 @@ def submit_array(sweep: Sweep) -> int:
         say(f"[red]error[/]: sbatch failed: {result.stderr.strip()}")
         return 1
     job_id = result.stdout.strip().split(";")[0]
-    for task, (_, record, new) in enumerate(opened):
-        if new:  # a resumed run's last attempt keeps its ending; the job adds one
+    for task, ((run_dir, record, new), point) in enumerate(zip(opened, todo)):
+        if new:
             record.data["attempts"][-1]["status"] = "submitted"  # the job runs elsewhere, later
+        else:  # its last attempt keeps its ending (the job adds one); resumed once submitted
+            note_event(sweep, point, "resumed", run_dir.name, record.data["status"])
         record.update(status="submitted", slurm_job_id=f"{job_id}_{task}")
     sweep.manifest.setdefault("slurm_jobs", []).append(
         {"job_id": job_id, "script": script.name, "points": [p.index for p in todo]}
