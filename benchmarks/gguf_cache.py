@@ -50,8 +50,8 @@ print("RESULT " + json.dumps({"load_s": t1 - t0, "params": params, "folder": sou
 FAST_PATH_CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from specforge.spec.load import load_spec
-from specforge.prepare import prepare_model
+from specforge.validate.load import load_spec
+from specforge.modelinfo.prepare import prepare_model
 
 loaded = load_spec(Path(sys.argv[1]), [], check_files=False)
 t0 = time.perf_counter()

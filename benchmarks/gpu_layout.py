@@ -134,7 +134,7 @@ def predict(sets: list[str], gpu: str) -> dict:
     """explain's report for the compiled spec (no torch in this process)."""
     sys.path.insert(0, str(REPO))
     from specforge.explain import explain
-    from specforge.spec.load import load_spec
+    from specforge.validate.load import load_spec
 
     return explain(load_spec(SPEC, sets).spec, gpu)
 

@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge import __version__
-from specforge.diagnostics_out import print_diagnostics, print_json, say
-from specforge.spec.errors import SpecError, UsageError
+from specforge.core.console import print_diagnostics, print_json, say
+from specforge.core.errors import SpecError, UsageError
 
 if TYPE_CHECKING:
-    from specforge.spec.load import LoadedSpec
+    from specforge.validate.load import LoadedSpec
 
 
 def load_spec(*args, **kwargs) -> LoadedSpec:
-    """specforge.spec.load.load_spec, imported on first use: pydantic's model building is most of
+    """specforge.validate.load.load_spec, imported on first use: pydantic's model building is most of
     validate's time, and `check` answers from its verdict cache without it."""
-    from specforge.spec.load import load_spec as load
+    from specforge.validate.load import load_spec as load
 
     return load(*args, **kwargs)
 
@@ -108,7 +108,7 @@ def cmd_schema(args) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        from specforge.artifacts import write_atomic
+        from specforge.core.files import write_atomic
 
         write_atomic(args.output, text.encode())
     return 0
@@ -154,7 +154,7 @@ def compile_all(specs, overrides, allow_remote_code: bool, out_root: Path | None
 
 
 def cmd_compile(args) -> int:
-    from specforge.artifacts import EscapeError, write_all
+    from specforge.core.files import EscapeError, write_all
 
     if args.set and args.out is None:
         raise UsageError(
@@ -208,10 +208,10 @@ def orphans(owned: set[str]) -> int:
 
 def full_check(args) -> int:
     """Load, compile in memory and compare; stores a verdict for each spec that passes cleanly."""
-    from specforge.artifacts import changes, strays, unified_diff
     from specforge.codegen import check_cache
     from specforge.codegen.cache import compile_key, outputs_on_disk, remembered
     from specforge.codegen.paths import GENERATED_DIR
+    from specforge.core.files import changes, strays, unified_diff
 
     loaded = load_for_compile(args.specs, args.set, args.allow_remote_code)
     problems = 0
@@ -245,7 +245,7 @@ def full_check(args) -> int:
 
 
 def cmd_diff(args) -> int:
-    from specforge.artifacts import changes, unified_diff
+    from specforge.core.files import changes, unified_diff
 
     outputs = compile_all([args.spec], args.set, args.allow_remote_code)
     found = [c for out_dir, files in outputs for c in changes(out_dir, files)]
@@ -257,8 +257,8 @@ def cmd_diff(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from specforge.parent import ParentError
-    from specforge.runner import CannotResume, StaleScripts, describe, execute, resume
+    from specforge.runs.lineage import ParentError
+    from specforge.runs.runner import CannotResume, StaleScripts, describe, execute, resume
 
     if args.dry_run and args.resume is not None:
         raise UsageError("--dry-run describes a new run; it does not combine with --resume")
@@ -268,7 +268,7 @@ def cmd_run(args) -> int:
             describe(loaded, compile_first=args.compile)
             return 0
         if args.launcher == "slurm":
-            from specforge.slurm import submit
+            from specforge.runs.slurm import submit
 
             return submit(loaded, compile_first=args.compile)
         if args.resume is not None:
@@ -280,7 +280,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from specforge.prepare import PrepareError, prepare_model
+    from specforge.modelinfo.prepare import PrepareError, prepare_model
 
     loaded = load_one(  # the model only: data files need not exist yet
         args.spec, overrides=args.set, allow_remote_code=args.allow_remote_code, check_files=False
@@ -314,17 +314,20 @@ def cmd_explain(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from specforge.sweep import load_sweep
-    from specforge.sweep import main as sweep_main
+    from specforge.experiments.sweep import describe, load_sweep, run_sweep
+    from specforge.experiments.sweep_slurm import submit_array
 
     sweep = load_one(
         args.spec, lambda path: load_sweep(path, args.set, args.grid, args.allow_remote_code)
     )
-    return sweep_main(args, sweep)
+    if args.dry_run:
+        describe(sweep)
+        return 0
+    return submit_array(sweep) if args.launcher == "slurm" else run_sweep(sweep)
 
 
 def cmd_compare(args) -> int:
-    from specforge.compare import main as compare_main
+    from specforge.experiments.compare import main as compare_main
 
     return compare_main(args)
 
@@ -360,7 +363,7 @@ def _cell(value) -> str:
 
 def cmd_runs(args) -> int:
     """List runs; reading a record applies the dead-runner rule (and rewrites it)."""
-    from specforge.record import base_side, list_runs, summary_row
+    from specforge.runs.record import base_side, list_runs, summary_row
 
     name = args.spec
     if name is not None and Path(name).is_file():  # a spec file: its runs (by the spec's name)
@@ -369,7 +372,7 @@ def cmd_runs(args) -> int:
         except SpecError as err:
             print_diagnostics(err.diagnostics)
             return 1
-    from specforge.runs_export import export, select
+    from specforge.experiments.runs_table import export, select
 
     runs = select(list_runs(name), status=args.status, sweep=args.sweep)
     if args.export:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from specforge.artifacts import umask, write_atomic
-from specforge.record import RunRecord, new_run_dir
+from specforge.core.files import umask, write_atomic
+from specforge.runs.record import RunRecord, new_run_dir
 
 
 def mode(path: Path) -> int:

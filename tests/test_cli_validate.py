@@ -216,7 +216,7 @@ from specforge.cli import main
 
 codes = [main(args) for args in ({runs})]
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy})
-print(json.dumps({{"codes": codes, "heavy": heavy, "loaded": "specforge.spec.load" in sys.modules}}))
+print(json.dumps({{"codes": codes, "heavy": heavy, "loaded": "specforge.validate.load" in sys.modules}}))
 """
 
 

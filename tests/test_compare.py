@@ -113,7 +113,7 @@ def test_plot_draws_curves_and_the_metric_against_the_swept_value(two_sweep_runs
 
 
 def test_a_tie_on_the_metric_goes_to_the_lower_eval_loss():
-    from specforge.compare import rank
+    from specforge.experiments.compare import rank
 
     def entry(run_id, accuracy, eval_loss):
         return {"run_id": run_id, "tuned": {"accuracy": accuracy}, "eval_loss": eval_loss}
@@ -147,7 +147,7 @@ def test_a_run_that_scored_its_parent_says_parent_not_base(tmp_path, monkeypatch
 
 def test_the_terminal_table_clips_long_values_and_json_keeps_them(capsys):
     """A spec value as long as a list of example prompts would make every column that wide."""
-    from specforge.compare import TEXT_CELL, render_text
+    from specforge.experiments.compare import TEXT_CELL, render_text
 
     long = "x" * 200
     result = {

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from specforge.artifacts import umask
+from specforge.core.files import umask
 from tests.conftest import REPO, load_generated, run_cli, tiny_spec
 
 STOP = "<response|end>"
@@ -300,8 +300,8 @@ def test_export_of_a_failed_run_exits_1(tmp_path):
 
 
 def test_min_agreement_is_per_format_and_checked(tmp_path):
+    from specforge.core.errors import UsageError
     from specforge.export import parse_thresholds
-    from specforge.spec.errors import UsageError
 
     assert parse_thresholds(None, ["merged"]) == {"merged": 0.95}
     assert parse_thresholds(["0.9", "gguf=0.8"], ["merged", "gguf"]) == {
@@ -379,7 +379,7 @@ def test_quickstart_exports_merged_smollm2_that_agrees(quickstart_run):
 
 
 def test_the_model_card_names_the_parent_when_the_run_was_compared_with_it():
-    from specforge.export.adapter import _metrics_rows
+    from specforge.runs.model_card import _metrics_rows
 
     score = {"accuracy": 0.85, "lenient_accuracy": 0.85, "macro_f1": 0.85, "n": 120}
     record = {"results": {"eval_tuned": score, "eval_base": score}}

@@ -1,4 +1,4 @@
-"""model.adapter resolution (specforge/parent.py): which run is the parent, and its fingerprint."""
+"""model.adapter resolution (specforge/runs/lineage.py): which run is the parent, and its fingerprint."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from specforge.parent import ParentError, resolve_model_parent, resolve_parent
+from specforge.runs.lineage import ParentError, resolve_model_parent, resolve_parent
 
 
 def fake_run(root, name, run_id, status, adapter=True):
@@ -137,7 +137,7 @@ def test_full_parent_latest_without_a_model_says_what_to_do(tmp_path, monkeypatc
 def test_the_spec_s_lora_decides_which_parent_model_adapter_names(tmp_path, monkeypatch, full):
     """`runs/sft/latest` with a LoRA run and a newer full run: LoRA continues the adapter, full
     fine-tuning the whole weights. Without model.adapter there is no parent."""
-    from specforge.parent import spec_parent
+    from specforge.runs.lineage import spec_parent
     from specforge.spec.models import Spec
 
     monkeypatch.chdir(tmp_path)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from specforge import prepare
-from specforge.prepare import PrepareError, load_strictly, model_dir, prepare_model
-from specforge.spec.load import load_spec
+from specforge.modelinfo import prepare
+from specforge.modelinfo.prepare import PrepareError, load_strictly, model_dir, prepare_model
+from specforge.validate.load import load_spec
 from tests.conftest import GGUF_FILE, REPO, run_cli, smollm_dir, tiny_spec
 
 
@@ -78,8 +78,8 @@ def test_fast_path_reads_a_hash_and_imports_no_ml_stack(tmp_path, fake_package, 
     mark_built(folder, fake_package / "m.Q4.gguf")
     code = (
         "import sys\n"
-        "from specforge.prepare import prepare_model\n"
-        "from specforge.spec.load import load_spec\n"
+        "from specforge.modelinfo.prepare import prepare_model\n"
+        "from specforge.validate.load import load_spec\n"
         f"print(prepare_model(load_spec({str(path)!r}, check_files=False).spec))\n"
         "heavy = [m for m in ('torch', 'transformers', 'fake_weights') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

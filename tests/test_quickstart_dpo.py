@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from specforge.artifacts import file_sha256
+from specforge.core.files import file_sha256
 from tests.conftest import copy_repo_specs, run_cli
 
 DPO_STEPS = 6

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specforge.record import throughput
+from specforge.runs.record import throughput
 
 
 def test_throughput_averages_the_logged_intervals():

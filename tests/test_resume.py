@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from specforge.record import logged_mean_loss, process_alive
-from specforge.runner import checkpoints, rewind_metrics
+from specforge.runs.record import logged_mean_loss, process_alive
+from specforge.runs.runner import checkpoints, rewind_metrics
 from tests.conftest import REPO, run_cli, tiny_spec
 
 # Checkpoints every 2 steps, a loss at every step, no evaluation during training.

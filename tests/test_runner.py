@@ -196,8 +196,8 @@ def test_dry_run_creates_nothing(first_run):
 
 def planned(tmp_path: Path, tiny_model_dir: Path, edit) -> dict[str, list[str]]:
     """plan_steps for the tiny spec after `edit(text)`: {step name: command}."""
-    from specforge.runner import plan_steps
-    from specforge.spec.load import load_spec
+    from specforge.runs.runner import plan_steps
+    from specforge.validate.load import load_spec
     from tests.conftest import tiny_spec
 
     (tmp_path / "data").mkdir(exist_ok=True)
@@ -250,7 +250,7 @@ SHA_A, SHA_B = "a" * 40, "b" * 40
 
 def hub_spec(tmp_path: Path, tiny_model_dir: Path, *, model_revision=None, data_revision=None):
     """The tiny spec pointed at a Hub model and a Hub dataset (never downloaded here)."""
-    from specforge.spec.load import load_spec
+    from specforge.validate.load import load_spec
     from tests.conftest import tiny_spec
 
     text = tiny_spec(tiny_model_dir).replace(f"name: {tiny_model_dir}", f"name: {HUB_MODEL}")
@@ -285,7 +285,7 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 
 
 def test_revision_resolves_from_spec_then_hub_cache(hub_cache):
-    from specforge.record import resolve_revision
+    from specforge.runs.record import resolve_revision
 
     assert resolve_revision("model", HUB_MODEL, SHA_B) == {
         "resolved_revision": SHA_B,
@@ -306,7 +306,7 @@ def test_revision_resolves_from_spec_then_hub_cache(hub_cache):
 
 
 def test_hub_cache_found_through_hf_home(tmp_path, monkeypatch):
-    from specforge.record import resolve_revision
+    from specforge.runs.record import resolve_revision
 
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
@@ -319,7 +319,7 @@ def test_hub_cache_found_through_hf_home(tmp_path, monkeypatch):
 def test_revision_asks_the_hub_api_only_when_online(hub_cache, monkeypatch):
     import huggingface_hub
 
-    from specforge.record import resolve_revision
+    from specforge.runs.record import resolve_revision
 
     asked = []
 
@@ -349,8 +349,8 @@ def test_run_records_the_commits_resolved_after_the_train_step(
     tmp_path, tiny_model_dir, hub_cache, monkeypatch
 ):
     """The train step downloads (here: writes the refs); run.json then names both commits."""
-    from specforge import runner
-    from specforge.record import RunRecord, start_record
+    from specforge.runs import runner
+    from specforge.runs.record import RunRecord, start_record
 
     monkeypatch.chdir(tmp_path)
     loaded = hub_spec(tmp_path, tiny_model_dir, data_revision=SHA_B)
@@ -384,9 +384,9 @@ def test_run_records_the_commits_resolved_after_the_train_step(
 
 
 def test_run_prepares_the_gguf_model_first_and_fingerprints_it(tmp_path, monkeypatch):
-    from specforge import runner
-    from specforge.prepare import model_dir
-    from specforge.record import RunRecord, start_record
+    from specforge.modelinfo.prepare import model_dir
+    from specforge.runs import runner
+    from specforge.runs.record import RunRecord, start_record
     from tests.test_prepare import gguf_spec, install_fake_package, mark_built
 
     fake_package = install_fake_package(tmp_path, monkeypatch)
@@ -418,8 +418,8 @@ def test_run_prepares_the_gguf_model_first_and_fingerprints_it(tmp_path, monkeyp
 
 
 def test_a_failed_prepare_is_the_failed_step(tmp_path, monkeypatch):
-    from specforge import runner
-    from specforge.record import RunRecord, start_record
+    from specforge.runs import runner
+    from specforge.runs.record import RunRecord, start_record
     from tests.test_prepare import gguf_spec
 
     monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
@@ -439,7 +439,8 @@ def test_a_failed_prepare_is_the_failed_step(tmp_path, monkeypatch):
 
 
 def test_dry_run_names_the_model_folder_but_builds_nothing(tmp_path, monkeypatch, capsys):
-    from specforge import prepare, runner
+    from specforge.modelinfo import prepare
+    from specforge.runs import runner
     from tests.conftest import GGUF_FILE
     from tests.test_prepare import gguf_spec
 
@@ -455,7 +456,7 @@ def test_dry_run_names_the_model_folder_but_builds_nothing(tmp_path, monkeypatch
 
 def runner_load(path: Path):
     """The spec, in a folder with its data files (start_record hashes them)."""
-    from specforge.spec.load import load_spec
+    from specforge.validate.load import load_spec
 
     (path.parent / "data").mkdir(exist_ok=True)
     for name in ("train.jsonl", "heldout.jsonl"):
@@ -488,7 +489,7 @@ def test_base_evaluation_scores_the_parent_a_run_started_from(
     tmp_path, tiny_model_dir, full, adapter, expected_args, expected
 ):
     """Tuned vs base: a DPO run that continues a parent is compared with that parent."""
-    from specforge.runner import base_evaluation
+    from specforge.runs.runner import base_evaluation
     from specforge.spec.models import Spec
 
     data = {"spec_version": 1, "name": "t", "model": {"name": str(tiny_model_dir)}}

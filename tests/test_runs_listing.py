@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from specforge import cli
-from specforge.record import host, process_start
+from specforge.runs.record import host, process_start
 from tests.conftest import tiny_spec
 
 

@@ -1,11 +1,11 @@
-"""Held-out scoring (specforge.scoring): strict and lenient accuracy, macro-F1 and the confusion
+"""Held-out scoring (specforge.runs.scoring): strict and lenient accuracy, macro-F1 and the confusion
 matrix describe the same rows, gold labels are normalised like answers, and cut answers show."""
 
 from __future__ import annotations
 
 import pytest
 
-from specforge.scoring import (
+from specforge.runs.scoring import (
     first_label,
     lcs_length,
     normalise,
@@ -132,7 +132,7 @@ def test_json_answers_report_validity_and_per_field_match():
 
 def test_the_model_card_tables_generative_scores():
     """A run scored without labels has no accuracy: its card shows what was measured."""
-    from specforge.export.adapter import _metrics_rows
+    from specforge.runs.model_card import _metrics_rows
 
     scores = {"n": 40, "exact_match": 0.5, "token_f1": 0.61, "rouge_l": 0.625}
     results = {"eval_tuned": scores, "eval_base": {**scores, "exact_match": 0.0}}

@@ -1,4 +1,4 @@
-"""What submit.sbatch records around each attempt (`python -m specforge.slurm begin|end`), without
+"""What submit.sbatch records around each attempt (`python -m specforge.runs.slurm begin|end`), without
 a Slurm: the attempt with its job id, the checkpoint a requeued attempt resumes from, and how an
 attempt ended. tests/test_slurm.py runs the same on a real Slurm."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 import os
 
-from specforge.record import RunRecord
-from specforge.slurm import job_begin, job_end, main
+from specforge.runs.record import RunRecord
+from specforge.runs.slurm import job_begin, job_end, main
 
 
 def test_a_requeued_job_records_each_attempt_and_resumes_from_the_checkpoint(tmp_path, monkeypatch):

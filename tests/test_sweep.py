@@ -248,7 +248,7 @@ def test_bad_grids_fail_before_anything_runs(project):
 
 def test_points_from_different_parents_do_not_share_a_base_evaluation():
     """A run with model.adapter scores its parent as the base: one evaluation per parent."""
-    from specforge.sweep import evaluation_group, load_sweep
+    from specforge.experiments.sweep import evaluation_group, load_sweep
     from tests.conftest import REPO
 
     grid = ["model.adapter=runs/quickstart/a,runs/quickstart/b", "training.learning_rate=1e-4,2e-4"]

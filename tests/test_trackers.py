@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from specforge.trackers import provenance, train_env
+from specforge.runs.trackers import provenance, train_env
 from tests.conftest import run_cli
 
 RECORD = {

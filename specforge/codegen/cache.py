@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge import __version__
-from specforge.artifacts import cache_root, sha256_bytes, write_atomic
 from specforge.codegen.paths import templates_dir
+from specforge.core.files import cache_root, sha256_bytes, write_atomic
 
 if TYPE_CHECKING:  # the verdict cache imports this module before any spec is loaded
-    from specforge.spec.load import LoadedSpec
+    from specforge.validate.load import LoadedSpec
 
 
 def sources_digest(paths: list[Path], seed: str = "") -> str:

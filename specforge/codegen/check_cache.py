@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge import __version__
-from specforge.artifacts import sha256_bytes
 from specforge.codegen.cache import (
     compiler_digest,
     inputs_digest,
@@ -34,9 +33,10 @@ from specforge.codegen.cache import (
     sources_digest,
     write_entry,
 )
+from specforge.core.files import sha256_bytes
 
 if TYPE_CHECKING:
-    from specforge.spec.load import LoadedSpec
+    from specforge.validate.load import LoadedSpec
 
 KIND = "checked"
 
@@ -105,7 +105,7 @@ def record(
 ) -> None:
     """Store the verdict for a spec that just passed the full check (valid, no warnings);
     `outputs` is outputs_on_disk(out_dir), which that check compared."""
-    from specforge.spec.rules import files_read
+    from specforge.validate.rules import files_read
 
     if item.warnings:
         return  # the full check prints them; a stored verdict would hide them

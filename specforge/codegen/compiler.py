@@ -5,10 +5,11 @@ from __future__ import annotations
 import yaml
 
 from specforge.codegen.paths import GENERATED_DIR
-from specforge.codegen.plan import build_plan, safe_label, slurm_plan
+from specforge.codegen.plan import build_plan, slurm_plan
 from specforge.codegen.render import environment, render_script
-from specforge.spec.load import LoadedSpec
-from specforge.spec.vocab import vocab_tokens
+from specforge.core.contract import safe_label
+from specforge.modelinfo.vocab import vocab_tokens
+from specforge.validate.load import LoadedSpec
 
 SCRIPT_NAMES = ("train.py", "infer.py")
 RESOLVED_NAME = "spec.resolved.yaml"

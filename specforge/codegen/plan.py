@@ -12,14 +12,10 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from specforge import __version__
-from specforge.explain import compiled_plan
-from specforge.explain.layout import device_of, layout_of
-from specforge.prepare import model_key
+from specforge.core.contract import PREEMPTED_EXIT, safe_label, shell_word
+from specforge.modelinfo.layout import compiled_plan, device_of, layout_of
+from specforge.modelinfo.prepare import model_key
 from specforge.spec.models import PreferenceSpec, Spec, is_local_path
-
-SAFE_LABEL = re.compile(r"[^A-Za-z0-9._/+-]")
-# train.py's exit code after a signal checkpoint; the runner and submit.sbatch read it
-PREEMPTED_EXIT = 75
 
 
 @dataclass(frozen=True)
@@ -135,11 +131,6 @@ class Plan:
     preflight: PreflightPart
     inference: InferencePart
     method: MethodPart | None = None  # None: sft
-
-
-def safe_label(text: str) -> str:
-    """A path for a comment or docstring: nothing that could end the comment or the string."""
-    return SAFE_LABEL.sub("_", text)[:200] or "_"
 
 
 def default_token_init(token: str) -> str:
@@ -790,16 +781,6 @@ def build_plan(
     )
 
 
-SHELL_SAFE = re.compile(r"^[A-Za-z0-9_.,:/@%+=-]+$")
-
-
-def _shell_word(value: str) -> str:
-    """A value for the batch script: already pattern-checked by the schema; checked again here."""
-    if not SHELL_SAFE.match(value):
-        raise ValueError(f"{value!r} is not safe in a batch script")
-    return value
-
-
 def slurm_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str) -> dict:
     """Everything submit.sbatch.j2 places; every spec value shell-safe."""
     launch, slurm = spec.launch, spec.launch.slurm
@@ -808,17 +789,17 @@ def slurm_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str) -
     return {
         "header": "\n".join(header_lines(label, spec_sha256)),
         "name": spec.name,
-        "job_name": _shell_word(spec.name),
+        "job_name": shell_word(spec.name),
         "spec_label": label,
-        "script_dir": _shell_word(safe_label(script_dir)),
+        "script_dir": shell_word(safe_label(script_dir)),
         "nodes": slurm.nodes,
         "nproc_per_node": launch.nproc_per_node,
         "gpus_per_node": slurm.gpus_per_node,
         "cpus_per_task": slurm.cpus_per_task,
-        "time": _shell_word(slurm.time),
-        "partition": _shell_word(slurm.partition) if slurm.partition else None,
-        "account": _shell_word(slurm.account) if slurm.account else None,
-        "extra": [_shell_word(option) for option in slurm.extra_sbatch],
+        "time": shell_word(slurm.time),
+        "partition": shell_word(slurm.partition) if slurm.partition else None,
+        "account": shell_word(slurm.account) if slurm.account else None,
+        "extra": [shell_word(option) for option in slurm.extra_sbatch],
         "port": int(port),
         "signal": launch.preemption_signal.removeprefix("SIG"),
         "signal_seconds": slurm.signal_seconds,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from specforge.explain import cost
-from specforge.explain.layout import Layout, choose, device_of, estimate, layout_of
-from specforge.explain.params import count
-from specforge.explain.sample import sample_rows
-from specforge.explain.shape import find_shape
+from specforge.modelinfo import cost
+from specforge.modelinfo.layout import choose, compiled_plan, device_of, estimate, layout_of
+from specforge.modelinfo.params import count
+from specforge.modelinfo.sample import sample_rows
+from specforge.modelinfo.shape import find_shape
+from specforge.runs.lineage import parent_lora_config
 from specforge.spec.models import Spec
 
 CONVENTION = (
@@ -49,7 +50,8 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
             "GGUF header, and not in specforge's table; download its config.json "
             "(hf download NAME config.json) or point model.name at a folder"
         )
-    params = count(spec, shape)
+    parent = parent_lora_config(spec.model.adapter) if spec.model.adapter else None
+    params = count(spec, shape, parent)
     rows = sample_rows(spec)
     device = device_of(spec, gpu)
     plan = compiled_plan(spec, device)
@@ -168,34 +170,6 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
 def _as_recipe(spec: Spec) -> Spec:
     training = spec.training.model_copy(update={"layout": "recipe"})
     return spec.model_copy(update={"training": training})
-
-
-def compiled_plan(spec: Spec, device) -> Layout | None:
-    """The layout compile emits (codegen/plan.py asks this too), from the sources every checkout
-    reads alike (no Hub cache, no prepared model); None when auto has no shape to plan with."""
-    shape = find_shape(spec, hub_cache=False)
-    if shape is None:
-        if layout_of(spec) == "auto":
-            return None
-        shape = find_shape(spec)  # the recipe needs no shape; explain's estimates do
-        if shape is None:
-            return None
-    return choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
-
-
-def plan_line(spec: Spec) -> str:
-    """The layout compile chose, in one line (`specforge run --dry-run`)."""
-    t = spec.training
-    recipe = (
-        f"{t.per_device_train_batch_size} rows x {t.gradient_accumulation_steps}, "
-        f"checkpointing {'on' if t.gradient_checkpointing else 'off'}"
-    )
-    if layout_of(spec) == "recipe":
-        return f"recipe: {recipe}"
-    plan = compiled_plan(spec, device_of(spec))
-    if plan is None:
-        return f"recipe: {recipe} (auto has no model shape to plan with: see specforge explain)"
-    return f"{plan.layout}: {plan.why} (recipe: {recipe})"
 
 
 def _attention(spec: Spec) -> str:

@@ -9,7 +9,7 @@ held-out prompts through the artifact's own runtime, and hands the answers to ve
 which compares them with the adapter's (RUN_DIR/predictions.jsonl) and writes eval.json. A format
 whose module is not installed, or whose optional `unavailable()` returns a reason (a tool is
 missing), is refused before anything is written. Every export also makes the adapter itself
-portable (specforge.export.adapter). Nothing here imports torch; the format modules do, lazily.
+portable (specforge.runs.model_card). Nothing here imports torch; the format modules do, lazily.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from specforge.spec.errors import UsageError
+from specforge.core.errors import UsageError
 
 FORMATS = ("merged", "gguf", "ollama")  # `--format all`: in this order (ollama reads the gguf)
 ALL = "all"
@@ -76,7 +76,7 @@ class ExportRun:
         """The run's own infer.py as a module (its main() does not run): load(), build_prompt(),
         answer(), STOP_TOKEN, GENERATION. A GGUF spec's prepared base folder is rebuilt if gone."""
         if self._infer is None:
-            from specforge.prepare import prepare_model
+            from specforge.modelinfo.prepare import prepare_model
 
             prepare_model(self.spec)  # a hash check when the folder is there
             path = self.scripts / "infer.py"
@@ -112,7 +112,7 @@ class ExportRun:
 
 def load_run(run_dir: Path) -> ExportRun:
     """The run in `run_dir`, checked: it succeeded and its adapter answered held-out rows."""
-    from specforge.runner import spec_evaluation_rows
+    from specforge.runs.runner import spec_evaluation_rows
     from specforge.spec.models import Spec
 
     record_path = run_dir / "run.json"
@@ -187,7 +187,8 @@ def export_run(
     say=print,
 ) -> list:
     """Export `run_dir` in each format, verify each, record each in run.json; the results."""
-    from specforge.export import adapter, verify
+    from specforge.export import verify
+    from specforge.runs import model_card as adapter
 
     modules = {name: format_module(name) for name in formats}  # refuse before writing anything
     run = load_run(run_dir)
@@ -224,7 +225,7 @@ def export_run(
 
 def main(args) -> int:
     """The `export` verb (specforge.cli parses; this runs): 0 all verified, 1 any failed."""
-    from specforge.diagnostics_out import say
+    from specforge.core.console import say
 
     formats = list(FORMATS) if args.format == ALL else [args.format]
     thresholds = parse_thresholds(args.min_agreement, formats)

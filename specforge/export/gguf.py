@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from specforge.artifacts import cache_root
+from specforge.core.files import cache_root
 from specforge.export import ExportError, ExportRun
 from specforge.export.verify import EVAL_FILE, agreement, finish, staged_folder
-from specforge.spec.gguf_meta import TOKENS, read_metadata
+from specforge.modelinfo.gguf_meta import TOKENS, read_metadata
 
 NAME = "gguf"
 PACKAGE = "llama-cpp-python"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specforge.artifacts import file_sha256, umask, write_atomic
+from specforge.core.files import file_sha256, umask, write_atomic
 
 if TYPE_CHECKING:
     from specforge.export import ExportRun
@@ -45,14 +45,14 @@ class ExportResult:
     seconds: float | None = None  # the verification run through the artifact's runtime
     total_seconds: float | None = None  # build + verification (set by export_run)
     files: dict[str, str] = field(default_factory=dict)  # path in the folder -> sha256
-    metrics: dict | None = None  # held-out scores of the export's answers (specforge.scoring)
+    metrics: dict | None = None  # held-out scores of the export's answers (specforge.runs.scoring)
     checks: dict = field(default_factory=dict)  # format-specific evidence (e.g. logits diff)
     error: str | None = None  # why it did not pass
     reference: str = "the adapter"  # whose answers it was compared with (full FT: the model)
 
     def entry(self) -> dict:
         """The run.json `exports.<format>` entry."""
-        from specforge.record import now_iso
+        from specforge.runs.record import now_iso
 
         return {
             "format": self.format,
@@ -93,7 +93,7 @@ def agreement(reference: list[str], answers: list[str]) -> float:
 def held_out_metrics(run: ExportRun, answers: list[str]) -> dict | None:
     """The run's own scoring of these answers (accuracy, macro-F1, ...); None without labels
     or gold answers."""
-    from specforge.scoring import score_predictions
+    from specforge.runs.scoring import score_predictions
 
     spec = run.spec
     if not spec.inference.labels:
@@ -173,7 +173,7 @@ def finish(
 
 def record_entry(run_dir: Path, key: str, entry: dict) -> None:
     """Set run.json's exports[key] (rewritten atomically, other keys kept)."""
-    from specforge.record import RunRecord
+    from specforge.runs.record import RunRecord
 
     record = RunRecord.load(run_dir)
     record.data.setdefault("exports", {})[key] = entry

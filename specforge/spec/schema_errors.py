@@ -8,7 +8,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from specforge.spec.errors import Diagnostic, dotted
+from specforge.core.errors import Diagnostic, dotted
 from specforge.spec.suggest import NOT_NULL, UNSUPPORTED, closest, unknown_key_hints
 from specforge.spec.yaml_source import Document
 

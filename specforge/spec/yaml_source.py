@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from specforge.spec.errors import Diagnostic, Location, SpecError
+from specforge.core.errors import Diagnostic, Location, SpecError
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 20_000  # values visited while building the document, aliases expanded

@@ -97,7 +97,7 @@ def test_every_tracker_compiles_in_both_templates(spec, tracker, monkeypatch):
     """Defect: a preference spec with no GGUF that reported to mlflow failed to compile (its
     preflight reads os.environ; the template imported os only for wandb and the Hub)."""
     from specforge.codegen.compiler import compile_files
-    from specforge.spec.load import load_spec
+    from specforge.validate.load import load_spec
 
     monkeypatch.chdir(REPO)
     path = f"tests/golden/specs/{spec}.yaml"

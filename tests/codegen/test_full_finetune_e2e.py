@@ -87,7 +87,7 @@ def test_infer_answers_with_the_full_model_and_the_base(full_run):
 
 
 def test_record_holds_the_full_model_sha256(full_run):
-    from specforge.artifacts import file_sha256
+    from specforge.core.files import file_sha256
 
     run_dir = full_run["run_dir"]
     record = json.loads((run_dir / "run.json").read_text())
@@ -120,7 +120,7 @@ def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
     folder: the DPO run trains all weights against a frozen copy of the merged ones (so at step 1,
     before any update, every reward is exactly 0), and its run.json names the SFT run and the
     merged weights' sha256, and its base evaluation scores that parent."""
-    from specforge.artifacts import file_sha256
+    from specforge.core.files import file_sha256
     from tests.codegen.test_preference_e2e import PAIRS, method_spec
     from tests.conftest import REPO
 

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from specforge.record import data_fingerprint
-from specforge.spec.load import load_spec
+from specforge.runs.record import data_fingerprint
+from specforge.validate.load import load_spec
 from tests.conftest import REPO, load_generated, run_cli
 
 SOURCES = """\

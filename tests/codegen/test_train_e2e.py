@@ -126,7 +126,7 @@ print((logits - ref["logits"]).abs().max().item())
 
 
 def test_infer_answers_and_specforge_scores_them(trained):
-    from specforge.scoring import read_predictions, score_predictions
+    from specforge.runs.scoring import read_predictions, score_predictions
 
     root, out = trained["root"], trained["out"]
     command = [sys.executable, "generated/tiny/infer.py", "--run-dir", str(out)]

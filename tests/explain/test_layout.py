@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from specforge.explain import cost
-from specforge.explain.layout import choose, layout_of
-from specforge.explain.params import count
-from specforge.explain.sample import Rows
-from specforge.explain.shape import BUILT_IN
+from specforge.modelinfo import cost
+from specforge.modelinfo.layout import choose, layout_of
+from specforge.modelinfo.params import count
+from specforge.modelinfo.sample import Rows
+from specforge.modelinfo.shape import BUILT_IN
 from tests.explain.test_params import spec_for
 
 MISTRAL = BUILT_IN["mistralai/Mistral-7B-v0.1"]

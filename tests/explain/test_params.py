@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from specforge.explain.params import count
-from specforge.explain.shape import BUILT_IN, Shape
+from specforge.modelinfo.params import count
+from specforge.modelinfo.shape import BUILT_IN, Shape
 from specforge.spec.models import Spec
 
 TINY = Shape(64, 2, 4, 2, 128, 1000, tied=True)
@@ -117,7 +117,7 @@ def test_full_fine_tuning_trains_every_weight_of_the_model_train_py_builds(tied)
 
 
 def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo():
-    from specforge.explain import cost
+    from specforge.modelinfo import cost
 
     shape = BUILT_IN["mistralai/Mistral-7B-v0.1"]
     data = {**spec_for("mistralai/Mistral-7B-v0.1").model_dump(), "lora": None}
@@ -148,7 +148,8 @@ def test_a_continued_adapter_is_counted_with_the_parent_s_lora_not_the_spec_s(
     and continues the quickstart's adapter (r 16, all seven): peft trains the parent's LoRA."""
     import json
 
-    from specforge.spec.load import load_spec
+    from specforge.runs.lineage import parent_lora_config
+    from specforge.validate.load import load_spec
     from tests.conftest import REPO
 
     def load(name):
@@ -156,7 +157,8 @@ def test_a_continued_adapter_is_counted_with_the_parent_s_lora_not_the_spec_s(
 
     shape = BUILT_IN["SmolLM2-135M-Instruct"]
     monkeypatch.chdir(tmp_path)
-    before = count(load("quickstart-dpo"), shape)  # no parent run here: the spec's own
+    dpo = load("quickstart-dpo")
+    before = count(dpo, shape, parent_lora_config(dpo.model.adapter))  # no parent run: the spec's
     assert before.lora_from is None and set(before.lora) == {"q_proj", "k_proj", "v_proj", "o_proj"}
 
     sft = load("quickstart")
@@ -165,7 +167,7 @@ def test_a_continued_adapter_is_counted_with_the_parent_s_lora_not_the_spec_s(
     (run / "run.json").write_text(json.dumps({"status": "succeeded"}))
     config = {"r": sft.lora.r, "target_modules": list(reversed(sft.lora.target_modules))}
     (run / "adapter/adapter_config.json").write_text(json.dumps(config))
-    after = count(load("quickstart-dpo"), shape)
+    after = count(dpo, shape, parent_lora_config(dpo.model.adapter))
     assert after.lora_from == "runs/quickstart/latest"
     assert after.lora == count(sft, shape).lora and list(after.lora) == sft.lora.target_modules
     assert after.trainable > 2 * before.trainable

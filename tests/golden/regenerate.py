@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from specforge.codegen.compiler import compile_files
-from specforge.spec.load import load_spec
+from specforge.validate.load import load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SPECS = REPO / "tests/golden/specs"

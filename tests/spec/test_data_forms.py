@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from specforge.spec.errors import SpecError
-from specforge.spec.load import load_spec
+from specforge.core.errors import SpecError
+from specforge.validate.load import load_spec
 
 from .conftest import DROP
 

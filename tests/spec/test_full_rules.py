@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from specforge.spec.load import load_spec
+from specforge.validate.load import load_spec
 
 from .conftest import line_col, spec_text
 from .test_rules import diagnose, fired, only_rule

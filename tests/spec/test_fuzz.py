@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from specforge.codegen.compiler import compile_files
-from specforge.spec.errors import SpecError
-from specforge.spec.load import load_spec
+from specforge.core.errors import SpecError
+from specforge.validate.load import load_spec
 
 VALID = {
     "spec_version": 1,

@@ -10,7 +10,7 @@ import time
 import pytest
 from gguf import GGUFWriter
 
-from specforge.spec.gguf_meta import gguf_tokens, read_metadata
+from specforge.modelinfo.gguf_meta import gguf_tokens, read_metadata
 from tests.conftest import GGUF_FILE, REPO, smollm_dir
 
 TOKENS = ["<unk>", "<s>", "</s>", "hello", "wörld", "<|im_end|>"]
@@ -140,7 +140,7 @@ def _timed(path) -> float:
 
 def test_reader_imports_neither_numpy_nor_gguf():
     code = (
-        "import sys; from specforge.spec.gguf_meta import gguf_tokens; "
+        "import sys; from specforge.modelinfo.gguf_meta import gguf_tokens; "
         f"assert gguf_tokens({str(smollm_dir() / GGUF_FILE)!r}); "
         "print(sorted({'numpy', 'gguf'} & set(sys.modules)))"
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from specforge.spec.errors import Diagnostic, SpecError
-from specforge.spec.load import UsageError, load_spec
+from specforge.core.errors import Diagnostic, SpecError
+from specforge.validate.load import UsageError, load_spec
 
 from .conftest import DROP, line_col, spec_text
 

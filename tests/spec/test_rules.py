@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from specforge.spec.errors import Diagnostic, SpecError
-from specforge.spec.load import load_spec
+from specforge.core.errors import Diagnostic, SpecError
+from specforge.validate.load import load_spec
 
 from .conftest import REPO, line_col, spec_text
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from specforge.spec.errors import SpecError
-from specforge.spec.load import load_spec
+from specforge.core.errors import SpecError
+from specforge.validate.load import load_spec
 from tests.spec.conftest import line_col
 
 

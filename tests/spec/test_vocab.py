@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from specforge.spec.load import load_spec
+from specforge.modelinfo.vocab import hub_cache_dir, package_dir, vocab_tokens
 from specforge.spec.models import Spec
-from specforge.spec.rules import files_read
-from specforge.spec.vocab import hub_cache_dir, package_dir, vocab_tokens
+from specforge.validate.load import load_spec
+from specforge.validate.rules import files_read
 from tests.conftest import GGUF_FILE, smollm_dir
 
 from .conftest import spec_data, spec_text

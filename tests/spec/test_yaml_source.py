@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from specforge.spec.errors import Diagnostic, SpecError
-from specforge.spec.load import load_spec
+from specforge.core.errors import Diagnostic, SpecError
 from specforge.spec.yaml_source import MAX_BYTES, parse_text, read_document
+from specforge.validate.load import load_spec
 
 
 def parse_error(text: str, label: str = "x.yaml") -> Diagnostic:

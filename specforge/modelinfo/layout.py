@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from specforge.explain import cost
-from specforge.explain.params import Params
-from specforge.explain.sample import Rows, sequences_per_row
-from specforge.explain.shape import Shape
+from specforge.modelinfo import cost
+from specforge.modelinfo.params import Params, count
+from specforge.modelinfo.sample import Rows, sample_rows, sequences_per_row
+from specforge.modelinfo.shape import Shape, find_shape
 from specforge.spec.models import Spec
 
 MEMORY_USE = 0.9  # of the device's memory: the allocator fragments
@@ -129,3 +129,31 @@ def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.De
 
 def _with_why(layout: Layout, why: str) -> Layout:
     return replace(layout, why=why)
+
+
+def compiled_plan(spec: Spec, device) -> Layout | None:
+    """The layout compile emits (codegen's plan and explain ask this), from the sources every checkout
+    reads alike (no Hub cache, no prepared model); None when auto has no shape to plan with."""
+    shape = find_shape(spec, hub_cache=False)
+    if shape is None:
+        if layout_of(spec) == "auto":
+            return None
+        shape = find_shape(spec)  # the recipe needs no shape; explain's estimates do
+        if shape is None:
+            return None
+    return choose(spec, shape, count(spec, shape), sample_rows(spec, caches=False), device)
+
+
+def plan_line(spec: Spec) -> str:
+    """The layout compile chose, in one line (`specforge run --dry-run`)."""
+    t = spec.training
+    recipe = (
+        f"{t.per_device_train_batch_size} rows x {t.gradient_accumulation_steps}, "
+        f"checkpointing {'on' if t.gradient_checkpointing else 'off'}"
+    )
+    if layout_of(spec) == "recipe":
+        return f"recipe: {recipe}"
+    plan = compiled_plan(spec, device_of(spec))
+    if plan is None:
+        return f"recipe: {recipe} (auto has no model shape to plan with: see specforge explain)"
+    return f"{plan.layout}: {plan.why} (recipe: {recipe})"

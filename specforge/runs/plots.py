@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specforge.record import read_jsonl
+from specforge.runs.record import read_jsonl
 
 
 def plot_losses(metrics_path: Path, out_path: Path) -> bool:

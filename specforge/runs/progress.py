@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from specforge.record import read_jsonl
+from specforge.runs.record import read_jsonl
 from specforge.spec.models import Spec
 
 

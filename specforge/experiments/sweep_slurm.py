@@ -20,13 +20,20 @@ import sys
 from pathlib import Path
 
 from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
-from specforge.codegen.plan import SHELL_SAFE, safe_label
 from specforge.codegen.render import environment
-from specforge.diagnostics_out import say
-from specforge.prepare import PrepareError, prepare_model
-from specforge.record import RunRecord
-from specforge.spec.errors import UsageError
-from specforge.sweep import RESUMABLE, Point, Sweep, latest_run, note_event, open_manifest
+from specforge.core.console import say
+from specforge.core.contract import SHELL_SAFE, safe_label
+from specforge.core.errors import UsageError
+from specforge.experiments.sweep import (
+    RESUMABLE,
+    Point,
+    Sweep,
+    latest_run,
+    note_event,
+    open_manifest,
+)
+from specforge.modelinfo.prepare import PrepareError, prepare_model
+from specforge.runs.record import RunRecord
 
 OPTION = re.compile(r"^#SBATCH ")
 
@@ -44,7 +51,7 @@ def pending(sweep: Sweep) -> list[Point]:
 
 def stopped_folder(point: Point, latest: tuple | None) -> Path | None:
     """The point's stopped run folder, where it can resume: same spec, scripts and data."""
-    from specforge.runner import resume_mismatches
+    from specforge.runs.runner import resume_mismatches
 
     if latest is None or latest[1].get("status") not in RESUMABLE:
         return None
@@ -63,7 +70,7 @@ def sbatch_options(point: Point) -> list[str]:
 
 def submit_array(sweep: Sweep) -> int:
     """Open a run per pending point, write the array script, sbatch it; record the task ids."""
-    from specforge.runner import open_run
+    from specforge.runs.runner import open_run
 
     if sweep.base.spec.launch.slurm is None:
         raise UsageError(f"{sweep.base.label} has no launch.slurm block to submit")

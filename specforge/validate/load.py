@@ -9,11 +9,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from specforge.spec.errors import Diagnostic, Location, SpecError, UsageError
+from specforge.core.errors import Diagnostic, Location, SpecError, UsageError
 from specforge.spec.models import Spec
-from specforge.spec.rules import run_rules
 from specforge.spec.schema_errors import schema_diagnostics
 from specforge.spec.yaml_source import Document, parse_scalar, read_document
+from specforge.validate.rules import run_rules
 
 MAX_EXTENDS_DEPTH = 8
 

@@ -87,7 +87,7 @@ def from_config(config: dict, source: str) -> Shape | None:
 
 def from_gguf(path: Path) -> Shape | None:
     """A Shape from a GGUF header; the head is taken as untied (the header does not say)."""
-    from specforge.spec.gguf_meta import gguf_tokens, read_metadata
+    from specforge.modelinfo.gguf_meta import gguf_tokens, read_metadata
 
     meta = read_metadata(path)
     if not meta or "general.architecture" not in meta:
@@ -112,7 +112,7 @@ def _read_json(path: Path | None) -> dict | None:
 def find_shape(spec: Spec, *, hub_cache: bool = True) -> Shape | None:
     """The model's shape, or None when no source has it. `hub_cache=False` reads only sources
     every checkout sees alike (compile's plan must not depend on one machine's cache)."""
-    from specforge.spec.vocab import hub_file, package_dir, vocab_tokens
+    from specforge.modelinfo.vocab import hub_file, package_dir, vocab_tokens
 
     m = spec.model
     folder = None

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from specforge.artifacts import cache_root, file_sha256, umask, write_atomic
+from specforge.core.files import cache_root, file_sha256, umask, write_atomic
 from specforge.spec.models import Spec
 
 SOURCE = "source.json"

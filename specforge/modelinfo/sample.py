@@ -74,8 +74,8 @@ def _texts(spec: Spec, row: dict) -> list[str]:
 
 
 def _tokenizer_file(spec: Spec, caches: bool) -> Path | None:
-    from specforge.prepare import spec_model_dir
-    from specforge.spec.vocab import hub_file
+    from specforge.modelinfo.prepare import spec_model_dir
+    from specforge.modelinfo.vocab import hub_file
 
     m = spec.model
     if m.gguf_file:  # the folder `specforge prepare` writes holds the tokenizer

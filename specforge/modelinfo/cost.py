@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from specforge.explain.params import Params
-from specforge.explain.shape import Shape
+from specforge.modelinfo.params import Params
+from specforge.modelinfo.shape import Shape
 from specforge.spec.models import Spec
 
 GIB = 1024**3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from specforge.parent import is_lora_adapter
+from specforge.modelinfo.folders import is_lora_adapter
 from specforge.spec.models import Spec
 
 
@@ -47,10 +47,10 @@ def check(spec: Spec, report) -> None:
 
 
 def _memory(spec: Spec, report) -> None:
-    from specforge.explain import cost
-    from specforge.explain.layout import device_of
-    from specforge.explain.params import count
-    from specforge.explain.shape import find_shape
+    from specforge.modelinfo import cost
+    from specforge.modelinfo.layout import device_of
+    from specforge.modelinfo.params import count
+    from specforge.modelinfo.shape import find_shape
 
     shape = find_shape(spec)
     if shape is None:

@@ -14,11 +14,13 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from specforge.spec import full_rules, schedulers, sweep_rules
-from specforge.spec.errors import Diagnostic
+from specforge.core.errors import Diagnostic
+from specforge.modelinfo.vocab import vocab_files, vocab_tokens
+from specforge.spec import schedulers
 from specforge.spec.models import DPO_LOSSES, KTO_LOSSES, Spec, is_local_path
-from specforge.spec.vocab import vocab_files, vocab_tokens
 from specforge.spec.yaml_source import Document
+from specforge.validate import full_finetune as full_rules
+from specforge.validate import sweep as sweep_rules
 
 TOKEN_LIKE = re.compile(r"<[^<>\s{}]+>")
 PEEK_ROWS = 20

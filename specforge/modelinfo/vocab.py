@@ -15,7 +15,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-from specforge.spec.gguf_meta import gguf_tokens
+from specforge.modelinfo.gguf_meta import gguf_tokens
 from specforge.spec.models import Spec, is_local_path
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -1,4 +1,5 @@
-"""A whole model's weights, fingerprinted: a full fine-tuning run's model/ or a merged export.
+"""What a model folder holds: a LoRA adapter, or whole weights (a full fine-tuning run's model/ or
+a merged export), and the whole weights' fingerprint.
 
 One sha256 names the weights: a single `model.safetensors` file's own (what `sha256sum` prints),
 or for sharded weights the sha256 of the `sha256sum`-style lines of every shard, sorted by name.
@@ -10,9 +11,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from specforge.artifacts import file_sha256
+from specforge.core.files import file_sha256
 
 MODEL_DIR = "model"  # where a full fine-tuning run saves its model (an adapter run: adapter/)
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def is_lora_adapter(path: Path) -> bool:
+    """An adapter folder, or a run folder that holds one (adapter/)."""
+    return (path / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file()
 
 
 def is_model_folder(folder: Path) -> bool:

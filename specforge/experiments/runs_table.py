@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from specforge.compare import flatten
-from specforge.record import summary_row
+from specforge.experiments.compare import flatten
+from specforge.runs.record import summary_row
 
 
 def select(

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from specforge import __version__
-from specforge.artifacts import file_sha256, write_atomic
+from specforge.core.files import file_sha256, write_atomic
 from specforge.spec.models import Spec
 
 CARD = "README.md"

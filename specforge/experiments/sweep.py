@@ -19,12 +19,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specforge.artifacts import sha256_bytes, write_atomic
-from specforge.codegen.plan import PREEMPTED_EXIT
-from specforge.diagnostics_out import say
-from specforge.record import RUNS_DIR, now_iso, read_record
-from specforge.spec.errors import SpecError, UsageError
-from specforge.spec.load import LoadedSpec, load_spec, parse_override
+from specforge.core.console import say
+from specforge.core.contract import PREEMPTED_EXIT
+from specforge.core.errors import SpecError, UsageError
+from specforge.core.files import sha256_bytes, write_atomic
+from specforge.runs.record import RUNS_DIR, now_iso, read_record
+from specforge.validate.load import LoadedSpec, load_spec, parse_override
 
 # stopped from outside, not broken: rerunning the sweep resumes these in place
 RESUMABLE = ("preempted", "interrupted")
@@ -168,7 +168,7 @@ def evaluation_group(point: Point) -> str:
 def _base_sharer(sweep: Sweep, point: Point, group: str):
     """A hook for execute() and resume(): drop the run's base evaluation when the group already
     has one (copied into the run, marked shared), and tag the run with its sweep."""
-    from specforge.runner import Step
+    from specforge.runs.runner import Step
 
     def share(record, run_dir: Path, steps: list[Step]) -> list[Step]:
         shared_from = sweep.manifest["base_evaluations"].get(group)
@@ -220,7 +220,7 @@ def _remember_base(sweep: Sweep, group: str, run_dir: Path) -> None:
 
 def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
     """The point in a new run folder (its first run, or again after a failure)."""
-    from specforge.runner import execute
+    from specforge.runs.runner import execute
 
     group = evaluation_group(point)
     share = _base_sharer(sweep, point, group)
@@ -241,7 +241,7 @@ def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
 def resume_stopped(sweep: Sweep, point: Point, run_dir: Path, after: str) -> int:
     """The stopped point in its own folder, from its newest complete checkpoint (runner.resume);
     where the run cannot resume (its spec, scripts or data changed), again in a new folder."""
-    from specforge.runner import CannotResume, resume
+    from specforge.runs.runner import CannotResume, resume
 
     group = evaluation_group(point)
     share = _base_sharer(sweep, point, group)
@@ -310,15 +310,3 @@ def summarise(sweep: Sweep) -> int:
         f"`specforge compare {sweep.id}` ranks them"
     )
     return 0 if done == len(statuses) else 1
-
-
-def main(args, sweep: Sweep) -> int:
-    """The `sweep` verb, once cli.load_one has loaded the sweep (load_sweep)."""
-    if args.dry_run:
-        describe(sweep)
-        return 0
-    if args.launcher == "slurm":
-        from specforge.sweep_slurm import submit_array
-
-        return submit_array(sweep)
-    return run_sweep(sweep)

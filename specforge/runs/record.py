@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from specforge import __version__
-from specforge.artifacts import file_sha256, write_atomic
+from specforge.core.files import file_sha256, write_atomic
 from specforge.spec.models import Spec, is_local_path
-from specforge.spec.vocab import COMMIT, ref_file
+from specforge.modelinfo.vocab import COMMIT, ref_file
 
 RUNS_DIR = Path("runs")
 STACK = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")

@@ -11,10 +11,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specforge.diagnostics_out import print_json, say
-from specforge.record import RUNS_DIR, base_side, final_losses, read_jsonl, read_record
-from specforge.spec.errors import UsageError
-from specforge.sweep import MANIFEST, SWEEPS
+from specforge.core.console import print_json, say
+from specforge.core.errors import UsageError
+from specforge.experiments.sweep import MANIFEST, SWEEPS
+from specforge.runs.record import RUNS_DIR, base_side, final_losses, read_jsonl, read_record
 
 LOSSES = {"eval_loss": "final_eval_loss", "train_loss": "final_train_loss"}  # lower is better
 SHOWN_METRICS = ("accuracy", "lenient_accuracy", "macro_f1")
@@ -323,7 +323,7 @@ def main(args) -> int:
         text = render_markdown(result) if args.format == "markdown" else render_text(result)
         print(text, end="")
     if args.plot is not None:
-        from specforge.plot import plot_comparison
+        from specforge.runs.plots import plot_comparison
 
         curves = [(run.label, read_jsonl(run.dir / "metrics.jsonl")) for run in runs]
         axis = _one_axis(runs)

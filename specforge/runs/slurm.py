@@ -1,5 +1,5 @@
 """`specforge run --launcher slurm`: submit the compiled submit.sbatch and record the job; and
-`python -m specforge.slurm begin|end`, which the batch script runs around each attempt (a requeued
+`python -m specforge.runs.slurm begin|end`, which the batch script runs around each attempt (a requeued
 job runs the script again, with the same job id and run folder)."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 
 from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
-from specforge.codegen.plan import PREEMPTED_EXIT
-from specforge.diagnostics_out import say
-from specforge.prepare import PrepareError, prepare_model
-from specforge.record import RunRecord, process_start
-from specforge.runner import checkpoints, open_run, resume_point, run_results
-from specforge.spec.load import LoadedSpec, UsageError
+from specforge.core.contract import PREEMPTED_EXIT
+from specforge.core.console import say
+from specforge.modelinfo.prepare import PrepareError, prepare_model
+from specforge.runs.record import RunRecord, process_start
+from specforge.runs.runner import checkpoints, open_run, resume_point, run_results
+from specforge.validate.load import LoadedSpec, UsageError
 
 
 def submit(loaded: LoadedSpec, *, compile_first: bool) -> int:
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
         print(job_end(Path(argv[1]), int(argv[2]), argv[3] == "1"))
         return 0
     print(
-        "usage: python -m specforge.slurm begin RUN_DIR | end RUN_DIR CODE SIGNALLED",
+        "usage: python -m specforge.runs.slurm begin RUN_DIR | end RUN_DIR CODE SIGNALLED",
         file=sys.stderr,
     )
     return 2

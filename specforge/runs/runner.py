@@ -4,7 +4,7 @@ The scripts run under the same Python as specforge, from the project root, with 
 environment (credentials stay there: nothing from the environment is written to the record).
 `--resume` continues an unfinished run in its own folder; run.json keeps every attempt.
 Before the first script, a spec's GGUF is dequantised into the model folder the scripts load
-(specforge.prepare; once per file, then a hash check).
+(specforge.modelinfo.prepare; once per file, then a hash check).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specforge.artifacts import changes, file_sha256, sha256_bytes, write_atomic
+from specforge.core.files import changes, file_sha256, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
-from specforge.codegen.plan import PREEMPTED_EXIT
-from specforge.diagnostics_out import say
-from specforge.live import LiveView
-from specforge.parent import spec_parent
-from specforge.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
-from specforge.record import (
+from specforge.core.contract import PREEMPTED_EXIT
+from specforge.core.console import say
+from specforge.runs.progress import LiveView
+from specforge.runs.lineage import spec_parent
+from specforge.modelinfo.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
+from specforge.runs.record import (
     RUNS_DIR,
     RunRecord,
     data_fingerprint,
@@ -45,11 +45,11 @@ from specforge.record import (
     start_record,
     throughput,
 )
-from specforge.scoring import read_predictions, score_predictions
-from specforge.spec.load import LoadedSpec
+from specforge.runs.scoring import read_predictions, score_predictions
+from specforge.validate.load import LoadedSpec
 from specforge.spec.models import Spec
-from specforge.trackers import train_env
-from specforge.weights import saved_model
+from specforge.runs.trackers import train_env
+from specforge.modelinfo.folders import saved_model
 
 
 class StaleScripts(Exception):
@@ -308,7 +308,7 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     model = loaded.spec.model
     if model.gguf_file:  # named, not built: a dry run dequantises nothing
         print(f"prepare: {spec_model_dir(loaded.spec)} (from {model.gguf_file})")
-    from specforge.explain import plan_line
+    from specforge.modelinfo.layout import plan_line
 
     print(f"layout: {plan_line(loaded.spec)}")
     parent = spec_parent(loaded.spec)
@@ -321,7 +321,7 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
 
 def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> int:
     """A new run: compile-check, run every step, record everything. Returns the exit code.
-    `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.sweep) for its points."""
+    `join(record, run_dir, steps) -> steps`: a sweep's hook (specforge.experiments.sweep) for its points."""
     parent = spec_parent(loaded.spec)  # before any folder is made
     run_dir, scripts, record = open_run(loaded, compile_first=compile_first)
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
@@ -540,7 +540,7 @@ def _attempt(
 ) -> int:
     """Run the steps in order, recording each that finishes; returns the exit code."""
     started = time.monotonic()
-    for step in steps:  # the tracker's run carries the record's provenance (specforge.trackers)
+    for step in steps:  # the tracker's run carries the record's provenance (specforge.runs.trackers)
         if step.name == "train":
             step.env.update(train_env(loaded.spec.training.report_to, record.data, os.environ))
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
@@ -578,7 +578,7 @@ def _attempt(
     record.data["results"] = run_results(run_dir, record)
     if status == "succeeded" and (run_dir / "adapter" / "adapter_config.json").is_file():
         # the adapter names its real base (not this machine's cache path) and has a model card
-        from specforge.export.adapter import make_portable
+        from specforge.runs.model_card import make_portable
 
         record.data.setdefault("exports", {})["adapter"] = make_portable(run_dir, record.data)
     record.end_attempt(status, failed, round(time.monotonic() - started, 1))
@@ -588,7 +588,7 @@ def _attempt(
 
 
 def score_step(step: Step, spec) -> None:
-    """Score an evaluate step's predictions (specforge.scoring: against the spec's labels, else
+    """Score an evaluate step's predictions (specforge.runs.scoring: against the spec's labels, else
     generative scores) into eval_*.json, and note the figures at the end of the step's log."""
     predictions, out = step.scores
     rows = read_predictions(predictions)
@@ -620,7 +620,7 @@ def _prepare(loaded: LoadedSpec, record: RunRecord, run_dir: Path) -> bool:
 
 
 def _plot(run_dir: Path) -> None:
-    from specforge.plot import plot_losses
+    from specforge.runs.plots import plot_losses
 
     plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from specforge.explain.shape import PROJECTIONS, Shape
+from specforge.modelinfo.shape import PROJECTIONS, Shape
 from specforge.spec.models import Spec
 
 
@@ -36,7 +36,10 @@ def new_tokens(spec: Spec, shape: Shape) -> tuple[list[str], list[str]]:
     return added, [t for t in added if t != declared.pad]
 
 
-def count(spec: Spec, shape: Shape) -> Params:
+def count(spec: Spec, shape: Shape, parent_lora: dict | None = None) -> Params:
+    """The parameters `shape` gets under `spec`; `parent_lora` is the adapter_config.json of the
+    adapter model.adapter continues (specforge.runs.lineage.parent_lora_config), whose r and targets
+    peft trains instead of the spec's lora section."""
     added, trained = new_tokens(spec, shape)
     vocab = shape.vocab + len(added)  # the tokenizer's length; models sized to it are resized
     dims = shape.projection_dims()
@@ -47,7 +50,7 @@ def count(spec: Spec, shape: Shape) -> Params:
     matmul = shape.layers * per_layer + vocab * shape.hidden
     if spec.lora is None:  # full fine-tuning: the new rows train as part of the embeddings
         return Params(base, matmul, {}, 0, added, trained, full=True)
-    r, targets, dora, lora_from = lora_settings(spec)
+    r, targets, dora, lora_from = lora_settings(spec, parent_lora)
     lora = {}
     for target in PROJECTIONS if targets == "all-linear" else targets:
         if target in dims:
@@ -62,14 +65,13 @@ def count(spec: Spec, shape: Shape) -> Params:
     return Params(base, matmul, lora, token_rows, added, trained, lora_from=lora_from)
 
 
-def lora_settings(spec: Spec) -> tuple[int, list[str] | str, bool, str | None]:
+def lora_settings(
+    spec: Spec, config: dict | None
+) -> tuple[int, list[str] | str, bool, str | None]:
     """(r, target modules, DoRA, the parent adapter they come from): a run that continues an
-    adapter (model.adapter) trains that adapter's LoRA, not the spec's lora section, when the
-    adapter can be read here; else the spec's."""
+    adapter (model.adapter) trains that adapter's LoRA (`config`, when it could be read), not the
+    spec's lora section."""
     if spec.model.adapter is not None:
-        from specforge.parent import parent_lora_config
-
-        config = parent_lora_config(spec.model.adapter)
         targets = (config or {}).get("target_modules")
         if config and isinstance(targets, list) and isinstance(config.get("r"), int):
             dora = bool(config.get("use_dora"))

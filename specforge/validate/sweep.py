@@ -10,7 +10,7 @@ import copy
 
 from pydantic import BaseModel, ValidationError
 
-from specforge.spec.errors import Diagnostic
+from specforge.core.errors import Diagnostic
 from specforge.spec.models import Spec
 from specforge.spec.schema_errors import error_message
 from specforge.spec.suggest import closest

@@ -7,7 +7,7 @@ the adapter weights' sha256, so a chain (SFT -> DPO) can be reproduced from the 
 With `lora: null` (full fine-tuning) the parent is whole weights instead: a full fine-tuning
 run's model/ folder, or a merged export (`specforge export RUN --format merged`), whose run is
 found from the export's eval.json or the folders above it; run.json then records the weights'
-`model_sha256` (specforge.weights), so SFT -> merge -> DPO is reproducible from the records.
+`model_sha256` (specforge.modelinfo.folders), so SFT -> merge -> DPO is reproducible from the records.
 Nothing here imports the ML stack.
 """
 
@@ -17,16 +17,19 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from specforge.artifacts import file_sha256
-from specforge.record import list_runs, read_record
-from specforge.weights import MODEL_DIR, is_model_folder, model_sha256
+from specforge.core.files import file_sha256
+from specforge.runs.record import list_runs, read_record
+from specforge.modelinfo.folders import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    MODEL_DIR,
+    is_lora_adapter,
+    is_model_folder,
+    model_sha256,
+)
 
 if TYPE_CHECKING:
     from specforge.spec.models import Spec
-
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-
 
 class ParentError(Exception):
     """model.adapter names no usable adapter (the parent run is missing or unfinished)."""
@@ -39,11 +42,6 @@ def spec_parent(spec: Spec) -> dict | None:
     if adapter is None:
         return None
     return resolve_model_parent(adapter) if spec.lora is None else resolve_parent(adapter)
-
-
-def is_lora_adapter(path: Path) -> bool:
-    """An adapter folder, or a run folder that holds one (adapter/)."""
-    return (path / ADAPTER_CONFIG).is_file() or (path / "adapter" / ADAPTER_CONFIG).is_file()
 
 
 def resolve_parent(adapter: str) -> dict:

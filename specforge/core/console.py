@@ -10,7 +10,7 @@ import re
 import sys
 from functools import lru_cache
 
-from specforge.spec.errors import Diagnostic
+from specforge.core.errors import Diagnostic
 
 _MARKUP = re.compile(r"\[/?(?:bold|dim|red|green|yellow|cyan|bold red|bold yellow|bold green)?\]")
 
