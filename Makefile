@@ -28,9 +28,13 @@ test: $(EXPORT_STAMP)
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden.regenerate
 
+# ruff (with the complexity limit), the type checker, the import layers, no function over 80 lines
 lint: $(STAMP)
 	$(BIN)/ruff check specforge tests benchmarks
 	$(BIN)/ruff format --check specforge tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python .ci/function_length.py specforge
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
