@@ -1,0 +1,1 @@
+"""`specforge import`: an axolotl or LLaMA-Factory config, turned into a spec."""

@@ -1,0 +1,1 @@
+"""`specforge report`: one self-contained HTML page per run, sweep or comparison."""
