@@ -50,9 +50,14 @@ def main():
     run_dir = None if args.no_adapter else (args.run_dir or latest_run())
     rows = read_rows(args.data) if args.data else list(EXAMPLES)
     rows = rows[: args.limit] if args.limit else rows
-    last = [conversation_problem(row) or row[CONVERSATION_COLUMN][-1][ROLE_KEY] for row in rows]
+    last = [
+        conversation_problem(row) or row[CONVERSATION_COLUMN][-1][ROLE_KEY]
+        for row in rows
+    ]
     if bad := [i for i, role in enumerate(last) if ROLES.get(role) != "assistant"]:
-        sys.exit(f"error: rows {bad[:20]} (0-based) do not end with an assistant turn to answer")
+        sys.exit(
+            f"error: rows {bad[:20]} (0-based) do not end with an assistant turn to answer"
+        )
     model, tokenizer = load(run_dir)
     answers = answer(model, tokenizer, rows, args.batch_size)
     # the gold answer: each conversation's last assistant turn, which the model answers afresh
@@ -131,7 +136,8 @@ def conversation_problem(row):
             return f"turn {i} has no {ROLE_KEY!r}"
         if turn[ROLE_KEY] not in ROLES:
             return f"turn {i}: role {turn[ROLE_KEY]!r} is not one of {sorted(ROLES)}"
-        if ROLES[turn[ROLE_KEY]] == "assistant" and not str(turn.get(CONTENT_KEY) or "").strip():
+        role = ROLES[turn[ROLE_KEY]]
+        if role == "assistant" and not str(turn.get(CONTENT_KEY) or "").strip():
             return f"turn {i} is an empty assistant turn"
         if turn.get(CONTENT_KEY) is None:
             return f"turn {i} has no {CONTENT_KEY!r}"
@@ -144,7 +150,9 @@ def build_prompt(row, tokenizer):
     """The turns before the last (assistant) turn, with the assistant's header to continue.
     The text starts with any BOS the template writes: encode it without adding special tokens."""
     messages = to_messages(row)[:-1]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
 
 
 @torch.no_grad()
@@ -153,8 +161,11 @@ def answer(model, tokenizer, rows, batch_size):
     stop_id = tokenizer.eos_token_id  # the chat template's end of turn
     answers = []
     for start in range(0, len(rows), batch_size):
-        prompts = [build_prompt(row, tokenizer) for row in rows[start : start + batch_size]]
-        batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        chunk = rows[start : start + batch_size]
+        prompts = [build_prompt(row, tokenizer) for row in chunk]
+        batch = tokenizer(
+            prompts, return_tensors="pt", padding=True, add_special_tokens=False
+        )
         batch = batch.to(model.device)
         ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)

@@ -52,7 +52,15 @@ LORA_CONFIG = {
     "lora_alpha": 32,  # spec: lora.alpha
     "lora_dropout": 0.05,  # spec: lora.dropout
     # spec: lora.target_modules
-    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "target_modules": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ],
     "bias": "none",  # spec: lora.bias
     "task_type": "CAUSAL_LM",  # causal language modelling
 }
@@ -77,21 +85,22 @@ TRAINING_ARGS = {
     "logging_steps": 5,  # spec: training.logging_steps
     "save_strategy": "no",  # spec: training.save_strategy
     "completion_only_loss": True,  # loss on the completion only
-    "padding_free": True,  # spec: training.padding_free; exact: masks come from position_ids
+    "padding_free": True,  # spec: training.padding_free; exact: masks from position_ids
     "packing": False,  # spec: training.packing
-    "max_length": None,  # spec: training.max_length; rows are fitted to MAX_LENGTH first
+    "max_length": None,  # spec: training.max_length; rows fit MAX_LENGTH first
     "report_to": [],  # spec: training.report_to
 }
 PEAK_TFLOPS = 0.283  # spec: training.gpu; cpu: measured fp32 matmul
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     train(output_dir, args.resume)
@@ -99,7 +108,7 @@ def main():
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion pairs that fit MAX_LENGTH (datasets caches them)
@@ -114,18 +123,21 @@ def train(output_dir, checkpoint=None):
 
     # 2) model
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        source,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
 
     # 3) adapter
     model = get_peft_model(model, LoraConfig(**LORA_CONFIG))
     model.print_trainable_parameters()
 
-    # 4) train (with no GPU on the CPU; under torchrun that also selects the gloo backend)
-    cpu = not torch.cuda.is_available()
+    # 4) train (on the CPU where there is no GPU)
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -137,7 +149,7 @@ def train(output_dir, checkpoint=None):
         sys.exit("error: no token carries a label; check prompt.completion")
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -148,9 +160,14 @@ def train(output_dir, checkpoint=None):
         trainer.model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "validation": eval_report, "label_share": share}
+        summary = {
+            "train": train_report,
+            "validation": eval_report,
+            "label_share": share,
+        }
         summary |= {"metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
         print(f"adapter saved to {adapter_dir}", flush=True)
     return trainer
 
@@ -159,7 +176,9 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
@@ -172,7 +191,8 @@ def dry_run(output_dir):
     # the first conversation, each turn marked with whether the loss covers it
     example = [{**m, "trained": m["role"] == "assistant"} for m in to_messages(row)]
     report = {"lora_config": LORA_CONFIG, "training_args": TRAINING_ARGS}
-    text = json.dumps({**report, "example": example}, indent=2)  # SFTConfig edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     LoraConfig(**LORA_CONFIG)
     SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
@@ -192,7 +212,9 @@ def model_source():
 def check_conversations(rows, name):
     """Exit naming the rows (0-based, in the source) that are not conversations to learn from."""
     if CONVERSATION_COLUMN not in rows.column_names:
-        sys.exit(f"error: {name} has no column {CONVERSATION_COLUMN!r}: {rows.column_names}")
+        sys.exit(
+            f"error: {name} has no column {CONVERSATION_COLUMN!r}: {rows.column_names}"
+        )
     problems = {}
     for i, turns in enumerate(rows[CONVERSATION_COLUMN]):
         if problem := conversation_problem({CONVERSATION_COLUMN: turns}):
@@ -207,8 +229,11 @@ def to_prompt_completion(rows, tokenizer, what):
     TRL renders them with the chat template (the template's own BOS, once) and the loss covers
     the assistant turn only. datasets caches them, keyed by the rows, fit_turns and the tokenizer."""
     kwargs = {"tokenizer": tokenizer}
-    data = rows.map(fit_turns, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs)
-    stats = data.select_columns(["tokens", "truncated"]).to_dict()  # plain lists: fast to read
+    data = rows.map(
+        fit_turns, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs
+    )
+    # plain lists: fast to read
+    stats = data.select_columns(["tokens", "truncated"]).to_dict()
     if not (lengths := sorted(stats["tokens"])):
         sys.exit(f"error: no {what} assistant turn fits max_length={MAX_LENGTH}")
     n, column = len(lengths), rows[CONVERSATION_COLUMN]
@@ -260,7 +285,8 @@ def conversation_problem(row):
             return f"turn {i} has no {ROLE_KEY!r}"
         if turn[ROLE_KEY] not in ROLES:
             return f"turn {i}: role {turn[ROLE_KEY]!r} is not one of {sorted(ROLES)}"
-        if ROLES[turn[ROLE_KEY]] == "assistant" and not str(turn.get(CONTENT_KEY) or "").strip():
+        role = ROLES[turn[ROLE_KEY]]
+        if role == "assistant" and not str(turn.get(CONTENT_KEY) or "").strip():
             return f"turn {i} is an empty assistant turn"
         if turn.get(CONTENT_KEY) is None:
             return f"turn {i} has no {CONTENT_KEY!r}"
@@ -280,8 +306,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -295,7 +322,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -309,7 +337,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -317,17 +347,21 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 
 def label_share(trainer, sample=64):
     """Share of non-padding tokens that carry a label, from a real collated batch."""
-    rows = [trainer.train_dataset[i] for i in range(min(sample, len(trainer.train_dataset)))]
+    data = trainer.train_dataset
+    rows = [data[i] for i in range(min(sample, len(data)))]
     labelled = int((trainer.data_collator(rows)["labels"] != -100).sum())
     return labelled / max(sum(len(row["input_ids"]) for row in rows), 1)
 

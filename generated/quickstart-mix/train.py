@@ -42,32 +42,43 @@ SPECIAL_TOKENS = {"extra_special_tokens": ["<response>", "<response|end>"]}
 NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "<|im_end|>"}
 
 # prompt: the same template in train.py and infer.py
-PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"  # spec: prompt.template
+# spec: prompt.template
+PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"
 PROMPT_FIELDS = ["instruction", "input"]  # spec: prompt.template
 COMPLETION_TEMPLATE = "{output}<response|end>"  # spec: prompt.completion
 COMPLETION_FIELDS = ["output"]  # spec: prompt.completion
-TRUNCATE_FIELD = "input"  # spec: prompt.truncate_field; long rows lose text here, never the answer
+TRUNCATE_FIELD = "input"  # spec: prompt.truncate_field; cut here, never the answer
 
 # data
 # spec: dataset.sources; columns: theirs -> the prompt's
 SOURCES = [
     {
         "name": "data/fin_sentiment_train.jsonl",
-        "load": {"path": "json", "data_files": "data/fin_sentiment_train.jsonl", "split": "train"},
+        "load": {
+            "path": "json",
+            "data_files": "data/fin_sentiment_train.jsonl",
+            "split": "train",
+        },
         "weight": 3.0,
         "max_samples": None,
         "columns": {},
     },
     {
         "name": "data/travel_facts.jsonl",
-        "load": {"path": "json", "data_files": "data/travel_facts.jsonl", "split": "train"},
+        "load": {
+            "path": "json",
+            "data_files": "data/travel_facts.jsonl",
+            "split": "train",
+        },
         "weight": 1.0,
         "max_samples": 100,
         "columns": {"question": "instruction", "note": "input", "answer": "output"},
     },
 ]
-COLUMNS = ["instruction", "input", "output"]  # spec: prompt; the shape every source is mapped to
-VALIDATION_FRACTION = 0.1  # spec: dataset.validation_fraction; seeded split of the mixture
+# spec: prompt; the shape every source is mapped to
+COLUMNS = ["instruction", "input", "output"]
+# spec: dataset.validation_fraction; seeded split of the mixture
+VALIDATION_FRACTION = 0.1
 MAX_LENGTH = 256  # spec: training.max_length
 
 # adapter and training: every value explicit, none left to library defaults
@@ -76,7 +87,15 @@ LORA_CONFIG = {
     "lora_alpha": 32,  # spec: lora.alpha
     "lora_dropout": 0.05,  # spec: lora.dropout
     # spec: lora.target_modules
-    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    "target_modules": [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ],
     "bias": "none",  # spec: lora.bias
     "task_type": "CAUSAL_LM",  # causal language modelling
 }
@@ -101,22 +120,23 @@ TRAINING_ARGS = {
     "logging_steps": 5,  # spec: training.logging_steps
     "save_strategy": "no",  # spec: training.save_strategy
     "completion_only_loss": True,  # loss on the completion only
-    "padding_free": True,  # spec: training.padding_free; exact: masks come from position_ids
+    "padding_free": True,  # spec: training.padding_free; exact: masks from position_ids
     "packing": False,  # spec: training.packing
-    "max_length": None,  # spec: training.max_length; rows are fitted to MAX_LENGTH first
+    "max_length": None,  # spec: training.max_length; rows fit MAX_LENGTH first
     "eos_token": "<response|end>",  # spec: prompt.completion; the stop token
     "report_to": [],  # spec: training.report_to
 }
 PEAK_TFLOPS = 0.283  # spec: training.gpu; cpu: measured fp32 matmul
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     train(output_dir, args.resume)
@@ -124,13 +144,14 @@ def main():
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion pairs that fit MAX_LENGTH (datasets caches them)
     source = model_source()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     rows, drawn = load_mixture()
     split = rows.train_test_split(test_size=VALIDATION_FRACTION, seed=SEED)
@@ -140,26 +161,32 @@ def train(output_dir, checkpoint=None):
 
     # 2) model, and the new tokens' start rows
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        source,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
     init_new_rows(model, tokenizer, new_tokens)
 
     # 3) adapter: LoRA, and the new tokens' rows (not padding's: it carries no label)
-    ids = [i for i in tokenizer.convert_tokens_to_ids(new_tokens) if i != tokenizer.pad_token_id]
+    ids = tokenizer.convert_tokens_to_ids(new_tokens)
+    ids = [i for i in ids if i != tokenizer.pad_token_id]
     names = {id(module): name.split(".")[-1] for name, module in model.named_modules()}
     embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
-    layers = [embeddings] if head.weight is embeddings.weight else [embeddings, head]  # untied
+    # an untied head trains its new rows too
+    layers = [embeddings] if head.weight is embeddings.weight else [embeddings, head]
     targets = {names[id(layer)]: ids for layer in layers} if ids else None
-    model = get_peft_model(model, LoraConfig(**LORA_CONFIG, trainable_token_indices=targets))
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # a tied head
+    config = LoraConfig(**LORA_CONFIG, trainable_token_indices=targets)
+    model = get_peft_model(model, config)
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
         model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
     model.print_trainable_parameters()
 
-    # 4) train (with no GPU on the CPU; under torchrun that also selects the gloo backend)
-    cpu = not torch.cuda.is_available()
+    # 4) train (on the CPU where there is no GPU)
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -171,7 +198,7 @@ def train(output_dir, checkpoint=None):
         sys.exit("error: no token carries a label; check prompt.completion")
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -183,10 +210,15 @@ def train(output_dir, checkpoint=None):
         trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "validation": eval_report, "label_share": share}
-        summary["sources"] = drawn  # rows drawn from each source, before the validation split
+        summary = {
+            "train": train_report,
+            "validation": eval_report,
+            "label_share": share,
+        }
+        summary["sources"] = drawn  # rows drawn from each source, before the split
         summary |= {"new_tokens": new_tokens, "metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
         print(f"adapter saved to {adapter_dir}", flush=True)
     return trainer
 
@@ -195,18 +227,21 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
 def dry_run(output_dir):
     """Build every config object (validating it against the installed libraries) and print them."""
-    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}  # placeholders
+    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}
     example = {"prompt": build_prompt(row), "completion": build_completion(row)}
     report = {"lora_config": LORA_CONFIG, "training_args": TRAINING_ARGS}
     report["sources"] = SOURCES
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
-    text = json.dumps({**report, "example": example}, indent=2)  # SFTConfig edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     LoraConfig(**LORA_CONFIG)
     SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
@@ -250,15 +285,22 @@ def load_mixture():
         name = source["name"]
         rows = load_dataset(**source["load"]).rename_columns(source["columns"])
         if missing := [column for column in COLUMNS if column not in rows.column_names]:
-            sys.exit(f"error: source {name} lacks {missing} (has {rows.column_names}); map them")
+            sys.exit(
+                f"error: source {name} lacks {missing} (has {rows.column_names}); map them"
+            )
         rows = rows.select_columns(COLUMNS).shuffle(seed=SEED)
         if source["max_samples"]:
             rows = rows.select(range(min(source["max_samples"], len(rows))))
         parts.append((name, rows))
     total = sum(source["weight"] for source in SOURCES)
-    size = min(len(rows) * total / source["weight"] for (_, rows), source in zip(parts, SOURCES))
+    size = min(
+        len(rows) * total / source["weight"]
+        for (_, rows), source in zip(parts, SOURCES)
+    )
     shares = [round(size * source["weight"] / total) for source in SOURCES]
-    parts = [(name, r.select(range(min(n, len(r))))) for (name, r), n in zip(parts, shares)]
+    parts = [
+        (name, r.select(range(min(n, len(r))))) for (name, r), n in zip(parts, shares)
+    ]
     drawn = {name: len(rows) for name, rows in parts}
     print(f"mixture: {json.dumps(drawn)}", flush=True)
     return concatenate_datasets([rows for _, rows in parts]).shuffle(seed=SEED), drawn
@@ -270,19 +312,29 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
-    columns = zip(*rows.select_columns(fields).to_dict().values())  # plain lists: fast to index
+    # plain lists: fast to index
+    columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
-    bad = [i for i, r in enumerate(columns) if None in r or not all(str(r[k]).strip() for k in at)]
+    bad = [
+        i
+        for i, r in enumerate(columns)
+        if None in r or not all(str(r[k]).strip() for k in at)
+    ]
     if bad:
-        sys.exit(f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion")
+        sys.exit(
+            f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion"
+        )
+    kwargs = {"tokenizer": tokenizer}
     data = rows.map(
-        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer}
+        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs
     )
-    stats = data.select_columns(["tokens", "truncated"]).to_dict()  # plain lists: fast to read
+    # plain lists: fast to read
+    stats = data.select_columns(["tokens", "truncated"]).to_dict()
     if not (lengths := sorted(stats["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "truncated": sum(stats["truncated"]), "dropped": len(rows) - n}
+    report = {"rows": len(rows), "truncated": sum(stats["truncated"])}
+    report["dropped"] = len(rows) - n
     report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
     report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
@@ -309,7 +361,8 @@ def fit_rows(batch, tokenizer):
                 long_rows.append((i, cut))
         todo, attempt = long_rows, attempt + 1
     names = ["prompt", "completion", "tokens", "truncated"]
-    return {name: [fitted[i][k] for i in sorted(fitted)] for k, name in enumerate(names)}
+    order = sorted(fitted)
+    return {name: [fitted[i][k] for i in order] for k, name in enumerate(names)}
 
 
 def build_prompt(row):
@@ -340,8 +393,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -355,7 +409,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -369,7 +424,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -377,17 +434,21 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 
 def label_share(trainer, sample=64):
     """Share of non-padding tokens that carry a label, from a real collated batch."""
-    rows = [trainer.train_dataset[i] for i in range(min(sample, len(trainer.train_dataset)))]
+    data = trainer.train_dataset
+    rows = [data[i] for i in range(min(sample, len(data)))]
     labelled = int((trainer.data_collator(rows)["labels"] != -100).sum())
     return labelled / max(sum(len(row["input_ids"]) for row in rows), 1)
 

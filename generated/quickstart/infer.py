@@ -38,9 +38,11 @@ SPECIAL_TOKENS = {"extra_special_tokens": ["<response>", "<response|end>"]}
 NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "<|im_end|>"}
 
 # prompt: the same template in train.py and infer.py
-PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"  # spec: prompt.template
+# spec: prompt.template
+PROMPT_TEMPLATE = "Instruction: {instruction}\nInput: {input}\n<response>"
 PROMPT_FIELDS = ["instruction", "input"]  # spec: prompt.template
-STOP_TOKEN = "<response|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<response|end>"
 
 # inference
 # spec: inference; greedy
@@ -91,7 +93,8 @@ def load(run_dir):
     """The base model and tokenizer (+ the run's adapter with its trained token rows), on the GPU if any."""
     source = model_source()
     tokenizer = AutoTokenizer.from_pretrained(source)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     if run_dir is not None:
         saved = AutoTokenizer.from_pretrained(run_dir / "adapter")
@@ -155,7 +158,8 @@ def answer(model, tokenizer, rows, batch_size):
     stop_id = tokenizer.convert_tokens_to_ids(STOP_TOKEN)
     answers = []
     for start in range(0, len(rows), batch_size):
-        prompts = [build_prompt(row) for row in rows[start : start + batch_size]]
+        chunk = rows[start : start + batch_size]
+        prompts = [build_prompt(row) for row in chunk]
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)

@@ -88,6 +88,8 @@ def fingerprint_like(path: Path, recorded: str) -> str:
 def known_good(spec_path: Path, overrides: list[str], allow_remote_code: bool) -> str | None:
     """The spec's name when a stored verdict still holds, else None (run the full check)."""
     entry = read_entry(verdict_key(spec_path, overrides, allow_remote_code), KIND)
+    if entry is None:
+        return None
     try:
         reads, outputs = dict(entry["reads"]), dict(entry["outputs"])
         name, out_dir = str(entry["name"]), Path(entry["out_dir"])

@@ -42,7 +42,7 @@ def compile_files(loaded: LoadedSpec, script_dir: str | None = None) -> dict[str
     files = {
         # one script per method family: a DPO train.py reads as DPO, with no SFT branch in it
         "train.py": render_script(
-            "train.py.j2" if plan.method is None else "train_preference.py.j2", plan
+            "train_sft.py.j2" if plan.method is None else "train_preference.py.j2", plan
         ),
         "infer.py": render_script("infer.py.j2", plan),
         RESOLVED_NAME: resolved_spec_text(loaded),

@@ -3,6 +3,11 @@
 Every value becomes a Python literal via `repr`, and must read back through `ast.literal_eval` to an
 equal value, so no spec text can ever become code. NaN and infinities are refused (their repr is not a
 literal).
+
+The one place that knows the line width: a constant or keyword dict is laid out as `ruff format`
+would at its default 88 columns (one line when it fits, else one item a line, or the comment above).
+The templates need no width: where a call's arguments vary with the spec they are written one a
+line with a trailing comma, a layout ruff keeps at any width.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ import ast
 import math
 
 _PLAIN = (str, int, float, bool, type(None))
-LINE_LIMIT = (
-    100  # the project's line length (pyproject.toml): generated files pass `ruff format --check`
-)
+# ruff format's default line length: generated files pass `ruff format --isolated --check`,
+# so a user's own formatter (at its defaults) never rewrites them
+LINE_LIMIT = 88
 
 
 class LiteralError(ValueError):

@@ -1,15 +1,18 @@
 """Spec -> render plan: every default, branch and derived value decided here, in Python.
 
 The plan is plain data, one part per section of the generated scripts (model, tokens, prompt,
-data, adapter, training, preflight, inference). Templates only place it: values become literals
-through the `py` filter and `const`/`kwargs` (literals.py); no code is built as strings here.
+data, adapter, training, preflight, inference) and the imports each script needs. Flags and small
+enums say which code path exists; the templates write each path out literally (a base training
+template with a block per step, one small template per method). Values become literals through
+the `py` filter and `const`/`kwargs` (literals.py); no code is built as strings here.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import Literal
 
 from specforge import __version__
 from specforge.core.contract import PREEMPTED_EXIT, safe_label, shell_word
@@ -89,6 +92,9 @@ class TrainingPart:
     peak_flops: Value  # PEAK_TFLOPS: the device MFU is measured against
     trackio: bool = False  # report_to has trackio: its run is named and carries provenance
     full: bool = False  # lora: null: every weight trains; the run saves a whole model
+    # model.adapter (preference methods): training starts from a parent run's "model" (full
+    # fine-tuning) or continues its "adapter"; None: from the base model
+    parent: Literal["model", "adapter"] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,26 @@ class MethodPart:
     reference: str | None  # what the loss compares against, for a comment; orpo has none
 
 
+# Which peft names a script imports: a fresh adapter (LoraConfig, get_peft_model) or a
+# parent's (PeftModel), each with prepare_model_for_kbit_training under QLoRA
+PeftImport = Literal["new", "new_kbit", "parent", "parent_kbit"]
+
+
+@dataclass(frozen=True)
+class Imports:
+    """The imports a script needs beyond those every script has; the template writes each."""
+
+    copy: bool = False  # a frozen copy of the start weights: a full-weight reference model
+    csv: bool = False  # --dry-run reads a csv file's first row
+    importlib: bool = False  # importlib.util.find_spec: a package's folder, preflight checks
+    os: bool = False
+    hub: bool = False  # huggingface_hub: the push after training, its token check
+    concatenate: bool = False  # datasets.concatenate_datasets: a mixture
+    peft: PeftImport | None = None  # None: full fine-tuning, no adapter
+    trainable_tokens: bool = False  # peft's TrainableTokensWrapper: new rows on a LoRA model
+    bitsandbytes: bool = False
+
+
 @dataclass(frozen=True)
 class Plan:
     meta: Meta
@@ -131,6 +157,8 @@ class Plan:
     preflight: PreflightPart
     inference: InferencePart
     method: MethodPart | None = None  # None: sft
+    train_imports: Imports = Imports()
+    infer_imports: Imports = Imports()
 
 
 def default_token_init(token: str) -> str:
@@ -216,7 +244,7 @@ def _model(spec: Spec) -> ModelPart:
 
 def _special_tokens_dict(spec: Spec) -> dict:
     tokens = spec.tokenizer.special_tokens
-    out = {
+    out: dict[str, str | list[str]] = {
         key: value
         for key, value in (
             ("bos_token", tokens.bos),
@@ -230,7 +258,7 @@ def _special_tokens_dict(spec: Spec) -> dict:
     return out
 
 
-def _tokens(spec: Spec, vocab: set[str] | None) -> TokensPart:
+def _tokens(spec: Spec, vocab: set[str] | frozenset[str] | None) -> TokensPart:
     declared = spec.tokenizer.special_tokens.all()
     if not declared:
         return TokensPart([], False)
@@ -253,6 +281,7 @@ def _tokens(spec: Spec, vocab: set[str] | None) -> TokensPart:
 
 def _conversation(spec: Spec) -> PromptPart:
     c = spec.prompt.conversation
+    assert c is not None  # _prompt sends only conversations here
     roles = {"system": "system", "user": "user", "assistant": "assistant", **c.roles}
     shared = [
         Value("CONVERSATION_COLUMN", c.column, "prompt.conversation.column"),
@@ -296,7 +325,7 @@ def _prompt(spec: Spec) -> PromptPart:
             "TRUNCATE_FIELD",
             p.truncate_field or p.prompt_fields()[-1],
             "prompt.truncate_field",
-            "long rows lose text here, never the answer",
+            "cut here, never the answer",
         ),
     ]
     return PromptPart(shared, train, p.messages is not None)
@@ -329,6 +358,7 @@ def _source_name(source) -> str:
 
 def _mixture(spec: Spec) -> DataPart:
     ds = spec.dataset
+    assert ds.sources is not None  # _data sends only mixtures here
     sources = [
         {
             "name": _source_name(source),
@@ -369,7 +399,9 @@ def _mixture(spec: Spec) -> DataPart:
 def _data(spec: Spec) -> DataPart:
     if spec.dataset.sources is not None:
         return _mixture(spec)
-    ds, local = spec.dataset, is_local_path(spec.dataset.path)
+    ds = spec.dataset
+    assert ds.path is not None  # a single source: the schema requires path or sources
+    local = is_local_path(ds.path)
     suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
     constants = [Value("DATASET_PATH", ds.path, "dataset.path")]
     if not local:
@@ -474,7 +506,7 @@ def layout_values(spec: Spec) -> LayoutValues:
     if plan.batch != t.per_device_train_batch_size:
         batch = Value(batch.name, plan.batch, "training.layout", f"auto: {rows} rows per step")
     if plan.accumulation != t.gradient_accumulation_steps:
-        why = "auto: same loss, a token mean"
+        why = "auto: same loss"
         accumulation = Value(accumulation.name, plan.accumulation, "training.layout", why)
     if plan.checkpointing != ckpt:
         why = f"auto: fits {device.name} (est. {plan.memory_gib:.0f} GiB)"
@@ -490,9 +522,9 @@ def _peak_flops(spec: Spec) -> Value:
     return Value("PEAK_TFLOPS", device.peak_tflops, "training.gpu", f"{device.name}: {why}")
 
 
-def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
-    t, stop = spec.training, spec.stop_token()
-    pf = padding_free(spec)
+def _optimisation_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """Batches, steps, the optimiser and its schedule, precision and checkpointing."""
+    t = spec.training
     args = [
         Value("seed", spec.seed, "seed", "the data order too (data_seed defaults to it)"),
         layout.batch,
@@ -518,7 +550,8 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
                 "lr_scheduler_kwargs", dict(t.lr_scheduler_kwargs), "training.lr_scheduler_kwargs"
             )
         )
-    args += [
+    return [
+        *args,
         _warmup(spec),
         Value("weight_decay", t.weight_decay, "training.weight_decay"),
         Value("optim", t.optim, "training.optim"),
@@ -527,8 +560,13 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
         Value("bf16", t.precision == "bf16", "training.precision"),
         # the transformers 5 name; `gradient_checkpointing` is its deprecated alias
         layout.checkpointing,
-        Value("eval_strategy", t.eval_strategy, "training.eval_strategy"),
     ]
+
+
+def _evaluation_args(spec: Spec) -> list[Value]:
+    """When the run evaluates, logs and saves checkpoints."""
+    t = spec.training
+    args = [Value("eval_strategy", t.eval_strategy, "training.eval_strategy")]
     if t.eval_steps is not None:
         args.append(Value("eval_steps", t.eval_steps, "training.eval_steps"))
     args += [
@@ -539,24 +577,37 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
         args.append(Value("save_steps", t.save_steps, "training.save_steps"))
     if t.save_total_limit is not None:
         args.append(Value("save_total_limit", t.save_total_limit, "training.save_total_limit"))
-    args += [
+    return args
+
+
+def _sft_args(spec: Spec) -> list[Value]:
+    """SFTConfig's own: the loss on completions, how rows are batched, the stop token."""
+    t, stop, pf = spec.training, spec.stop_token(), padding_free(spec)
+    args = [
         Value("completion_only_loss", True, None, "loss on the completion only"),
         Value(
             "padding_free",
             pf,
             "training.padding_free",
-            "exact: masks come from position_ids" if pf else None,
+            "exact: masks from position_ids" if pf else None,
         ),
         Value("packing", t.packing, "training.packing"),
         Value(
             "max_length",
             t.max_length if t.packing else None,
             "training.max_length",
-            None if t.packing else "rows are fitted to MAX_LENGTH first",
+            None if t.packing else "rows fit MAX_LENGTH first",
         ),
     ]
     if stop is not None:
         args.append(Value("eos_token", stop, "prompt.completion", "the stop token"))
+    return args
+
+
+def _reporting_args(spec: Spec) -> list[Value]:
+    """Kernels, where metrics go, and the Hub push."""
+    t = spec.training
+    args = []
     if t.use_liger_kernel:
         args.append(Value("use_liger_kernel", True, "training.use_liger_kernel"))
     args.append(Value("report_to", list(t.report_to), "training.report_to"))
@@ -576,11 +627,22 @@ def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
                 "hub_model_id",
                 t.hub_model_id or spec.name,
                 "training.hub_model_id",
-                None if t.hub_model_id else "default: the spec's name",
+                None if t.hub_model_id else "the spec's name",
             ),
             Value("hub_private_repo", t.hub_private_repo, "training.hub_private_repo"),
         ]
-    return args + _distributed_args(spec)
+    return args
+
+
+def _training_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """SFTConfig's arguments, in the order a reader looks for them."""
+    return [
+        *_optimisation_args(spec, layout),
+        *_evaluation_args(spec),
+        *_sft_args(spec),
+        *_reporting_args(spec),
+        *_distributed_args(spec),
+    ]
 
 
 WRAP_POLICIES = {
@@ -627,7 +689,7 @@ def _training(spec: Spec) -> TrainingPart:
                 "PREEMPTION_SIGNALS",
                 sorted({"SIGTERM", spec.launch.preemption_signal}),
                 "launch.preemption_signal",
-                "and SIGTERM",
+                "+ SIGTERM",
             ),
             Value("PREEMPTED", PREEMPTED_EXIT, None, "exit code then (EX_TEMPFAIL): run --resume"),
         ],
@@ -637,7 +699,14 @@ def _training(spec: Spec) -> TrainingPart:
         peak_flops=_peak_flops(spec),
         trackio="trackio" in t.report_to,
         full=spec.lora is None,
+        parent=_parent(spec),
     )
+
+
+def _parent(spec: Spec) -> Literal["model", "adapter"] | None:
+    if spec.method == "sft" or spec.model.adapter is None:
+        return None
+    return "model" if spec.lora is None else "adapter"
 
 
 # trl 1.16: DPO and KTO are in trl; ORPO moved to trl.experimental.orpo
@@ -678,7 +747,7 @@ def _method(spec: Spec) -> MethodPart | None:
 
 def _preference_args(spec: Spec, layout: LayoutValues) -> list[Value]:
     """The trainer's arguments: the shared ones without SFT's, then the method's own."""
-    pref = spec.preference or PreferenceSpec()  # null: the defaults, written out
+    pref = spec.preference or PreferenceSpec.model_validate({})  # null: the defaults
     beta_why = (
         "weight of the odds-ratio term" if spec.method == "orpo" else "higher: nearer the reference"
     )
@@ -740,7 +809,10 @@ def _preflight(spec: Spec) -> PreflightPart:
 
 def _inference(spec: Spec) -> InferencePart:
     inf = spec.inference
-    generation = {"max_new_tokens": inf.max_new_tokens, "do_sample": inf.do_sample}
+    generation: dict[str, float | bool] = {
+        "max_new_tokens": inf.max_new_tokens,
+        "do_sample": inf.do_sample,
+    }
     if inf.do_sample:
         if inf.temperature is not None:
             generation["temperature"] = inf.temperature
@@ -759,16 +831,54 @@ def _inference(spec: Spec) -> InferencePart:
     return InferencePart(constants, inf.labels is not None)
 
 
+# preflight checks that call importlib.util.find_spec
+FIND_SPEC_CHECKS = {"flash_attn", "quantization", "wandb", "mlflow", "tracker", "liger", "trackio"}
+
+
+def _peft_import(model: ModelPart, training: TrainingPart) -> PeftImport | None:
+    if training.full:
+        return None
+    kbit = model.quantization is not None
+    if training.parent is not None:
+        return "parent_kbit" if kbit else "parent"
+    return "new_kbit" if kbit else "new"
+
+
+def _train_imports(plan: Plan) -> Imports:
+    m, t, pf = plan.model, plan.training, set(plan.preflight.train)
+    return Imports(
+        copy=t.full and plan.method is not None and plan.method.reference is not None,
+        csv=plan.data.peek == "csv",
+        importlib=m.source == "package" or bool(FIND_SPEC_CHECKS & pf),
+        os=m.source == "gguf" or bool({"wandb", "mlflow", "hub"} & pf) or t.trackio,
+        hub=t.push_to_hub,
+        concatenate=plan.data.mixture,
+        peft=_peft_import(m, t),
+        trainable_tokens=bool(plan.tokens.constants) and not t.full,
+        bitsandbytes=m.quantization is not None,
+    )
+
+
+def _infer_imports(plan: Plan) -> Imports:
+    m = plan.model
+    return Imports(
+        importlib=m.source == "package",
+        os=m.source == "gguf",
+        peft=None if plan.training.full else "parent",
+        bitsandbytes=m.quantization is not None,
+    )
+
+
 def build_plan(
     spec: Spec,
     spec_label: str,
     spec_sha256: str,
     script_dir: str,
     overrides: int = 0,
-    vocab: set[str] | None = None,
+    vocab: set[str] | frozenset[str] | None = None,
 ) -> Plan:
     """The whole plan; `vocab` is the base model's vocabulary where validation could read it."""
-    return Plan(
+    plan = Plan(
         meta=_meta(spec, spec_label, spec_sha256, script_dir, overrides),
         model=_model(spec),
         tokens=_tokens(spec, vocab),
@@ -779,11 +889,14 @@ def build_plan(
         inference=_inference(spec),
         method=_method(spec),
     )
+    # the imports follow from the parts: each names what the script's code uses
+    return replace(plan, train_imports=_train_imports(plan), infer_imports=_infer_imports(plan))
 
 
 def slurm_plan(spec: Spec, spec_label: str, spec_sha256: str, script_dir: str) -> dict:
     """Everything submit.sbatch.j2 places; every spec value shell-safe."""
     launch, slurm = spec.launch, spec.launch.slurm
+    assert slurm is not None  # compile_files asks only where launch.slurm is set
     label = safe_label(spec_label)
     port = (launch.rdzv_endpoint or "localhost:29500").rsplit(":", 1)[1]
     return {

@@ -1,7 +1,8 @@
 """Render the plan through the Jinja templates into checked Python source.
 
-The templates hold their own imports. The rendered source is `ast.parse`d and its imports are
-checked against the names it uses (none unused, none missing) before anyone can write it.
+The planner decides which imports a script needs (plan.Imports) and the templates write them out;
+the rendered source is `ast.parse`d and its imports are checked against the names it uses (none
+unused, none missing) before anyone can write it.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ def environment() -> jinja2.Environment:
 
 def check_names(tree: ast.Module) -> None:
     """Every import and module constant is used; every free name is imported, defined or a builtin."""
-    imported, defined, used = {}, set(dir(builtins)) | {"__file__"}, set()
+    imported: dict[str, int] = {}
+    defined: set[str] = set(dir(builtins)) | {"__file__"}
+    used: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
@@ -64,7 +67,9 @@ def check_names(tree: ast.Module) -> None:
     constants = [
         node.targets[0].id
         for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "").isupper()
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id.isupper()
     ]
     unused = sorted(name for name in [*imported, *constants] if name not in used)
     missing = sorted(used - defined - set(imported))

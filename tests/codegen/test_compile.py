@@ -107,14 +107,15 @@ def test_every_tracker_compiles_in_both_templates(spec, tracker, monkeypatch):
 
 
 def test_line_budgets_and_the_main_flow_comes_first():
-    """A reviewer reads the whole script: fingpt's train.py within 380 lines, infer.py within
-    170, the quickstart's within 30 more, and train.py's main() in its first third. (320 after
+    """A reviewer reads the whole script: fingpt's train.py within 432 lines, infer.py within
+    172, the quickstart's within 30 more, and train.py's main() in its first third. (320 after
     issue 11; then every train.py got its preemption handling, 37 lines: the signal checkpoint,
     the exit code and `--resume CHECKPOINT`, 38 with the flag kept a Python int where no ranks
     must agree, so one GPU is not synced every step; and metrics.jsonl's tokens/s and MFU, with explain's
-    FLOP count, 22 lines.)"""
-    budgets = {"fingpt-sentiment": (380, 170), "quickstart": (380, 200)}
-    budgets["quickstart-dpo"] = (360, 200)
+    FLOP count, 22 lines. At ruff's default 88 columns, 380 -> 432: each wrap as ruff format
+    writes it, or a long expression split in two.)"""
+    budgets = {"fingpt-sentiment": (432, 172), "quickstart": (400, 200)}
+    budgets["quickstart-dpo"] = (391, 200)
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()
@@ -122,14 +123,17 @@ def test_line_budgets_and_the_main_flow_comes_first():
         assert train.index("def main():") < len(train) / 3, name
 
 
-def test_generated_scripts_pass_ruff_as_emitted(repo_copy):
+def test_generated_scripts_pass_ruff_at_its_defaults_as_emitted(repo_copy):
+    """Every compiled and golden script is what `ruff format` and `ruff check` leave alone at
+    their defaults (88 columns, no project config): a user's pre-commit never rewrites them."""
     assert run_cli("compile", cwd=repo_copy).returncode == 0
-    ruff = Path(sys.executable).with_name("ruff")
-    scripts = [str(p) for p in (repo_copy / "generated").rglob("*.py")]
-    scripts += [str(p) for p in GOLDEN.glob("*/*.py")]
-    for args in (["check", "--line-length=100"], ["format", "--line-length=100", "--check"]):
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    scripts = sorted(str(p) for p in (repo_copy / "generated").rglob("*.py"))
+    scripts += sorted(str(p) for p in GOLDEN.glob("*/*.py"))
+    assert len(scripts) >= 20, scripts  # train.py and infer.py of every spec
+    for args in (["check", "--isolated"], ["format", "--isolated", "--check"]):
         result = subprocess.run(
-            [str(ruff), *args, *scripts], capture_output=True, text=True, check=False
+            [ruff, *args, *scripts], capture_output=True, text=True, check=False
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -233,6 +237,7 @@ def test_cli_compile_path_imports_no_ml_stack(repo_copy):
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.train  # runs the generated train.py (the ML stack's import)
 @pytest.mark.parametrize("spec", SPECS)
 def test_every_spec_dry_runs(repo_copy, spec):
     assert run_cli("compile", cwd=repo_copy).returncode == 0
@@ -259,6 +264,7 @@ def test_every_spec_dry_runs(repo_copy, spec):
     assert out["example"][answer].endswith("<response|end>")
 
 
+@pytest.mark.train  # runs the generated train.py (the ML stack's import)
 def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
     assert run_cli("compile", cwd=repo_copy).returncode == 0
     result = subprocess.run(
@@ -318,6 +324,7 @@ def test_fingpt_dry_run_is_the_original_recipe(repo_copy):
     assert out["example"]["prompt"] == "Instruction: <instruction>\nInput: <input>\n<response>"
 
 
+@pytest.mark.train  # runs the generated train.py (the ML stack's import)
 def test_fingpt_preflight_fails_fast_on_cpu(repo_copy):
     """No GPU, no flash-attn, no credentials: one message listing what to change, before loading."""
     assert run_cli("compile", cwd=repo_copy).returncode == 0
@@ -346,6 +353,7 @@ def test_fingpt_preflight_fails_fast_on_cpu(repo_copy):
     assert not (repo_copy / "runs/x").exists()
 
 
+@pytest.mark.train  # runs the generated train.py (the ML stack's import)
 def test_flex_attention_trains_on_cuda_only_and_infers_with_sdpa(repo_copy):
     """FlexAttention has no CPU backward in torch 2.13 (and its CPU kernels fail to compile):
     train.py says so before loading anything. infer.py generates with sdpa: flex recompiles for

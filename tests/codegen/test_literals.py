@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from specforge.codegen.literals import LiteralError, assign, kwargs_block, py
 from specforge.codegen.plan import build_plan
 from specforge.codegen.render import render_script
-from specforge.spec.models import Spec
+from specforge.spec.models import Spec, is_local_path
+from tests.helpers import examples
 
 BASE = {
     "spec_version": 1,
@@ -65,7 +66,7 @@ def test_assign_and_kwargs_are_single_checked_assignments():
 def _render(data: dict) -> tuple[ast.Module, ast.Module]:
     spec = Spec.model_validate(data)
     plan = build_plan(spec, "specs/prop.yaml", "0" * 64, "generated/prop")
-    return ast.parse(render_script("train.py.j2", plan)), ast.parse(
+    return ast.parse(render_script("train_sft.py.j2", plan)), ast.parse(
         render_script("infer.py.j2", plan)
     )
 
@@ -81,17 +82,11 @@ def _constants(tree: ast.Module) -> dict:
 BASELINE = [len(t.body) for t in _render(BASE)]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    model=plain_text.filter(bool),
+    model=plain_text.filter(lambda s: bool(s) and not is_local_path(s)),  # a Hub id: a revision
     revision=plain_text,
-    dataset=plain_text.filter(
-        lambda s: (
-            bool(s)
-            and not s.endswith((".jsonl", ".json", ".csv", ".parquet"))
-            and not s.startswith(("/", "./", "../", "~"))
-        )
-    ),
+    dataset=plain_text.filter(lambda s: bool(s) and not is_local_path(s)),
     prefix=plain_text,
     label=plain_text.filter(bool),
     example=plain_text,

@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, set_seed
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    set_seed,
+)
 
 # -- config: tests/golden/specs/chat-qlora.yaml, every default resolved; each value names its spec key
 NAME = "chat-qlora"  # spec: name
@@ -38,14 +43,16 @@ QUANTIZATION = {
 }
 
 # tokens: new ones are added, and all but padding train and save with the adapter
-SPECIAL_TOKENS = {"extra_special_tokens": ["<answer|end>"]}  # spec: tokenizer.special_tokens
+# spec: tokenizer.special_tokens
+SPECIAL_TOKENS = {"extra_special_tokens": ["<answer|end>"]}
 # spec: tokenizer.new_token_init; a new token's row starts as the mean of this text's rows
 NEW_TOKEN_INIT = {"<answer|end>": "answer end"}
 
 # prompt: the same template in train.py and infer.py
 # spec: prompt.messages; rendered by the tokenizer's chat template
 PROMPT_MESSAGES = [["system", "You route support tickets."], ["user", "{ticket}"]]
-STOP_TOKEN = "<answer|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<answer|end>"
 
 # inference
 # spec: inference; greedy
@@ -89,7 +96,8 @@ def latest_run():
 def load(run_dir):
     """The base model and tokenizer (+ the run's adapter with its trained token rows), on the GPU if any."""
     tokenizer = AutoTokenizer.from_pretrained(MODEL_NAME, revision=MODEL_REVISION)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     if run_dir is not None:
         saved = AutoTokenizer.from_pretrained(run_dir / "adapter")
@@ -135,8 +143,12 @@ def init_new_rows(model, tokenizer, new_tokens):
 
 def build_prompt(row, tokenizer):
     """The prompt for one row. train.py and infer.py share this exact function."""
-    messages = [{"role": role, "content": text.format(**row)} for role, text in PROMPT_MESSAGES]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages = [
+        {"role": role, "content": text.format(**row)} for role, text in PROMPT_MESSAGES
+    ]
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     # TRL and generation encode this text with the tokenizer's own BOS: keep one, not two
     bos = tokenizer.bos_token
     if bos and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
@@ -150,7 +162,8 @@ def answer(model, tokenizer, rows, batch_size):
     stop_id = tokenizer.convert_tokens_to_ids(STOP_TOKEN)
     answers = []
     for start in range(0, len(rows), batch_size):
-        prompts = [build_prompt(row, tokenizer) for row in rows[start : start + batch_size]]
+        chunk = rows[start : start + batch_size]
+        prompts = [build_prompt(row, tokenizer) for row in chunk]
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)

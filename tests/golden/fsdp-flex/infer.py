@@ -110,7 +110,8 @@ def answer(model, tokenizer, rows, batch_size):
     stop_id = tokenizer.convert_tokens_to_ids(STOP_TOKEN)
     answers = []
     for start in range(0, len(rows), batch_size):
-        prompts = [build_prompt(row) for row in rows[start : start + batch_size]]
+        chunk = rows[start : start + batch_size]
+        prompts = [build_prompt(row) for row in chunk]
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)

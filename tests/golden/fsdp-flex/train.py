@@ -40,8 +40,7 @@ PROMPT_TEMPLATE = "### Question\n{question}\n### Answer\n"  # spec: prompt.templ
 PROMPT_FIELDS = ["question"]  # spec: prompt.template
 COMPLETION_TEMPLATE = "{answer}"  # spec: prompt.completion
 COMPLETION_FIELDS = ["answer"]  # spec: prompt.completion
-# spec: prompt.truncate_field; long rows lose text here, never the answer
-TRUNCATE_FIELD = "question"
+TRUNCATE_FIELD = "question"  # spec: prompt.truncate_field; cut here, never the answer
 
 # data
 DATASET_PATH = "example-org/instructions"  # spec: dataset.path
@@ -79,9 +78,9 @@ TRAINING_ARGS = {
     "logging_steps": 10,  # spec: training.logging_steps
     "save_strategy": "no",  # spec: training.save_strategy
     "completion_only_loss": True,  # loss on the completion only
-    "padding_free": True,  # spec: training.padding_free; exact: masks come from position_ids
+    "padding_free": True,  # spec: training.padding_free; exact: masks from position_ids
     "packing": False,  # spec: training.packing
-    "max_length": None,  # spec: training.max_length; rows are fitted to MAX_LENGTH first
+    "max_length": None,  # spec: training.max_length; rows fit MAX_LENGTH first
     "report_to": [],  # spec: training.report_to
     "push_to_hub": True,  # spec: training.push_to_hub; the adapter, after training
     "hub_model_id": "example-org/base-7b-instructions",  # spec: training.hub_model_id
@@ -97,14 +96,15 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 312.0  # spec: training.gpu; A100-80GB: dense fp16/bf16
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -113,7 +113,7 @@ def main():
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion pairs that fit MAX_LENGTH (datasets caches them)
@@ -124,18 +124,22 @@ def train(output_dir, checkpoint=None):
 
     # 2) model
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL_NAME, revision=MODEL_REVISION, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        MODEL_NAME,
+        revision=MODEL_REVISION,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
 
     # 3) adapter
     model = get_peft_model(model, LoraConfig(**LORA_CONFIG))
     model.print_trainable_parameters()
 
-    # 4) train (with no GPU on the CPU; under torchrun that also selects the gloo backend)
-    cpu = not torch.cuda.is_available()
+    # 4) train (on the CPU where there is no GPU)
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=None,
         processing_class=tokenizer,
@@ -147,7 +151,7 @@ def train(output_dir, checkpoint=None):
         sys.exit("error: no token carries a label; check prompt.completion")
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -160,11 +164,17 @@ def train(output_dir, checkpoint=None):
         trainer.model.save_pretrained(adapter_dir, state_dict=state_dict)
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "label_share": share}
+        summary = {
+            "train": train_report,
+            "label_share": share,
+        }
         summary |= {"metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        # Trainer pushes only checkpoints or save_model()'s folder: push the adapter itself
-        huggingface_hub.upload_folder(repo_id=trainer.hub_model_id, folder_path=adapter_dir)
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
+        # Trainer pushes only checkpoints or save_model()'s folder: push this one
+        huggingface_hub.upload_folder(
+            repo_id=trainer.hub_model_id, folder_path=adapter_dir
+        )
         print(f"adapter saved to {adapter_dir}", flush=True)
     return trainer
 
@@ -173,16 +183,19 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
 def dry_run(output_dir):
     """Build every config object (validating it against the installed libraries) and print them."""
-    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}  # placeholders
+    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}
     example = {"prompt": build_prompt(row), "completion": build_completion(row)}
     report = {"lora_config": LORA_CONFIG, "training_args": TRAINING_ARGS}
-    text = json.dumps({**report, "example": example}, indent=2)  # SFTConfig edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     LoraConfig(**LORA_CONFIG)
     SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
@@ -193,10 +206,12 @@ def preflight():
     problems = []
     if not torch.cuda.is_available():
         problems.append(
-            "this spec needs a CUDA GPU: model.attn_implementation flex_attention (or use sdpa)"
+            "this spec needs a CUDA GPU: model.attn_implementation flex_attention (or use sdpa)",
         )
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        problems.append("training.precision is bf16, which this GPU lacks; use precision: fp16")
+        problems.append(
+            "training.precision is bf16, which this GPU lacks; use precision: fp16"
+        )
     if not (os.environ.get("HF_TOKEN") or huggingface_hub.get_token()):
         problems.append("training.push_to_hub needs HF_TOKEN (or `hf auth login`)")
     if problems:
@@ -209,19 +224,29 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
-    columns = zip(*rows.select_columns(fields).to_dict().values())  # plain lists: fast to index
+    # plain lists: fast to index
+    columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
-    bad = [i for i, r in enumerate(columns) if None in r or not all(str(r[k]).strip() for k in at)]
+    bad = [
+        i
+        for i, r in enumerate(columns)
+        if None in r or not all(str(r[k]).strip() for k in at)
+    ]
     if bad:
-        sys.exit(f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion")
+        sys.exit(
+            f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion"
+        )
+    kwargs = {"tokenizer": tokenizer}
     data = rows.map(
-        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer}
+        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs
     )
-    stats = data.select_columns(["tokens", "truncated"]).to_dict()  # plain lists: fast to read
+    # plain lists: fast to read
+    stats = data.select_columns(["tokens", "truncated"]).to_dict()
     if not (lengths := sorted(stats["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "truncated": sum(stats["truncated"]), "dropped": len(rows) - n}
+    report = {"rows": len(rows), "truncated": sum(stats["truncated"])}
+    report["dropped"] = len(rows) - n
     report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
     report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
@@ -248,7 +273,8 @@ def fit_rows(batch, tokenizer):
                 long_rows.append((i, cut))
         todo, attempt = long_rows, attempt + 1
     names = ["prompt", "completion", "tokens", "truncated"]
-    return {name: [fitted[i][k] for i in sorted(fitted)] for k, name in enumerate(names)}
+    order = sorted(fitted)
+    return {name: [fitted[i][k] for i in order] for k, name in enumerate(names)}
 
 
 def build_prompt(row):
@@ -272,8 +298,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -287,7 +314,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -301,7 +329,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -309,17 +339,21 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 
 def label_share(trainer, sample=64):
     """Share of non-padding tokens that carry a label, from a real collated batch."""
-    rows = [trainer.train_dataset[i] for i in range(min(sample, len(trainer.train_dataset)))]
+    data = trainer.train_dataset
+    rows = [data[i] for i in range(min(sample, len(data)))]
     labelled = int((trainer.data_collator(rows)["labels"] != -100).sum())
     return labelled / max(sum(len(row["input_ids"]) for row in rows), 1)
 

@@ -38,7 +38,8 @@ NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "response end"}
 # prompt: the same template in train.py and infer.py
 PROMPT_TEMPLATE = "### Question\n{question}\n<response>"  # spec: prompt.template
 PROMPT_FIELDS = ["question"]  # spec: prompt.template
-STOP_TOKEN = "<response|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<response|end>"
 
 # inference
 # spec: inference; greedy
@@ -63,8 +64,12 @@ def main():
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", type=Path, help="a run or model folder (default: latest run)")
-    parser.add_argument("--base", action="store_true", help="the base model, not a run's")
+    parser.add_argument(
+        "--run-dir", type=Path, help="a run or model folder (default: latest run)"
+    )
+    parser.add_argument(
+        "--base", action="store_true", help="the base model, not a run's"
+    )
     parser.add_argument("--data", type=Path, help=".jsonl rows with the columns")
     parser.add_argument("--output", type=Path, help="write predictions (.jsonl)")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -81,13 +86,15 @@ def latest_run():
 
 def load(run_dir):
     """The run's fine-tuned model and tokenizer (or the base model's), on the GPU if any."""
-    path = MODEL_NAME if run_dir is None else run_dir / "model"  # a run saved the whole model
-    if run_dir is not None and not path.is_dir():  # a model folder itself (a merged export)
+    # a run saved the whole model
+    path = MODEL_NAME if run_dir is None else run_dir / "model"
+    if run_dir is not None and not path.is_dir():  # a model folder (a merged export)
         path = run_dir
     tokenizer = AutoTokenizer.from_pretrained(path, revision=MODEL_REVISION)
-    new_tokens = []  # a run's tokenizer and weights have them: the base model gains them here
+    new_tokens = []  # a run's tokenizer and weights have them: the base gains them here
     if run_dir is None:
-        new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+        vocab = tokenizer.get_vocab()
+        new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
         tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     model = AutoModelForCausalLM.from_pretrained(
         path,
@@ -134,7 +141,8 @@ def answer(model, tokenizer, rows, batch_size):
     stop_id = tokenizer.convert_tokens_to_ids(STOP_TOKEN)
     answers = []
     for start in range(0, len(rows), batch_size):
-        prompts = [build_prompt(row) for row in rows[start : start + batch_size]]
+        chunk = rows[start : start + batch_size]
+        prompts = [build_prompt(row) for row in chunk]
         batch = tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
         ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)

@@ -46,10 +46,12 @@ NEW_TOKEN_INIT = {"<response>": "response", "<response|end>": "response end"}
 # prompt: the same template in train.py and infer.py; completion is preferred to rejected
 PROMPT_TEMPLATE = "### Question\n{question}\n<response>"  # spec: prompt.template
 PROMPT_FIELDS = ["question"]  # spec: prompt.template
-STOP_TOKEN = "<response|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<response|end>"
 COMPLETION_TEMPLATE = "{chosen}<response|end>"  # spec: prompt.completion
 COMPLETION_FIELDS = ["chosen"]  # spec: prompt.completion
-REJECTED_TEMPLATE = "{rejected}<response|end>"  # spec: prompt.rejected; the dispreferred answer
+# spec: prompt.rejected; the dispreferred answer
+REJECTED_TEMPLATE = "{rejected}<response|end>"
 REJECTED_FIELDS = ["rejected"]  # spec: prompt.rejected
 
 # data
@@ -58,7 +60,7 @@ DATASET_REVISION = None  # spec: dataset.revision
 DATASET_SPLIT = "train"  # spec: dataset.split
 MAX_LENGTH = 1024  # spec: training.max_length
 
-# training (every weight: lora is null): every value explicit, none left to library defaults
+# training (every weight: lora is null): every value explicit, none left to defaults
 TRAINING_ARGS = {
     "seed": 17,  # spec: seed; the data order too (data_seed defaults to it)
     "per_device_train_batch_size": 8,  # spec: training.per_device_train_batch_size
@@ -85,14 +87,15 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 989.0  # spec: training.gpu; H100: dense fp16/bf16
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -101,38 +104,47 @@ def main():
 
 def train(output_dir, checkpoint=None, adapter=ADAPTER):
     """The whole run; returns the trainer (its model holds the trained weights)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/chosen/rejected rows that fit MAX_LENGTH (datasets caches them)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_NAME, revision=MODEL_REVISION)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     adapter = parent_model(adapter)
     if AutoTokenizer.from_pretrained(adapter).get_vocab() != tokenizer.get_vocab():
-        sys.exit(f"error: {adapter} was trained with other tokens than tokenizer.special_tokens")
-    tokenizer.eos_token = STOP_TOKEN  # TRL ends each answer with the eos: make it the stop token
+        sys.exit(
+            f"error: {adapter} was trained with other tokens than tokenizer.special_tokens"
+        )
+    # TRL ends each answer with the eos: make it the stop token
+    tokenizer.eos_token = STOP_TOKEN
     rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=DATASET_SPLIT)
     train_rows = rows
     train_data, train_report = to_dpo_rows(train_rows, tokenizer, "train")
 
     # 2) model: the parent's weights, its new token rows trained already
     model = AutoModelForCausalLM.from_pretrained(
-        adapter, revision=MODEL_REVISION, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        adapter,
+        revision=MODEL_REVISION,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
 
-    # 3) full fine-tuning (lora: null): every weight trains, the new rows with the embeddings
+    # 3) full fine-tuning (lora: null): every weight trains, new rows too
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"trainable params: {trained:,} (every weight)", flush=True)
 
     # 4) train against a frozen copy of the start weights
-    # trl would reload the reference from the model's path: without the new rows or the revision
-    reference = copy.deepcopy(model).requires_grad_(False)  # a second copy of the weights in memory
-    cpu = not torch.cuda.is_available()  # under torchrun that also selects the gloo backend
+    # trl would reload the reference from the model's path: without new rows or revision
+    # (a second copy of the weights in memory)
+    reference = copy.deepcopy(model).requires_grad_(False)
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = DPOTrainer(
         model=model,
         ref_model=reference,
-        args=DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=None,
         processing_class=tokenizer,
@@ -140,7 +152,7 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
     )
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -151,9 +163,13 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
         trainer.model.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "parent": str(adapter)}
+        summary = {
+            "train": train_report,
+            "parent": str(adapter),
+        }
         summary |= {"new_tokens": new_tokens, "metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
         print(f"model saved to {model_dir}", flush=True)
     return trainer
 
@@ -162,8 +178,12 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--adapter", default=ADAPTER, help="start from this run or model folder")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--adapter", default=ADAPTER, help="start from this run or model folder"
+    )
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
@@ -175,7 +195,8 @@ def dry_run(output_dir):
     example["rejected"] = build_rejected(row)
     report = {"parent": ADAPTER, "training_args": TRAINING_ARGS}
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
-    text = json.dumps({**report, "example": example}, indent=2)  # the config edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     DPOConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
 
@@ -184,7 +205,9 @@ def preflight():
     """Fail in seconds, before any weights load, on what would fail later."""
     problems = []
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        problems.append("training.precision is bf16, which this GPU lacks; use precision: fp16")
+        problems.append(
+            "training.precision is bf16, which this GPU lacks; use precision: fp16"
+        )
     if problems:
         sys.exit("preflight failed:\n" + "\n".join(f"  - {p}" for p in problems))
 
@@ -199,7 +222,9 @@ def parent_model(path):
         path = runs[-1] if runs else path
     folder = path / "model" if (path / "model").is_dir() else path
     if not (folder / "config.json").is_file():
-        sys.exit(f"error: model.adapter: {path} holds no model (config.json); run the parent first")
+        sys.exit(
+            f"error: model.adapter: {path} holds no model (config.json); run the parent first"
+        )
     return folder
 
 
@@ -211,24 +236,31 @@ def to_dpo_rows(rows, tokenizer, what):
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
     columns = rows.select_columns(fields).to_dict()  # plain lists: fast to read
     answers = list(zip(*[columns[f] for f in COMPLETION_FIELDS + REJECTED_FIELDS]))
-    bad = [i for i, r in enumerate(answers) if not all(v is not None and str(v).strip() for v in r)]
+    bad = [
+        i
+        for i, r in enumerate(answers)
+        if not all(v is not None and str(v).strip() for v in r)
+    ]
     if bad:
         sys.exit(f"error: {what} rows {bad[:20]} (0-based): a missing or empty answer")
-    data = rows.map(to_pair, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer})
+    kwargs = {"tokenizer": tokenizer}
+    data = rows.map(to_pair, remove_columns=rows.column_names, fn_kwargs=kwargs)
     data = data.filter(lambda row: row["tokens"] <= MAX_LENGTH)
     if not (lengths := sorted(data["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "dropped": len(rows) - n, "tokens_p50": lengths[n // 2]}
-    report |= {"tokens_p90": lengths[n * 9 // 10], "tokens_max": lengths[-1]}
+    report = {"rows": len(rows), "dropped": len(rows) - n}
+    report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
+    report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
     return data.remove_columns("tokens"), report
 
 
 def to_pair(row, tokenizer):
     """One row as TRL's preference triple; `tokens` counts the prompt and the longer answer."""
-    prompt, chosen, rejected = build_prompt(row), build_completion(row), build_rejected(row)
-    tokens = max(len(tokenizer(prompt + answer).input_ids) for answer in (chosen, rejected))
+    prompt = build_prompt(row)
+    chosen, rejected = build_completion(row), build_rejected(row)
+    tokens = max(len(tokenizer(prompt + a).input_ids) for a in (chosen, rejected))
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "tokens": tokens}
 
 
@@ -258,8 +290,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -273,7 +306,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -287,7 +321,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -295,11 +331,14 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 

@@ -45,8 +45,7 @@ PROMPT_TEMPLATE = "### Question\n{question}\n<response>"  # spec: prompt.templat
 PROMPT_FIELDS = ["question"]  # spec: prompt.template
 COMPLETION_TEMPLATE = "{answer}<response|end>"  # spec: prompt.completion
 COMPLETION_FIELDS = ["answer"]  # spec: prompt.completion
-# spec: prompt.truncate_field; long rows lose text here, never the answer
-TRUNCATE_FIELD = "question"
+TRUNCATE_FIELD = "question"  # spec: prompt.truncate_field; cut here, never the answer
 
 # data
 DATASET_PATH = "example-org/instructions"  # spec: dataset.path
@@ -55,7 +54,7 @@ DATASET_SPLIT = "train"  # spec: dataset.split
 VALIDATION_SPLIT = "test"  # spec: dataset.validation_split
 MAX_LENGTH = 1024  # spec: training.max_length
 
-# training (every weight: lora is null): every value explicit, none left to library defaults
+# training (every weight: lora is null): every value explicit, none left to defaults
 TRAINING_ARGS = {
     "seed": 13,  # spec: seed; the data order too (data_seed defaults to it)
     "per_device_train_batch_size": 8,  # spec: training.per_device_train_batch_size
@@ -76,13 +75,13 @@ TRAINING_ARGS = {
     "logging_steps": 10,  # spec: training.logging_steps
     "save_strategy": "no",  # spec: training.save_strategy
     "completion_only_loss": True,  # loss on the completion only
-    "padding_free": True,  # spec: training.padding_free; exact: masks come from position_ids
+    "padding_free": True,  # spec: training.padding_free; exact: masks from position_ids
     "packing": False,  # spec: training.packing
-    "max_length": None,  # spec: training.max_length; rows are fitted to MAX_LENGTH first
+    "max_length": None,  # spec: training.max_length; rows fit MAX_LENGTH first
     "eos_token": "<response|end>",  # spec: prompt.completion; the stop token
     "report_to": [],  # spec: training.report_to
     "push_to_hub": True,  # spec: training.push_to_hub; the model, after training
-    "hub_model_id": "full-sft",  # spec: training.hub_model_id; default: the spec's name
+    "hub_model_id": "full-sft",  # spec: training.hub_model_id; the spec's name
     "hub_private_repo": True,  # spec: training.hub_private_repo
     "fsdp": True,  # spec: launch.strategy
     # spec: launch.fsdp; FSDP2; layers from the model
@@ -95,14 +94,15 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 989.0  # spec: training.gpu; H100: dense fp16/bf16
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -111,34 +111,41 @@ def main():
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained weights)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion pairs that fit MAX_LENGTH (datasets caches them)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_NAME, revision=MODEL_REVISION)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
     rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=DATASET_SPLIT)
     train_rows = rows
-    eval_rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT)
+    eval_rows = load_dataset(
+        DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT
+    )
     train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")
     eval_data, eval_report = to_prompt_completion(eval_rows, tokenizer, "validation")
 
     # 2) model, and the new tokens' start rows
     model = AutoModelForCausalLM.from_pretrained(
-        MODEL_NAME, revision=MODEL_REVISION, dtype=DTYPE, attn_implementation=ATTN_IMPLEMENTATION
+        MODEL_NAME,
+        revision=MODEL_REVISION,
+        dtype=DTYPE,
+        attn_implementation=ATTN_IMPLEMENTATION,
     )
     init_new_rows(model, tokenizer, new_tokens)
 
-    # 3) full fine-tuning (lora: null): every weight trains, the new rows with the embeddings
+    # 3) full fine-tuning (lora: null): every weight trains, new rows too
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"trainable params: {trained:,} (every weight)", flush=True)
 
-    # 4) train (with no GPU on the CPU; under torchrun that also selects the gloo backend)
-    cpu = not torch.cuda.is_available()
+    # 4) train (on the CPU where there is no GPU)
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    args = SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS),
+        args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
@@ -150,7 +157,7 @@ def train(output_dir, checkpoint=None):
         sys.exit("error: no token carries a label; check prompt.completion")
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -163,11 +170,18 @@ def train(output_dir, checkpoint=None):
         trainer.model.save_pretrained(model_dir, state_dict=state_dict)
         tokenizer.save_pretrained(model_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "validation": eval_report, "label_share": share}
+        summary = {
+            "train": train_report,
+            "validation": eval_report,
+            "label_share": share,
+        }
         summary |= {"new_tokens": new_tokens, "metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        # Trainer pushes only checkpoints or save_model()'s folder: push the model itself
-        huggingface_hub.upload_folder(repo_id=trainer.hub_model_id, folder_path=model_dir)
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
+        # Trainer pushes only checkpoints or save_model()'s folder: push this one
+        huggingface_hub.upload_folder(
+            repo_id=trainer.hub_model_id, folder_path=model_dir
+        )
         print(f"model saved to {model_dir}", flush=True)
     return trainer
 
@@ -176,17 +190,20 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output-dir", help="run folder (default: runs/NAME/<time>)")
     parser.add_argument("--dry-run", action="store_true", help="print configs, exit")
-    parser.add_argument("--resume", metavar="CHECKPOINT", help="continue from this checkpoint")
+    parser.add_argument(
+        "--resume", metavar="CHECKPOINT", help="continue from this checkpoint"
+    )
     return parser.parse_args()
 
 
 def dry_run(output_dir):
     """Build every config object (validating it against the installed libraries) and print them."""
-    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}  # placeholders
+    row = {field: f"<{field}>" for field in PROMPT_FIELDS + COMPLETION_FIELDS}
     example = {"prompt": build_prompt(row), "completion": build_completion(row)}
     report = {"training_args": TRAINING_ARGS}
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
-    text = json.dumps({**report, "example": example}, indent=2)  # SFTConfig edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
 
@@ -195,7 +212,9 @@ def preflight():
     """Fail in seconds, before any weights load, on what would fail later."""
     problems = []
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        problems.append("training.precision is bf16, which this GPU lacks; use precision: fp16")
+        problems.append(
+            "training.precision is bf16, which this GPU lacks; use precision: fp16"
+        )
     if not (os.environ.get("HF_TOKEN") or huggingface_hub.get_token()):
         problems.append("training.push_to_hub needs HF_TOKEN (or `hf auth login`)")
     if problems:
@@ -227,19 +246,29 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
-    columns = zip(*rows.select_columns(fields).to_dict().values())  # plain lists: fast to index
+    # plain lists: fast to index
+    columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
-    bad = [i for i, r in enumerate(columns) if None in r or not all(str(r[k]).strip() for k in at)]
+    bad = [
+        i
+        for i, r in enumerate(columns)
+        if None in r or not all(str(r[k]).strip() for k in at)
+    ]
     if bad:
-        sys.exit(f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion")
+        sys.exit(
+            f"error: {what} rows {bad[:20]} (0-based): a missing field or an empty completion"
+        )
+    kwargs = {"tokenizer": tokenizer}
     data = rows.map(
-        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer}
+        fit_rows, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs
     )
-    stats = data.select_columns(["tokens", "truncated"]).to_dict()  # plain lists: fast to read
+    # plain lists: fast to read
+    stats = data.select_columns(["tokens", "truncated"]).to_dict()
     if not (lengths := sorted(stats["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "truncated": sum(stats["truncated"]), "dropped": len(rows) - n}
+    report = {"rows": len(rows), "truncated": sum(stats["truncated"])}
+    report["dropped"] = len(rows) - n
     report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
     report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
@@ -266,7 +295,8 @@ def fit_rows(batch, tokenizer):
                 long_rows.append((i, cut))
         todo, attempt = long_rows, attempt + 1
     names = ["prompt", "completion", "tokens", "truncated"]
-    return {name: [fitted[i][k] for i in sorted(fitted)] for k, name in enumerate(names)}
+    order = sorted(fitted)
+    return {name: [fitted[i][k] for i in order] for k, name in enumerate(names)}
 
 
 def build_prompt(row):
@@ -290,8 +320,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -305,7 +336,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -319,7 +351,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -327,17 +361,21 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 
 def label_share(trainer, sample=64):
     """Share of non-padding tokens that carry a label, from a real collated batch."""
-    rows = [trainer.train_dataset[i] for i in range(min(sample, len(trainer.train_dataset)))]
+    data = trainer.train_dataset
+    rows = [data[i] for i in range(min(sample, len(data)))]
     labelled = int((trainer.data_collator(rows)["labels"] != -100).sum())
     return labelled / max(sum(len(row["input_ids"]) for row in rows), 1)
 

@@ -50,14 +50,16 @@ QUANTIZATION = {
 }
 
 # tokens: new ones are added, and all but padding train and save with the adapter
-SPECIAL_TOKENS = {"extra_special_tokens": ["<answer|end>"]}  # spec: tokenizer.special_tokens
+# spec: tokenizer.special_tokens
+SPECIAL_TOKENS = {"extra_special_tokens": ["<answer|end>"]}
 # spec: tokenizer.new_token_init; a new token's row starts as the mean of this text's rows
 NEW_TOKEN_INIT = {"<answer|end>": "answer end"}
 
-# prompt: the same template in train.py and infer.py; LABEL_FIELD says if completion is desirable
+# prompt: the same template in train.py and infer.py; LABEL_FIELD: is completion desirable
 # spec: prompt.messages; rendered by the tokenizer's chat template
 PROMPT_MESSAGES = [["system", "You answer support tickets."], ["user", "{ticket}"]]
-STOP_TOKEN = "<answer|end>"  # spec: prompt.completion; rows end with it; generation stops
+# spec: prompt.completion; rows end with it; generation stops
+STOP_TOKEN = "<answer|end>"
 PROMPT_FIELDS = ["ticket"]  # spec: prompt.messages
 COMPLETION_TEMPLATE = "{reply}<answer|end>"  # spec: prompt.completion
 COMPLETION_FIELDS = ["reply"]  # spec: prompt.completion
@@ -101,7 +103,8 @@ TRAINING_ARGS = {
     "save_strategy": "steps",  # spec: training.save_strategy
     "save_steps": 50,  # spec: training.save_steps
     "report_to": ["trackio"],  # spec: training.report_to
-    "trackio_static_space_id": False,  # local-first: no Space unless TRACKIO_SPACE_ID names one
+    # local-first: no Space unless TRACKIO_SPACE_ID names one
+    "trackio_static_space_id": False,
     "max_length": 1024,  # spec: training.max_length; rows fit already
     "beta": 0.2,  # spec: preference.beta; higher: nearer the reference
     "loss_type": "kto",  # spec: preference.loss_type
@@ -110,14 +113,15 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 312.0  # spec: training.gpu; A100-80GB: dense fp16/bf16
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step and exits
-PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; and SIGTERM
+# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
 
 def main():
     args = parse_args()
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -129,17 +133,21 @@ def main():
 
 def train(output_dir, checkpoint=None):
     """The whole run; returns the trainer (its model holds the trained adapter)."""
-    preemption = Preemption()  # from here on, a signal checkpoints and stops at the next step
+    preemption = Preemption()  # from here on, a signal checkpoints and stops at a step
     set_seed(SEED)
 
     # 1) data: rows -> prompt/completion/label rows that fit MAX_LENGTH (datasets caches them)
     tokenizer = AutoTokenizer.from_pretrained(MODEL_NAME, revision=MODEL_REVISION)
-    new_tokens = [token for token in NEW_TOKEN_INIT if token not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()
+    new_tokens = [token for token in NEW_TOKEN_INIT if token not in vocab]
     tokenizer.add_special_tokens(SPECIAL_TOKENS, replace_extra_special_tokens=False)
-    tokenizer.eos_token = STOP_TOKEN  # TRL ends each answer with the eos: make it the stop token
+    # TRL ends each answer with the eos: make it the stop token
+    tokenizer.eos_token = STOP_TOKEN
     rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=DATASET_SPLIT)
     train_rows = rows
-    eval_rows = load_dataset(DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT)
+    eval_rows = load_dataset(
+        DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT
+    )
     train_data, train_report = to_kto_rows(train_rows, tokenizer, "train")
     eval_data, eval_report = to_kto_rows(eval_rows, tokenizer, "validation")
 
@@ -156,31 +164,42 @@ def train(output_dir, checkpoint=None):
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
     # 3) adapter: LoRA, and the new tokens' rows (not padding's: it carries no label)
-    ids = [i for i in tokenizer.convert_tokens_to_ids(new_tokens) if i != tokenizer.pad_token_id]
+    ids = tokenizer.convert_tokens_to_ids(new_tokens)
+    ids = [i for i in ids if i != tokenizer.pad_token_id]
     names = {id(module): name.split(".")[-1] for name, module in model.named_modules()}
     embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
-    layers = [embeddings] if head.weight is embeddings.weight else [embeddings, head]  # untied
+    # an untied head trains its new rows too
+    layers = [embeddings] if head.weight is embeddings.weight else [embeddings, head]
     targets = {names[id(layer)]: ids for layer in layers} if ids else None
-    model = get_peft_model(model, LoraConfig(**LORA_CONFIG, trainable_token_indices=targets))
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # a tied head
+    config = LoraConfig(**LORA_CONFIG, trainable_token_indices=targets)
+    model = get_peft_model(model, config)
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
         model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
     model.print_trainable_parameters()
 
     # 4) train against the base (adapter disabled)
-    cpu = not torch.cuda.is_available()  # under torchrun that also selects the gloo backend
-    # trackio: the run is named after its folder (the run id), in project NAME or $TRACKIO_PROJECT
-    tracking = {"run_name": output_dir.name, "project": os.environ.get("TRACKIO_PROJECT", NAME)}
+    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    # trackio: the run is named after its folder (the run id), in NAME or $TRACKIO_PROJECT
+    project = os.environ.get("TRACKIO_PROJECT", NAME)
+    tracking = {"run_name": output_dir.name, "project": project}
+    args = KTOConfig(
+        output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS, **tracking
+    )
     trainer = KTOTrainer(
         model=model,
-        args=KTOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS, **tracking),
+        args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
         processing_class=tokenizer,
-        callbacks=[MetricsFile(model, train_report["tokens_p50"]), preemption, TrackioProvenance()],
+        callbacks=[
+            MetricsFile(model, train_report["tokens_p50"]),
+            preemption,
+            TrackioProvenance(),
+        ],
     )
     try:
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
-    except Preemption.Done:  # resumed from the last step's checkpoint: its weights are final
+    except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
     if preemption.stopped:
         sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
@@ -192,9 +211,13 @@ def train(output_dir, checkpoint=None):
         trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
-        summary = {"train": train_report, "validation": eval_report}
+        summary = {
+            "train": train_report,
+            "validation": eval_report,
+        }
         summary |= {"new_tokens": new_tokens, "metrics": metrics}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        (output_dir / "train_summary.json").write_text(text)
         print(f"adapter saved to {adapter_dir}", flush=True)
     return trainer
 
@@ -242,10 +265,12 @@ def dry_run(output_dir):
     fields = PROMPT_FIELDS + COMPLETION_FIELDS + [LABEL_FIELD]
     row = {field: f"<{field}>" for field in fields}  # placeholders
     messages = [[role, text.format(**row)] for role, text in PROMPT_MESSAGES]
-    example = {"messages": messages, "completion": build_completion(row), "label": row[LABEL_FIELD]}
+    example = {"messages": messages, "completion": build_completion(row)}
+    example["label"] = row[LABEL_FIELD]
     report = {"lora_config": LORA_CONFIG, "training_args": TRAINING_ARGS}
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
-    text = json.dumps({**report, "example": example}, indent=2)  # the config edits its dicts
+    # before the config is built: it edits its dicts
+    text = json.dumps({**report, "example": example}, indent=2)
     LoraConfig(**LORA_CONFIG)
     KTOConfig(output_dir=str(output_dir), **TRAINING_ARGS)
     print(text)
@@ -255,14 +280,18 @@ def preflight():
     """Fail in seconds, before any weights load, on what would fail later."""
     problems = []
     if not torch.cuda.is_available():
-        problems.append("this spec needs a CUDA GPU: model.quantization (bitsandbytes)")
+        problems.append(
+            "this spec needs a CUDA GPU: model.quantization (bitsandbytes)",
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
         problems.append(
             "model.quantization needs bitsandbytes (pip install bitsandbytes); "
             "or set model.quantization: null"
         )
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
-        problems.append("training.precision is bf16, which this GPU lacks; use precision: fp16")
+        problems.append(
+            "training.precision is bf16, which this GPU lacks; use precision: fp16"
+        )
     if importlib.util.find_spec("trackio") is not None:  # else the check below says so
         from huggingface_hub import get_token
         from trackio.sqlite_storage import SQLiteStorage
@@ -273,9 +302,13 @@ def preflight():
         except ValueError as err:
             problems.append(f"training.report_to has trackio: {err}")
         store = next(p for p in (TRACKIO_DIR, *TRACKIO_DIR.parents) if p.exists())
-        if not os.access(store, os.W_OK):  # else trackio loses every metric, and says nothing
-            problems.append(f"training.report_to has trackio: cannot write to {TRACKIO_DIR}")
-        space = os.environ.get("TRACKIO_SPACE_ID")  # set, even empty: trackio logs to a Space
+        # else trackio loses every metric, and says nothing
+        if not os.access(store, os.W_OK):
+            problems.append(
+                f"training.report_to has trackio: cannot write to {TRACKIO_DIR}"
+            )
+        # set, even empty: trackio logs to a Space
+        space = os.environ.get("TRACKIO_SPACE_ID")
         if space is not None and not (space and get_token()):
             problems.append(
                 "training.report_to has trackio: TRACKIO_SPACE_ID needs a Space id and HF_TOKEN "
@@ -314,16 +347,21 @@ def to_kto_rows(rows, tokenizer, what):
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
     columns = rows.select_columns(fields).to_dict()  # plain lists: fast to read
-    bad = [i for i, label in enumerate(columns[LABEL_FIELD]) if not isinstance(label, bool)]
+    labels = columns[LABEL_FIELD]
+    bad = [i for i, label in enumerate(labels) if not isinstance(label, bool)]
     if bad:
-        sys.exit(f"error: {what} rows {bad[:20]} (0-based): {LABEL_FIELD} is not true/false")
-    data = rows.map(to_row, remove_columns=rows.column_names, fn_kwargs={"tokenizer": tokenizer})
+        sys.exit(
+            f"error: {what} rows {bad[:20]} (0-based): {LABEL_FIELD} is not true/false"
+        )
+    kwargs = {"tokenizer": tokenizer}
+    data = rows.map(to_row, remove_columns=rows.column_names, fn_kwargs=kwargs)
     data = data.filter(lambda row: row["tokens"] <= MAX_LENGTH)
     if not (lengths := sorted(data["tokens"])):
         sys.exit(f"error: no {what} row fits max_length={MAX_LENGTH}")
     n = len(lengths)
-    report = {"rows": len(rows), "dropped": len(rows) - n, "tokens_p50": lengths[n // 2]}
-    report |= {"tokens_p90": lengths[n * 9 // 10], "tokens_max": lengths[-1]}
+    report = {"rows": len(rows), "dropped": len(rows) - n}
+    report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
+    report["tokens_max"] = lengths[-1]
     report["desirable"] = sum(data["label"])
     print(f"{what}: {json.dumps(report)}", flush=True)
     return data.remove_columns("tokens"), report
@@ -331,15 +369,25 @@ def to_kto_rows(rows, tokenizer, what):
 
 def to_row(row, tokenizer):
     """One row as TRL's unpaired preference row; `tokens` counts prompt and completion."""
-    prompt, completion = build_prompt(row, tokenizer), build_completion(row)
+    prompt = build_prompt(row, tokenizer)
+    completion = build_completion(row)
     tokens = len(tokenizer(prompt + completion).input_ids)
-    return {"prompt": prompt, "completion": completion, "label": row[LABEL_FIELD], "tokens": tokens}
+    return {
+        "prompt": prompt,
+        "completion": completion,
+        "label": row[LABEL_FIELD],
+        "tokens": tokens,
+    }
 
 
 def build_prompt(row, tokenizer):
     """The prompt for one row. train.py and infer.py share this exact function."""
-    messages = [{"role": role, "content": text.format(**row)} for role, text in PROMPT_MESSAGES]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    messages = [
+        {"role": role, "content": text.format(**row)} for role, text in PROMPT_MESSAGES
+    ]
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
     # TRL and generation encode this text with the tokenizer's own BOS: keep one, not two
     bos = tokenizer.bos_token
     if bos and tokenizer("").input_ids[:1] == [tokenizer.bos_token_id]:
@@ -370,8 +418,9 @@ class MetricsFile(TrainerCallback):
         frozen = sum(w.numel() for w in linear if not w.requires_grad)
         trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
         c, self.last = model.config, None
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        attention = 12 * c.num_hidden_layers * c.num_attention_heads * head_dim * row_tokens
+        heads = c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
+        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -385,7 +434,8 @@ class MetricsFile(TrainerCallback):
             logs = {**logs, "tokens_per_second": rate, "mfu": mfu}
         self.last = (now, tokens) if tokens is not None else self.last
         if state.is_world_process_zero and logs:
-            with open(Path(args.output_dir, "metrics.jsonl"), "a", encoding="utf-8") as handle:
+            path = Path(args.output_dir, "metrics.jsonl")
+            with open(path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
@@ -399,7 +449,9 @@ class Preemption(TrainerCallback):
     def __init__(self):
         self.received = self.stopped = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(getattr(signal, name), lambda n, _: setattr(self, "received", n))
+            signal.signal(
+                getattr(signal, name), lambda n, _: setattr(self, "received", n)
+            )
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -407,11 +459,14 @@ class Preemption(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         flag = self.received  # a Python int: one process needs no device sync per step
-        if torch.distributed.is_initialized():  # a rank signalled later stops at this step too
+        # a rank signalled later stops at this step too
+        if torch.distributed.is_initialized():
             flag = torch.tensor(flag, device=args.device)
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if int(flag) and state.global_step < state.max_steps:  # at the last step: just finish
-            print(f"rank {args.process_index}: got signal {self.received}; stopping", flush=True)
+        # at the last step: just finish
+        if int(flag) and state.global_step < state.max_steps:
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
 
 
