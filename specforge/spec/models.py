@@ -230,6 +230,7 @@ class DatasetSpec(Strict):
         """The sources; a single `path` as a one-element list."""
         if self.sources is not None:
             return list(self.sources)
+        assert self.path is not None  # _one_form: exactly one of path and sources
         return [SourceSpec(path=self.path, revision=self.revision, split=self.split)]
 
 
@@ -355,7 +356,10 @@ class PromptSpec(Strict):
     def prompt_fields(self) -> list[str]:
         if self.conversation is not None:
             return [self.conversation.column]
-        texts = [self.template] if self.template is not None else [m.content for m in self.messages]
+        if self.template is not None:
+            texts = [self.template]
+        else:  # _one_prompt_form: template, messages or conversation
+            texts = [m.content for m in self.messages or []]
         return list(dict.fromkeys(f for text in texts for f in template_fields(text)))
 
     def completion_fields(self) -> list[str]:
@@ -523,9 +527,11 @@ class TrainingSpec(Strict):
 
 
 Method = Literal["sft", "dpo", "orpo", "kto"]
-DPO_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard")
-DPO_LOSSES += ("aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+DPO_LOSSES: tuple[str, ...] = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair")
+DPO_LOSSES += ("bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down")
+DPO_LOSSES += ("discopop", "sigmoid_norm")
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
+KTO_WEIGHT = 1.0  # trl's KTOConfig default for desirable_weight and undesirable_weight
 
 
 class PreferenceSpec(Strict):
@@ -557,11 +563,16 @@ class PreferenceSpec(Strict):
         ),
         gt=0,
     )
-    desirable_weight: float = Field(
-        1.0, description="kto: weight of desirable rows' losses (balance unequal counts).", gt=0
+    # kto only; null elsewhere, so a dpo/orpo spec resolves (and re-validates) without them
+    desirable_weight: float | None = Field(
+        None,
+        description=(
+            "kto: weight of desirable rows' losses (balance unequal counts); null: 1.0 for kto."
+        ),
+        gt=0,
     )
-    undesirable_weight: float = Field(
-        1.0, description="kto: weight of undesirable rows' losses.", gt=0
+    undesirable_weight: float | None = Field(
+        None, description="kto: weight of undesirable rows' losses; null: 1.0 for kto.", gt=0
     )
 
 
@@ -788,6 +799,18 @@ class Spec(Strict):
         if ".." in value:
             raise ValueError("must not contain `..`")
         return value
+
+    @model_validator(mode="after")
+    def _kto_weights(self) -> Spec:
+        """kto's loss weights default to 1.0, written out (a kto spec's `preference: null` too)
+        so the resolved spec and the scripts say what trains."""
+        if self.method == "kto":
+            if self.preference is None:
+                self.preference = PreferenceSpec()
+            for key in ("desirable_weight", "undesirable_weight"):
+                if getattr(self.preference, key) is None:
+                    setattr(self.preference, key, KTO_WEIGHT)
+        return self
 
 
 def is_local_path(path: str) -> bool:

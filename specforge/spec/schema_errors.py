@@ -5,11 +5,14 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from specforge.core.errors import Diagnostic, dotted
-from specforge.spec.suggest import NOT_NULL, UNSUPPORTED, closest, unknown_key_hints
+from specforge.spec.suggest import NOT_NULL, closest, unknown_key_hints, unsupported
 from specforge.spec.yaml_source import Document
 
 _YAML_11_BOOLS = {"yes", "no", "on", "off", "y", "n"}
@@ -76,7 +79,7 @@ def _model_at(model: type[BaseModel], path: tuple) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def error_message(err: dict) -> tuple[str, list[str]]:
+def error_message(err: Mapping[str, Any]) -> tuple[str, list[str]]:
     """One pydantic error (an item of ValidationError.errors()) as specforge's message and hints."""
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     got = f" (got {show(value)})"
@@ -119,7 +122,7 @@ def error_message(err: dict) -> tuple[str, list[str]]:
     return text + ("" if kind == "value_error" else got), []
 
 
-def _mapping_hints(model: type[BaseModel], path: tuple, err: dict) -> list[str]:
+def _mapping_hints(model: type[BaseModel], path: tuple, err: Mapping[str, Any]) -> list[str]:
     """For a section given a scalar: how to write it as a mapping, or how to get its defaults."""
     if err["type"] != "model_type" or not path:
         return []
@@ -128,7 +131,7 @@ def _mapping_hints(model: type[BaseModel], path: tuple, err: dict) -> list[str]:
     value = err.get("input")
     if value is None and field is not None and not field.is_required():
         return [f"remove `{path[-1]}` to use the defaults"]
-    required = [n for n, f in inner.model_fields.items() if f.is_required()] if inner else []
+    required: list = [n for n, f in inner.model_fields.items() if f.is_required()] if inner else []
     required = required or [getattr(inner, "SHORTHAND", None)]  # a section with optional forms
     if isinstance(value, str) and len(required) == 1:
         return [f"write `{path[-1]}: {{{required[0]}: {value}}}`"]
@@ -139,14 +142,15 @@ def schema_diagnostics(
     error: ValidationError, doc: Document, model: type[BaseModel]
 ) -> list[Diagnostic]:
     """One diagnostic per problem, union branches folded into one line."""
-    grouped: dict[tuple, list[dict]] = {}
+    grouped: dict[tuple, list[ErrorDetails]] = {}
     for err in error.errors():
         grouped.setdefault(_data_path(err["loc"], doc.data), []).append(err)
     out = []
     for path, errs in grouped.items():
         key = dotted(path)
-        if errs[0]["type"] == "extra_forbidden" and str(path[-1]) in UNSUPPORTED:
-            message, hint = UNSUPPORTED[str(path[-1])]
+        known = unsupported(str(path[-1]), doc.data) if path else None
+        if errs[0]["type"] == "extra_forbidden" and known is not None:
+            message, hint = known
             out.append(Diagnostic(doc.locate(path, key=True), message, key=key, hints=(hint,)))
             continue
         if errs[0]["type"] == "extra_forbidden":
@@ -162,13 +166,13 @@ def schema_diagnostics(
                 continue  # reported at `datasets`
             holder = _model_at(model, path[:-1])
             field = holder.model_fields.get(str(path[-1])) if holder else None
-            hints = (field.description,) if field and field.description else ()
+            described = (field.description,) if field and field.description else ()
             out.append(
                 Diagnostic(
                     doc.locate(path[:-1], key=True),
                     f"required key `{path[-1]}` is missing",
                     key=dotted(path[:-1]) or "(top level)",
-                    hints=hints,
+                    hints=described,
                 )
             )
             continue

@@ -33,8 +33,11 @@ MIGRATIONS: dict[str, str] = {
 # Keys for things specforge does not do: the message says so, the hint says what it does instead.
 UNSUPPORTED: dict[str, tuple[str, str]] = {
     "datasets": (
-        "one dataset per spec",
-        "write `dataset:` (a mapping with `path` and `split`) instead of a `datasets:` list",
+        "there is no `datasets` key",
+        (
+            "write `dataset:` (a mapping with `path` and `split`), or mix several files under "
+            "`dataset.sources:` (a list of `{path, weight}`)"
+        ),
     ),
     "deepspeed": (
         "DeepSpeed is not supported",
@@ -53,8 +56,27 @@ UNSUPPORTED: dict[str, tuple[str, str]] = {
         "write `lora: null` to train every weight (full fine-tuning)",
     ),
 }
+# The same keys in a full fine-tune (`lora: null`), where the LoRA half of a hint is wrong.
+UNSUPPORTED_FULL: dict[str, tuple[str, str]] = {
+    "deepspeed": (
+        "DeepSpeed is not supported",
+        (
+            "use `launch.strategy: fsdp` (it shards a full fine-tune's weights, gradients and "
+            "optimizer states over the GPUs, as DeepSpeed ZeRO-3 does) or `ddp`"
+        ),
+    ),
+}
 # Keys whose mapping cannot be null, and why.
 NOT_NULL: dict[str, tuple[str, str]] = {}
+
+
+def unsupported(key: str, data) -> tuple[str, str] | None:
+    """(message, hint) for a key naming something specforge does not do, given the spec's data;
+    None for any other key."""
+    full = isinstance(data, dict) and "lora" in data and data["lora"] is None
+    if full and key in UNSUPPORTED_FULL:
+        return UNSUPPORTED_FULL[key]
+    return UNSUPPORTED.get(key)
 
 
 def closest(word: str, choices: list[str]) -> str | None:

@@ -153,7 +153,7 @@ class _Builder:
                     "quote the key",
                 )
             if key in out:
-                first = self.doc.keys[(*path, key)]
+                first = self.doc.keys[path + (key,)]
                 raise _fail(
                     self.label,
                     where.line,
@@ -161,7 +161,7 @@ class _Builder:
                     f"duplicate key `{key}` (first defined at line {first.line})",
                     "delete one of them; YAML would silently keep the last",
                 )
-            self.doc.keys[(*path, key)] = where
+            self.doc.keys[path + (key,)] = where
             out[key] = self.build(value_node, (*path, key))
         return out
 

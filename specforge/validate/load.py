@@ -119,7 +119,7 @@ def apply_override(doc: Document, item: str) -> None:
     path, text = parse_override(item)
     label = f"--set {item}"
     value = parse_scalar(text, label)
-    node = doc.data
+    node: dict | list = doc.data
     created = []  # mappings this override brings into being: errors in them belong to the --set
     for depth, part in enumerate(path[:-1]):
         nxt = (

@@ -232,17 +232,23 @@ def test_union_errors_fold_into_one_diagnostic(write_spec):
         (
             {"dataset": DROP, "datasets": [{"path": "a.jsonl"}, {"path": "b.jsonl"}]},
             "datasets",
-            "one dataset per spec",
-            "write `dataset:` (a mapping with `path` and `split`)",
+            "there is no `datasets` key",
+            "write `dataset:` (a mapping with `path` and `split`), or mix several files",
         ),
         (
             {"launch": {"deepspeed": "zero3.json"}},
             "launch.deepspeed",
             "DeepSpeed is not supported",
-            "use `launch.strategy: ddp` or `fsdp`",
+            "use `launch.strategy: ddp` or `fsdp` (LoRA adapters",
+        ),
+        (
+            {"lora": None, "launch": {"deepspeed": "zero3.json"}},
+            "launch.deepspeed",
+            "DeepSpeed is not supported",
+            "use `launch.strategy: fsdp` (it shards a full fine-tune's weights",
         ),
     ],
-    ids=["full-finetune", "datasets", "deepspeed"],
+    ids=["full-finetune", "datasets", "deepspeed", "deepspeed-full-finetune"],
 )
 def test_unsupported_ideas_say_what_is_supported(write_spec, sections, key, message, hint):
     text = spec_text(**sections)

@@ -153,3 +153,40 @@ def test_mixtures_and_conversations_are_for_sft(write_spec):
     dataset = {"path": DROP, "sources": sources}
     diags = diagnose(write_spec(method="dpo", prompt=prompt, dataset=dataset))
     assert "dataset.sources" in [d.key for d in fired(diags, "SF030")]
+
+
+def test_kto_weights_are_null_elsewhere_and_one_for_kto(write_spec):
+    """A dpo spec resolves with null kto weights (so its spec.resolved.yaml validates again);
+    kto's are written out as 1.0, with `preference: null` too."""
+    dpo = load_spec(write_spec(method="dpo", prompt={**PAIR, "rejected": "{rejected}<eos>"}))
+    assert dpo.spec.model_dump()["preference"] is None
+    dpo = load_spec(
+        write_spec(
+            method="dpo", prompt={**PAIR, "rejected": "{rejected}<eos>"}, preference={"beta": 0.2}
+        )
+    )
+    assert dpo.spec.preference.desirable_weight is None
+    assert dpo.spec.preference.undesirable_weight is None
+    kto = load_spec(write_spec(method="kto", prompt={**PAIR, "label_field": "good"}))
+    assert kto.spec.preference.desirable_weight == kto.spec.preference.undesirable_weight == 1.0
+    kto = load_spec(
+        write_spec(
+            method="kto",
+            prompt={**PAIR, "label_field": "good"},
+            preference={"undesirable_weight": 1.5},
+        )
+    )
+    assert (kto.spec.preference.desirable_weight, kto.spec.preference.undesirable_weight) == (
+        1.0,
+        1.5,
+    )
+
+
+def test_default_lora_beside_a_parent_adapter_says_nothing(write_spec):
+    """A resolved spec writes the lora defaults out; only a lora section that says something
+    the parent adapter ignores is warned about."""
+    prompt = {**PAIR, "rejected": "{rejected}<eos>"}
+    path = write_spec(
+        method="dpo", prompt=prompt, model={"adapter": "runs/x/latest"}, lora={"r": 16}
+    )
+    assert diagnose(path) == []

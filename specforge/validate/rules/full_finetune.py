@@ -8,50 +8,54 @@ per weight under the spec's dtype and optimizer. No shape, no estimate: no warni
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+from specforge.modelinfo import cost
 from specforge.modelinfo.folders import is_lora_adapter
-from specforge.spec.models import Spec
+from specforge.modelinfo.layout import device_of
+from specforge.modelinfo.params import count
+from specforge.modelinfo.shape import find_shape
+from specforge.validate.registry import Context, Finding, error, rule, warning
 
 
-def check(spec: Spec, report) -> None:
-    """Report SF032 conflicts and the SF033 memory warning for a full fine-tuning spec."""
+@rule("SF032")
+def what_only_lora_does(ctx: Context) -> Iterator[Finding]:
+    """Quantized weights, fp16 gradients of fp16 weights, and a LoRA adapter to start from need
+    LoRA."""
+    spec = ctx.spec
     if spec.lora is not None:
         return
     m, t = spec.model, spec.training
     if m.quantization is not None:
-        report(
-            "SF032",
+        yield error(
             ("model", "quantization"),
             "full fine-tuning trains every weight; k-bit weights cannot take gradient steps "
             "(QLoRA trains a LoRA adapter on them)",
             "remove model.quantization, or configure a `lora:` section for QLoRA",
         )
     if t.precision == "fp16" and m.dtype == "float16":
-        report(
-            "SF032",
+        yield error(
             ("model", "dtype"),
             "fp16 mixed precision cannot train float16 weights: its gradient scaler refuses "
             "fp16 gradients",
             "load the weights as float32 (model.dtype: float32), or use bf16 with bfloat16",
         )
     if m.adapter is not None and is_lora_adapter(Path(m.adapter).expanduser()):
-        report(
-            "SF032",
+        yield error(
             ("model", "adapter"),
             f"{m.adapter} is a LoRA adapter; full fine-tuning starts from whole weights",
             "name a merged export (`specforge export RUN --format merged`) or a full "
             "fine-tuning run's folder, or configure `lora:` to continue the adapter",
         )
-    _memory(spec, report)
 
 
-def _memory(spec: Spec, report) -> None:
-    from specforge.modelinfo import cost
-    from specforge.modelinfo.layout import device_of
-    from specforge.modelinfo.params import count
-    from specforge.modelinfo.shape import find_shape
-
+@rule("SF033")
+def full_states_fit(ctx: Context) -> Iterator[Finding]:
+    """The weights, gradients and optimizer states of a full fine-tune fit the device (a warning)."""
+    spec = ctx.spec
+    if spec.lora is not None:
+        return
     shape = find_shape(spec)
     if shape is None:
         return
@@ -71,13 +75,11 @@ def _memory(spec: Spec, report) -> None:
     if shards > 1:
         what += f", sharded over {shards} FSDP ranks"
     path = ("lora",) if "lora" in spec.model_fields_set else ("model", "dtype")
-    report(
-        "SF033",
+    yield warning(
         path,
         f"full fine-tuning needs about {need:.0f} GiB per device before activations ({what}); "
         f"{device.name} has {device.memory_gib:g} GiB",
         "train a LoRA adapter (a `lora:` section), use a larger GPU (training.gpu) or shard "
         "it over more GPUs (launch.strategy: fsdp), or an 8-bit optimizer "
         "(training.optim: adamw_8bit)",
-        severity="warning",
     )

@@ -7,14 +7,14 @@ its line; the cross-field rules run per point when `specforge sweep` loads the p
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ValidationError
 
-from specforge.core.errors import Diagnostic
 from specforge.spec.models import Spec
 from specforge.spec.schema_errors import error_message
 from specforge.spec.suggest import closest
-from specforge.spec.yaml_source import Document
+from specforge.validate.registry import Context, Finding, rule
 
 # what names the experiment, or the grid itself: a point cannot change them
 FIXED = {"spec_version", "extends", "name", "sweep"}
@@ -46,41 +46,24 @@ def _submodel(annotation) -> type[BaseModel] | None:
     return None
 
 
-def check(spec: Spec, doc: Document) -> list[Diagnostic]:
+@rule("SF031")
+def grid_keys_and_values(ctx: Context) -> Iterator[Finding]:
+    """Each grid key is a settable spec key, and each of its values passes the schema there."""
+    spec, doc = ctx.spec, ctx.doc
     if spec.sweep is None:
-        return []
-    found = []
+        return
     base = {k: v for k, v in doc.data.items() if k != "sweep"}
     for key, values in spec.sweep.grid.items():
         where = ("sweep", "grid", key)
         problem = unknown_key(key)
         if problem is not None:
             message, hints = problem
-            found.append(
-                Diagnostic(
-                    doc.locate(where, key=True),
-                    message,
-                    "error",
-                    f"sweep.grid.{key}",
-                    hints,
-                    "SF031",
-                )
-            )
+            yield Finding(where, message, hints, at_key=True, key=f"sweep.grid.{key}")
             continue
         for index, value in enumerate(values):
             error = _value_error(base, key, value)
             if error:
-                found.append(
-                    Diagnostic(
-                        doc.locate((*where, index)),
-                        error,
-                        "error",
-                        f"sweep.grid.{key}[{index}]",
-                        (),
-                        "SF031",
-                    )
-                )
-    return found
+                yield Finding((*where, index), error, key=f"sweep.grid.{key}[{index}]")
 
 
 def _value_error(base: dict, key: str, value) -> str | None:
