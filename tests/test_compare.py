@@ -7,7 +7,7 @@ import json
 import pytest
 
 from specforge import cli
-from tests.test_runs_listing import write_record
+from tests.helpers import write_record
 
 
 def resolved(r: int, lr: float) -> dict:
@@ -92,10 +92,12 @@ def test_runs_by_id_or_folder_text_and_markdown(two_sweep_runs, capsys):
     )
     assert code == 0
     assert "| spec: lora.r | 8 | 16 |" in out
-    assert "**best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500**" in out
+    assert "**best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500; within noise" in out
     code, out = compare(capsys, "sweep-x")
     assert "outcomes, ranked by accuracy (higher is better):" in out
-    assert out.rstrip().endswith("best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500")
+    best = out.rstrip().splitlines()[-1]
+    assert best.startswith("best: 20260101T000100Z-bbbbbb (lora.r=16): accuracy 0.7500; within")
+    assert "95% Wilson intervals" in best  # no predictions here: 3 of 4 vs 2 of 4
 
 
 def test_unknown_target_is_a_usage_error(two_sweep_runs, capsys):
@@ -163,3 +165,116 @@ def test_the_terminal_table_clips_long_values_and_json_keeps_them(capsys):
     assert "x" * (TEXT_CELL - 3) + "..." in row and "x" * TEXT_CELL not in row
     assert max(len(line) for line in out.splitlines()) < 2 * TEXT_CELL + 40
     assert "--format json has them whole" in out
+
+
+INFER = '''"""infer.py for {run}.
+
+    python {run}/scripts/infer.py --data rows.jsonl
+"""
+# compiled into {run}
+print("answer")
+'''
+
+
+def test_scripts_that_differ_only_in_comments_are_the_same_script(tmp_path, monkeypatch, capsys):
+    """Defect: `script: infer.py` was listed as different between two --set runs whose scripts
+    differ only in the usage comments that name their run folders."""
+    from specforge.core.files import sha256_bytes
+
+    monkeypatch.chdir(tmp_path)
+    for run_id, code in (
+        ("20260101T000000Z-aaaaaa", "answer"),
+        ("20260101T000100Z-bbbbbb", "answer"),
+    ):
+        folder = f"runs/exp/{run_id}"
+        text = INFER.format(run=folder).replace("answer", code)
+        write_record(
+            tmp_path,
+            "exp",
+            run_id,
+            scripts={
+                "dir": f"{folder}/scripts",
+                "sha256": {"infer.py": sha256_bytes(text.encode())},
+            },
+        )
+        (tmp_path / folder / "scripts").mkdir()
+        (tmp_path / folder / "scripts/infer.py").write_text(text)
+    code, out = compare(
+        capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb", "--format", "json"
+    )
+    assert code == 0
+    assert not [d for d in json.loads(out)["differs"] if d["section"] == "script"]
+    # a change to what runs still shows
+    edited = tmp_path / "runs/exp/20260101T000100Z-bbbbbb/scripts/infer.py"
+    edited.write_text(edited.read_text().replace('print("answer")', 'print("other")'))
+    record = json.loads((edited.parents[1] / "run.json").read_text())
+    record["scripts"]["sha256"]["infer.py"] = sha256_bytes(edited.read_bytes())
+    (edited.parents[1] / "run.json").write_text(json.dumps(record))
+    code, out = compare(
+        capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb", "--format", "json"
+    )
+    assert [d["key"] for d in json.loads(out)["differs"] if d["section"] == "script"] == [
+        "infer.py"
+    ]
+
+
+def paired_runs(tmp_path, right: tuple[int, int]) -> None:
+    """Two classifier runs scored on the same 120 rows; run b answers `right[1]` right, a `right[0]`."""
+    spec = {
+        "spec_version": 1,
+        "name": "exp",
+        "model": {"name": "m"},
+        "dataset": {"path": "d.jsonl"},
+        "prompt": {"template": "{text}", "completion": "{label}"},
+        "inference": {"labels": ["yes", "no"]},
+    }
+    for run_id, hits in (
+        ("20260101T000000Z-aaaaaa", right[0]),
+        ("20260101T000100Z-bbbbbb", right[1]),
+    ):
+        run_dir = write_record(
+            tmp_path,
+            "exp",
+            run_id,
+            spec={"sha256": "f" * 64, "overrides": [], "resolved": spec},
+            results={"eval_tuned": {"accuracy": hits / 120, "n": 120}},
+        )
+        rows = [
+            {"text": str(i), "label": "yes", "prediction": "yes" if i < hits else "no"}
+            for i in range(120)
+        ]
+        (run_dir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_two_against_one_right_of_120_is_within_noise(tmp_path, monkeypatch, capsys):
+    """Defect: compare named a "best" run on 2 vs 1 correct answers of 120."""
+    monkeypatch.chdir(tmp_path)
+    paired_runs(tmp_path, (1, 2))
+    code, out = compare(
+        capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb", "--format", "json"
+    )
+    noise = json.loads(out)["noise"]
+    assert code == 0 and noise["test"] == "mcnemar_exact" and noise["within_noise"]
+    assert (noise["only_best_right"], noise["only_other_right"], noise["p_value"]) == (1, 0, 1.0)
+    _code, out = compare(capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb")
+    assert "within noise of 20260101T000000Z-aaaaaa (McNemar exact p=1" in out
+
+
+def test_a_clear_lead_is_beyond_noise(tmp_path, monkeypatch, capsys):
+    from specforge.runs.scoring import mcnemar_exact, wilson_interval
+
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    low, high = wilson_interval(60, 120)
+    assert low == pytest.approx(0.4119, abs=1e-4) and high == pytest.approx(0.5881, abs=1e-4)
+    monkeypatch.chdir(tmp_path)
+    paired_runs(tmp_path, (10, 40))
+    _code, out = compare(capsys, "20260101T000000Z-aaaaaa", "20260101T000100Z-bbbbbb")
+    assert "ahead of 20260101T000000Z-aaaaaa beyond noise (McNemar exact p=" in out
+
+
+def test_a_bare_plot_goes_beside_the_sweep_not_into_the_work_tree(two_sweep_runs, capsys):
+    """Defect: `compare --plot` wrote compare.png into the current folder (the repository)."""
+    code, _out = compare(capsys, "sweep-x", "--plot")
+    assert code == 0
+    assert (two_sweep_runs / "runs/exp/sweeps/sweep-x/compare.png").is_file()
+    assert not (two_sweep_runs / "compare.png").exists()

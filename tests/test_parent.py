@@ -10,10 +10,11 @@ import pytest
 from specforge.runs.lineage import ParentError, resolve_model_parent, resolve_parent
 
 
-def fake_run(root, name, run_id, status, adapter=True):
+def fake_run(root, name, run_id, status, adapter=True, **fields):
     run = root / "runs" / name / run_id
     run.mkdir(parents=True)
-    (run / "run.json").write_text(json.dumps({"run_id": run_id, "name": name, "status": status}))
+    record = {"run_id": run_id, "name": name, "status": status, **fields}
+    (run / "run.json").write_text(json.dumps(record))
     if adapter:
         (run / "adapter").mkdir()
         (run / "adapter/adapter_config.json").write_text("{}")
@@ -54,6 +55,65 @@ def test_no_parent_says_what_to_run(tmp_path, monkeypatch, adapter):
     assert message.startswith(f"model.adapter: {adapter}")
     if adapter.endswith("latest"):
         assert "specforge run specs/sft.yaml" in message
+
+
+def test_latest_skips_runs_with_overrides_and_sweep_points(tmp_path, monkeypatch):
+    """Defect: after a 4-step sweep, `runs/quickstart/latest` was a sweep point (0.8 % accuracy),
+    not the 85 % demo run; a `--set` smoke run would have been picked the same way."""
+    monkeypatch.chdir(tmp_path)
+    plain = {"spec": {"overrides": []}}
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded", **plain)
+    fake_run(
+        tmp_path,
+        "sft",
+        "20260102T000000Z-bbbbbb",
+        "succeeded",
+        spec={"overrides": ["training.max_steps=4"]},
+        sweep={"id": "s", "index": 0},
+    )
+    fake_run(
+        tmp_path,
+        "sft",
+        "20260103T000000Z-cccccc",
+        "succeeded",
+        spec={"overrides": ["training.max_steps=8"]},
+    )
+    assert resolve_parent("runs/sft/latest")["run_id"] == "20260101T000000Z-aaaaaa"
+    # a pinned run is taken as named, overrides or not
+    assert resolve_parent("runs/sft/20260103T000000Z-cccccc")["run_id"] == "20260103T000000Z-cccccc"
+
+
+def test_a_bare_run_id_names_its_run(tmp_path, monkeypatch):
+    """The id `specforge runs` shows pins a parent: model.adapter: 20260102T000000Z-bbbbbb."""
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded")
+    fake_run(tmp_path, "sft", "20260102T000000Z-bbbbbb", "succeeded")
+    parent = resolve_parent("20260101T000000Z-aaaaaa")
+    assert parent["path"] == "runs/sft/20260101T000000Z-aaaaaa"
+    assert parent["run_id"] == "20260101T000000Z-aaaaaa"
+    with pytest.raises(ParentError):
+        resolve_parent("20260109T000000Z-ffffff")
+
+
+def test_run_says_which_parent_it_resolved_and_its_figure(tmp_path, monkeypatch):
+    from specforge.runs.runner import parent_line
+    from specforge.spec.models import Spec
+
+    monkeypatch.chdir(tmp_path)
+    results = {"eval_tuned": {"accuracy": 0.85, "n": 120}}
+    fake_run(tmp_path, "sft", "20260101T000000Z-aaaaaa", "succeeded", results=results)
+    spec = Spec.model_validate(
+        {
+            "spec_version": 1,
+            "name": "dpo",
+            "model": {"name": "m", "adapter": "runs/sft/latest"},
+            "dataset": {"path": "d.jsonl"},
+            "prompt": {"template": "{text}", "completion": "{label}"},
+        }
+    )
+    line = parent_line(spec, resolve_parent("runs/sft/latest"))
+    assert "runs/sft/20260101T000000Z-aaaaaa" in line and "(model.adapter: runs/sft/latest)" in line
+    assert line.endswith("accuracy 85.0% on 120 held-out rows")
 
 
 # --- lora: null: the parent is whole weights (a full fine-tuning run's model/, a merged export) ---

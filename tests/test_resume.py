@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from specforge.runs.record import logged_mean_loss, process_alive
-from specforge.runs.runner import checkpoints, rewind_metrics
+from specforge.runs.record import final_losses, process_alive, read_jsonl, throughput
+from specforge.runs.resume import LOSS_FROM, checkpoints, reconcile_metrics, rewind_metrics
 from tests.conftest import REPO, run_cli, tiny_spec
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.train
 
 # Checkpoints every 2 steps, a loss at every step, no evaluation during training.
 TRAINING = {
@@ -63,19 +66,6 @@ def start_run(root: Path, log: Path, spec: str = "specs/tiny.yaml") -> subproces
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def wait_for(condition, process: subprocess.Popen | None, what: str, timeout: float = 300):
-    """Poll `condition` until it holds; fail early if `process` (when given) has ended."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the run ended (rc {process.returncode}) before {what}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def new_run(root: Path, before: set[Path], name: str = "tiny") -> Path | None:
@@ -279,6 +269,16 @@ def test_rewind_metrics_keeps_entries_up_to_the_checkpoint(tmp_path):
     assert path.read_text() == lines[0] + "\n" + lines[1] + "\n"
 
 
+def test_rewind_keeps_the_summary_of_training_that_ended_at_the_checkpoint(tmp_path):
+    """A runner gone after the last checkpoint: the resumed trainer trains no step and writes no
+    summary, so the one logged at the end is the run's train_loss."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps(e) for e in ({"step": 6, "loss": 1.0}, {"step": 6, "train_loss": 2.0})]
+    path.write_text("\n".join(lines) + "\n")
+    rewind_metrics(path, 6)
+    assert final_losses(read_jsonl(path))["mean_train_loss"] == 2.0
+
+
 def test_checkpoint_without_trainer_state_is_partial(tmp_path):
     for step, state in ((2, "{}"), (4, '{"glob'), (6, None)):
         folder = tmp_path / f"checkpoint-{step}"
@@ -290,7 +290,97 @@ def test_checkpoint_without_trainer_state_is_partial(tmp_path):
     assert sorted(p.name for p in partial) == ["checkpoint-4", "checkpoint-6"]
 
 
-def test_logged_mean_loss_weights_each_log_by_its_steps():
-    logged = [{"step": 2, "loss": 4.0}, {"step": 6, "loss": 1.0}, {"step": 6, "train_loss": 9.0}]
-    assert logged_mean_loss(logged) == (4.0 * 2 + 1.0 * 4) / 6
-    assert logged_mean_loss(logged[:1] + [{"step": 7, "train_loss": 9.0}]) is None
+def test_rewind_keeps_the_later_entries_aside(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": s, "loss": 10.0 - s}) for s in (3, 6)]
+    path.write_text("\n".join([*lines, json.dumps({"step": 6, "train_runtime": 1.0})]) + "\n")
+    rewind_metrics(path, 4)
+    assert path.read_text() == lines[0] + "\n"
+    assert (tmp_path / "metrics.rewound.jsonl").read_text() == lines[1] + "\n"
+
+
+def write_metrics(folder: Path, name: str, entries: list[dict]) -> None:
+    (folder / name).write_text("".join(json.dumps(e) + "\n" for e in entries))
+
+
+def test_reconcile_restores_the_window_cut_by_the_checkpoint(tmp_path):
+    """Per-step losses 1..8 = 8, 7, ..., 1; logs every 3 steps; resumed from checkpoint-4. The
+    resumed trainer logs step 6 over steps 5-6 only and train_loss over steps 5-8 only."""
+    loss = {s: 9.0 - s for s in range(1, 9)}
+    window = lambda a, b: sum(loss[s] for s in range(a, b + 1)) / (b - a + 1)
+    write_metrics(
+        tmp_path,
+        "metrics.jsonl",
+        [
+            {"step": 3, "loss": window(1, 3), "num_tokens": 30},
+            {"step": 6, "loss": window(5, 6), "num_tokens": 20},
+            {"step": 8, "train_loss": window(5, 8), "train_runtime": 1.0},
+        ],
+    )
+    write_metrics(
+        tmp_path,
+        "metrics.rewound.jsonl",
+        [{"step": 6, "loss": window(4, 6), "num_tokens": 60, "tokens_per_second": 5.0, "mfu": 0.1}],
+    )
+    for _ in range(2):  # a second pass changes nothing
+        reconcile_metrics(tmp_path, 4)
+        metrics = read_jsonl(tmp_path / "metrics.jsonl")
+        assert [m["loss"] for m in metrics if "loss" in m] == [window(1, 3), window(4, 6)]
+        assert metrics[1]["num_tokens"] == 60 and throughput(metrics)["tokens_per_second"] == 5.0
+        assert final_losses(metrics)["mean_train_loss"] == pytest.approx(window(1, 8))
+
+
+def test_reconcile_without_the_earlier_window_says_so(tmp_path):
+    """Killed after checkpoint-4 and before step 6 was logged: steps 4's loss is nowhere."""
+    write_metrics(
+        tmp_path,
+        "metrics.jsonl",
+        [
+            {"step": 3, "loss": 7.0},
+            {"step": 6, "loss": 3.5},
+            {"step": 8, "train_loss": 2.5, "train_runtime": 1.0},
+        ],
+    )
+    reconcile_metrics(tmp_path, 4)
+    metrics = read_jsonl(tmp_path / "metrics.jsonl")
+    assert metrics[1][LOSS_FROM] == 4  # the entry says it averages steps 5-6 only
+    assert final_losses(metrics)["mean_train_loss"] is None  # unknown, not wrong
+
+
+def test_resume_across_a_logging_window_records_the_uninterrupted_losses(scratch):
+    """Defect: logging_steps 3 and save_steps 2; the first attempt logged step 6 over steps 4-6
+    and stopped before checkpoint-6 was complete. Resumed from checkpoint-4, metrics.jsonl held
+    step 6 averaged over steps 5-6 only, and mean_train_loss was null."""
+    root = scratch
+    spec = (root / "specs/tiny.yaml").read_text().replace("name: tiny", "name: straddle")
+    (root / "specs/straddle.yaml").write_text(spec.replace("logging_steps: 1", "logging_steps: 3"))
+    assert run_cli("compile", "specs/straddle.yaml", cwd=root).returncode == 0
+    result = run_cli("run", "specs/straddle.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [reference] = run_ids(root, "straddle")
+    # the same run, stopped while checkpoint-6 was being written (its trainer_state.json missing)
+    run_dir = reference.with_name(reference.name[:-6] + "000000")
+    shutil.copytree(reference, run_dir)
+    for name in ("checkpoint-8", "adapter", "examples.jsonl", "train_summary.json"):
+        shutil.rmtree(run_dir / name) if (run_dir / name).is_dir() else (run_dir / name).unlink()
+    (run_dir / "checkpoint-6/trainer_state.json").unlink()
+    write_metrics(
+        run_dir, "metrics.jsonl", [m for m in metrics(reference) if "train_loss" not in m]
+    )
+    data = record(run_dir)
+    data.update(run_id=run_dir.name, status="interrupted", completed_steps=[], results={})
+    data["attempts"][-1]["status"] = "interrupted"
+    (run_dir / "run.json").write_text(json.dumps(data))
+
+    resumed = run_cli("run", "specs/straddle.yaml", "--resume", run_dir.name, cwd=root)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    done, theirs = record(run_dir), record(reference)
+    assert done["attempts"][-1]["resumed_from"] == "checkpoint-4"
+    assert [m["step"] for m in metrics(run_dir) if "loss" in m] == [3, 6]
+    diffs = same_numbers(run_dir, reference)
+    assert all(diff < 1e-4 for diff in diffs.values()), diffs
+    for key, value in theirs["results"]["losses"].items():
+        assert done["results"]["losses"][key] == pytest.approx(value, abs=1e-4), key
+    assert (
+        done["results"]["throughput"]["intervals"] == theirs["results"]["throughput"]["intervals"]
+    )

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.train
+
 FAKE_SECRETS = {
     "HF_TOKEN": "hf_PLANTEDfake0123456789secret",
     "WANDB_API_KEY": "wandbPLANTEDfake0123456789",
@@ -349,7 +351,7 @@ def test_run_records_the_commits_resolved_after_the_train_step(
     tmp_path, tiny_model_dir, hub_cache, monkeypatch
 ):
     """The train step downloads (here: writes the refs); run.json then names both commits."""
-    from specforge.runs import runner
+    from specforge.runs import resume, runner
     from specforge.runs.record import RunRecord, start_record
 
     monkeypatch.chdir(tmp_path)
@@ -376,10 +378,10 @@ def test_run_records_the_commits_resolved_after_the_train_step(
     assert train["hub"] == HUB_DATA and train["revision"] == SHA_B
     assert train["resolved_revision"] == SHA_B and train["resolved_from"] == "spec"
     # resume: the recorded fingerprint still matches, until the cached branch moves on
-    assert runner._unresolved(saved["data"]) == runner.data_fingerprint(loaded.spec)
-    assert runner._moved_revisions(loaded, saved) == []
+    assert resume._unresolved(saved["data"]) == resume.data_fingerprint(loaded.spec)
+    assert resume._moved_revisions(loaded, saved) == []
     cache_ref(hub_cache, "model", HUB_MODEL, "main", "c" * 40)
-    [moved] = runner._moved_revisions(loaded, saved)
+    [moved] = resume._moved_revisions(loaded, saved)
     assert HUB_MODEL in moved and SHA_A in moved and "c" * 40 in moved
 
 
@@ -387,7 +389,7 @@ def test_run_prepares_the_gguf_model_first_and_fingerprints_it(tmp_path, monkeyp
     from specforge.modelinfo.prepare import model_dir
     from specforge.runs import runner
     from specforge.runs.record import RunRecord, start_record
-    from tests.test_prepare import gguf_spec, install_fake_package, mark_built
+    from tests.helpers import gguf_spec, install_fake_package, mark_built
 
     fake_package = install_fake_package(tmp_path, monkeypatch)
 
@@ -420,7 +422,7 @@ def test_run_prepares_the_gguf_model_first_and_fingerprints_it(tmp_path, monkeyp
 def test_a_failed_prepare_is_the_failed_step(tmp_path, monkeypatch):
     from specforge.runs import runner
     from specforge.runs.record import RunRecord, start_record
-    from tests.test_prepare import gguf_spec
+    from tests.helpers import gguf_spec
 
     monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -442,7 +444,7 @@ def test_dry_run_names_the_model_folder_but_builds_nothing(tmp_path, monkeypatch
     from specforge.modelinfo import prepare
     from specforge.runs import runner
     from tests.conftest import GGUF_FILE
-    from tests.test_prepare import gguf_spec
+    from tests.helpers import gguf_spec
 
     monkeypatch.setenv("SPECFORGE_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
@@ -506,3 +508,103 @@ def test_base_evaluation_scores_the_parent_a_run_started_from(
     if expected["model"] == "base":
         expected = {**expected, "path": str(tiny_model_dir)}
     assert scored == expected
+
+
+def fake_view(tmp_path, capsys, max_steps=4):
+    from types import SimpleNamespace
+
+    from specforge.runs.progress import LiveView
+
+    spec = SimpleNamespace(training=SimpleNamespace(max_steps=max_steps, num_train_epochs=1))
+    view = LiveView(tmp_path / "metrics.jsonl", spec)  # type: ignore[arg-type]
+    assert view.live is None  # piped under pytest: one line per change
+    return view
+
+
+def test_the_last_train_line_is_printed_once(tmp_path, capsys):
+    """Defect: "step: train 4/4" was printed two or three times (the loss entry, the summary
+    entry and a final refresh each printed it)."""
+    view = fake_view(tmp_path, capsys)
+    view.set_step("train", tmp_path / "train.log")
+    entries = [
+        {"step": 4, "loss": 1.5, "num_tokens": 100},
+        {"step": 4, "train_runtime": 2.0, "train_loss": 1.7, "num_tokens": 100},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    view.refresh()
+    view.refresh()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "step: train 4/4" in line]
+    assert len(lines) == 1, lines
+
+
+def test_evaluation_shows_rows_done_rate_and_eta(tmp_path, capsys, monkeypatch):
+    """Defect: nothing was printed between "[evaluate-tuned] started" and its end."""
+    from specforge.runs import progress
+
+    view = fake_view(tmp_path, capsys)
+    log = tmp_path / "eval_tuned.log"
+    log.write_text("model on cpu\n")
+    view.set_step("evaluate-tuned", log, rows=120)
+    assert "evaluate-tuned (0s of 120 rows)" in view._line()  # infer.py printed no progress yet
+    log.write_text("model on cpu\nrows 16/120\nrows 48/120\n")
+    view.step_started -= 12  # 48 rows in 12 s
+    fields = view._fields()
+    assert fields["step"] == "evaluate-tuned 48/120 rows"
+    assert fields["rows/s"] == "4.00" and fields["ETA"] == "18s"
+    monkeypatch.setattr(progress, "HEARTBEAT_S", 0)  # piped: a line at least this often
+    capsys.readouterr()
+    view.refresh()
+    assert "evaluate-tuned 48/120 rows" in capsys.readouterr().err
+
+
+def test_training_shows_the_step_it_is_at_between_log_entries(tmp_path, capsys):
+    view = fake_view(tmp_path, capsys, max_steps=30)
+    log = tmp_path / "train.log"
+    view.set_step("train", log)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 5, "loss": 2.0}) + "\n")
+    log.write_text(" 30%|###| 9/30 [00:50<02:00]\r 50%|#| 2/4 [00:01<00:01]\r")  # an eval bar last
+    view.refresh()
+    assert view._fields()["step"] == "train 9/30"
+
+
+def test_a_spec_outside_specs_compiles_into_its_run_folder(first_run, tmp_path, monkeypatch):
+    """Defect: `run other/x.yaml --compile` wrote generated/<name>/, which `check` then called an
+    orphan with a hint (`specforge compile`) that compiles specs/ only: check stayed red."""
+    from specforge.runs import runner
+    from specforge.validate.load import load_spec
+
+    root = first_run["root"]
+    monkeypatch.chdir(root)
+    (root / "other").mkdir(exist_ok=True)
+    text = (root / "specs/tiny.yaml").read_text().replace("name: tiny", "name: elsewhere")
+    (root / "other/elsewhere.yaml").write_text(text)
+    loaded = load_spec(Path("other/elsewhere.yaml"), check_files=False)
+    assert not runner.uses_generated(loaded)
+    run_dir, scripts, record = runner.open_run(loaded, compile_first=True)
+    assert scripts == run_dir / "scripts" and (scripts / "train.py").is_file()
+    assert record.data["scripts"]["dir"] == scripts.as_posix()
+    assert not (root / "generated/elsewhere").exists()
+    check = run_cli("check", cwd=root)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert runner.uses_generated(load_spec(Path("specs/tiny.yaml"), check_files=False))
+
+
+def test_a_never_compiled_spec_is_told_so(first_run, monkeypatch):
+    """Defect: "generated/<name>/ differs from a fresh compile" for a folder that does not exist;
+    the hint now names the spec, which `specforge compile` alone would not compile."""
+    from specforge.runs import runner
+    from specforge.validate.load import load_spec
+
+    root = first_run["root"]
+    monkeypatch.chdir(root)
+    text = (root / "specs/tiny.yaml").read_text().replace("name: tiny", "name: fresh")
+    (root / "specs/fresh.yaml").write_text(text)
+    try:
+        loaded = load_spec(Path("specs/fresh.yaml"), check_files=False)
+        with pytest.raises(runner.StaleScripts) as err:
+            runner.generated_scripts(loaded, compile_first=False)
+    finally:
+        (root / "specs/fresh.yaml").unlink()
+    message = str(err.value)
+    assert "generated/fresh/ does not exist: specs/fresh.yaml was never compiled" in message
+    assert "`specforge compile specs/fresh.yaml`" in message and "differs" not in message

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from specforge import cli
-from specforge.runs.record import host, process_start
+from specforge.runs.record import process_start
 from tests.conftest import tiny_spec
+from tests.helpers import write_record
 
 
 def dead_pid() -> int:
@@ -20,31 +21,6 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
-
-
-def write_record(
-    root: Path, name: str, run_id: str, *, metrics: list[dict] | None = None, **fields
-):
-    run_dir = root / "runs" / name / run_id
-    run_dir.mkdir(parents=True)
-    record = {
-        "run_id": run_id,
-        "name": name,
-        "status": "succeeded",
-        "failed_step": None,
-        "pid": 1,
-        "pid_start": None,
-        "host": host(),
-        "step_process": None,
-        "started_at": "2026-01-01T00:00:00+00:00",
-        "attempts": [{"status": fields.get("status", "succeeded")}],
-        "results": {},
-        **fields,
-    }
-    (run_dir / "run.json").write_text(json.dumps(record))
-    if metrics is not None:
-        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
-    return run_dir
 
 
 FINISHED = {
@@ -263,3 +239,49 @@ def test_the_base_columns_say_parent_when_a_run_scored_its_parent(tmp_path, monk
     assert "acc base/parent" in capsys.readouterr().out.splitlines()[0]
     assert cli.main(["runs", "sft", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["base_model"] is None
+
+
+def test_chat_runs_show_exact_match_and_rouge_l(tmp_path, monkeypatch, capsys):
+    """Defect: a chat run (no labels) showed "-" in every metric column."""
+    monkeypatch.chdir(tmp_path)
+    chat = {"exact_match": 0.975, "rouge_l": 0.99, "token_f1": 0.98, "n": 40}
+    write_record(
+        tmp_path,
+        "chat",
+        "20260101T000000Z-aaaaaa",
+        results={"eval_tuned": chat, "eval_base": {**chat, "exact_match": 0.1, "rouge_l": 0.3}},
+    )
+    assert cli.main(["runs", "chat"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert "EM tuned" in header and "ROUGE-L tuned" in header and "acc" not in header
+    assert row.split()[-4:] == ["0.9750", "0.9900", "0.1000", "0.3000"]
+
+
+def test_a_running_run_shows_the_step_training_is_at(tmp_path, monkeypatch, capsys):
+    """Defect: the steps column was the last logged step (5) while training was at step 9."""
+    monkeypatch.chdir(tmp_path)
+    run_dir = write_record(
+        tmp_path,
+        "q",
+        "20260101T000000Z-aaaaaa",
+        status="running",
+        pid=os.getpid(),
+        pid_start=process_start(os.getpid()),
+        spec={"resolved": {"training": {"max_steps": 30}}},
+        metrics=[{"step": 5, "loss": 2.0}],
+    )
+    bars = " 30%|###| 9/30 [00:50<02:00, 5.0s/it]\r 10%|#| 1/10 [00:01<00:09]\r"
+    (run_dir / "train.log").write_text("Map: 100%|#| 40/40 [00:00]\n" + bars)
+    assert runs_json("q")[0]["steps"] == 9
+
+
+def test_runs_latest_prints_the_folder_latest_names(tmp_path, monkeypatch, capsys):
+    """`make export-demo` takes this, not `ls runs/quickstart/*/ | tail -1` (a sweeps/ folder)."""
+    monkeypatch.chdir(tmp_path)
+    write_record(tmp_path, "q", "20260101T000000Z-aaaaaa", spec={"overrides": []})
+    write_record(tmp_path, "q", "20260102T000000Z-bbbbbb", spec={"overrides": ["a=1"]})
+    write_record(tmp_path, "q", "20260103T000000Z-cccccc", status="failed", spec={"overrides": []})
+    (tmp_path / "runs/q/sweeps/s1").mkdir(parents=True)
+    assert cli.main(["runs", "q", "--latest"]) == 0
+    assert capsys.readouterr().out == "runs/q/20260101T000000Z-aaaaaa\n"
+    assert cli.main(["runs", "nothing", "--latest"]) == 1

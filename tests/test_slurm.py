@@ -22,115 +22,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_distributed import make_project
-
-SETUP = Path(__file__).resolve().parent / "slurm" / "setup_slurm.sh"
-MODE = os.environ.get("SPECFORGE_SLURM_TEST", "")
-SETUP_TIMEOUT = 1500  # apt-get update + install (600 s each at most) + daemons
-JOB_TIMEOUT = 900  # the spec's own limit is 10 minutes
+from tests.helpers import JOB_TIMEOUT, cancel_all, compiled_project, free_port, node_cpus
 
 pytestmark = pytest.mark.slurm
 
 
-def setup_script(action: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    # stdin/stdout/stderr are never inherited by the daemons (they detach), so this returns
-    return subprocess.run(
-        ["bash", str(SETUP), action],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def cannot_run(reason: str) -> None:
-    """Fail when Slurm is required; otherwise skip, loudly."""
-    if MODE == "1":
-        pytest.fail(f"SPECFORGE_SLURM_TEST=1 but Slurm cannot run here: {reason}", pytrace=False)
-    message = f"Slurm end-to-end test NOT RUN: {reason} (SPECFORGE_SLURM_TEST=1 makes this fail)"
-    warnings.warn(message, stacklevel=2)
-    print(f"\n*** {message}", file=sys.stderr)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def slurm_env() -> Iterator[dict]:
-    """The environment for sbatch/sinfo against the test cluster; stops it afterwards."""
-    if MODE == "0":
-        pytest.skip("SPECFORGE_SLURM_TEST=0")
-    env = dict(os.environ)
-    env.pop("SLURM_CONF", None)
-    started_here = setup_script("status", env, 60).returncode != 0
-    begin = time.monotonic()
-    try:
-        result = setup_script("start", env, SETUP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        setup_script("stop", env, 120)
-        cannot_run(f"tests/slurm/setup_slurm.sh start took over {SETUP_TIMEOUT}s")
-    if result.returncode != 0:
-        # 77: this environment cannot run it; anything else: it tried and failed
-        kind = "cannot start" if result.returncode == 77 else f"failed (exit {result.returncode})"
-        tail = "\n".join(result.stderr.strip().splitlines()[-25:])
-        setup_script("stop", env, 120)
-        cannot_run(f"setup_slurm.sh {kind}:\n{tail}")
-    conf = [line for line in result.stdout.splitlines() if line.startswith("SLURM_CONF=")]
-    assert conf, result.stdout + result.stderr
-    env["SLURM_CONF"] = conf[-1].split("=", 1)[1]
-    print(f"\nslurm setup: {time.monotonic() - begin:.1f}s\n{result.stderr}", file=sys.stderr)
-    yield env
-    if started_here:
-        stop = setup_script("stop", env, 120)
-        assert stop.returncode == 0, stop.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def node_cpus(env: dict) -> int:
-    out = subprocess.run(
-        ["sinfo", "--noheader", "--Node", "--format=%c"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return int(out.stdout.split()[0])
-
-
-def cancel_all(env: dict) -> None:
-    """The cluster is this test's own: cancel whatever is left on it."""
-    jobs = subprocess.run(
-        ["squeue", "--noheader", "--format=%i"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    ).stdout.split()
-    if jobs:
-        subprocess.run(["scancel", *jobs], env=env, timeout=30, check=False)
-
-
 def test_sbatch_runs_the_compiled_batch_script(slurm_env, tmp_path, tiny_model_dir):
     name = "onslurm"
-    root = make_project(tmp_path, tiny_model_dir, name)  # max_steps 6, logging every step
+    root = compiled_project(tmp_path, tiny_model_dir, name)  # max_steps 6, logging every step
     spec = root / f"specs/{name}.yaml"
     cpus = min(2, node_cpus(slurm_env))
     spec.write_text(
@@ -189,7 +96,7 @@ def test_sbatch_runs_the_compiled_batch_script(slurm_env, tmp_path, tiny_model_d
 def test_specforge_run_submits_with_sbatch_and_records_the_job(slurm_env, tmp_path, tiny_model_dir):
     """`specforge run --launcher slurm`: the job id is printed and recorded; the job fills the run dir."""
     name = "viarun"
-    root = make_project(tmp_path, tiny_model_dir, name, max_steps=3)
+    root = compiled_project(tmp_path, tiny_model_dir, name, max_steps=3)
     spec = root / f"specs/{name}.yaml"
     cpus = min(2, node_cpus(slurm_env))
     spec.write_text(
@@ -270,7 +177,9 @@ def test_preempted_job_is_requeued_and_resumes_in_the_same_run(slurm_env, tmp_pa
     batch script passes it on, train.py checkpoints and exits 75, the job requeues itself and the
     second attempt resumes from that checkpoint in the same run folder, under the same job id."""
     name = "requeue"
-    root = make_project(tmp_path, tiny_model_dir, name, max_steps=16, per_device_train_batch_size=2)
+    root = compiled_project(
+        tmp_path, tiny_model_dir, name, max_steps=16, per_device_train_batch_size=2
+    )
     spec = root / f"specs/{name}.yaml"
     cpus = min(2, node_cpus(slurm_env))
     spec.write_text(

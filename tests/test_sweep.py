@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_resume import wait_for
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.train
 
 GRID = ["--grid", "training.use_liger_kernel=true,false", "--grid", "lora.r=4,8"]
 SETS = ["--set", "training.max_steps=2", "--set", "training.eval_steps=2"]

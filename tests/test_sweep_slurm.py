@@ -11,15 +11,14 @@ import time
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_distributed import make_project
-from tests.test_slurm import JOB_TIMEOUT, cancel_all, free_port, node_cpus, slurm_env  # noqa: F401
+from tests.helpers import JOB_TIMEOUT, cancel_all, compiled_project, free_port, node_cpus
 
 pytestmark = pytest.mark.slurm
 
 
-def test_sweep_submits_one_array_job_with_a_task_per_point(slurm_env, tmp_path, tiny_model_dir):  # noqa: F811
+def test_sweep_submits_one_array_job_with_a_task_per_point(slurm_env, tmp_path, tiny_model_dir):
     name = "arraysweep"
-    root = make_project(
+    root = compiled_project(
         tmp_path, tiny_model_dir, name, max_steps=4, save_strategy="steps", save_steps=2
     )
     spec = root / f"specs/{name}.yaml"

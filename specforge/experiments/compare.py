@@ -13,8 +13,25 @@ from pathlib import Path
 
 from specforge.core.console import print_json, say
 from specforge.core.errors import UsageError
+from specforge.core.files import sha256_bytes
 from specforge.experiments.sweep import MANIFEST, SWEEPS
-from specforge.runs.record import RUNS_DIR, base_side, final_losses, read_jsonl, read_record
+from specforge.runs.plots import plot_comparison
+from specforge.runs.record import (
+    RUNS_DIR,
+    base_side,
+    code_sha256,
+    final_losses,
+    read_jsonl,
+    read_record,
+)
+from specforge.runs.scoring import (
+    ROW_METRICS,
+    mcnemar_exact,
+    read_predictions,
+    row_hits,
+    wilson_interval,
+)
+from specforge.spec.models import Spec
 
 LOSSES = {"eval_loss": "final_eval_loss", "train_loss": "final_train_loss"}  # lower is better
 SHOWN_METRICS = ("accuracy", "lenient_accuracy", "macro_f1")
@@ -66,10 +83,10 @@ def resolve(targets: list[str], root: Path = RUNS_DIR) -> tuple[list[Run], list[
             continue
         if not (path / "run.json").is_file():
             path = next(iter(sorted(root.glob(f"*/{target}/run.json"))), Path()).parent
-        data = read_record(path) if (path / "run.json").is_file() else None
-        if data is None:
+        record = read_record(path) if (path / "run.json").is_file() else None
+        if record is None:
             raise UsageError(f"{target}: no run folder, run id or sweep id under {root}/")
-        runs.append(Run(path, data, (data.get("sweep") or {}).get("values", {})))
+        runs.append(Run(path, record, (record.get("sweep") or {}).get("values", {})))
     if not runs:
         raise UsageError("nothing to compare: the sweep has no runs yet")
     return runs, sweeps
@@ -95,12 +112,31 @@ def _sections(data: dict) -> dict[str, dict[str, object]]:
     git = data.get("git") or {}
     return {
         "spec": {"file sha256": data.get("spec", {}).get("sha256"), **flatten(spec)},
-        "script": (data.get("scripts") or {}).get("sha256") or {},
+        "script": _script_code(data),
         "version": flatten(data.get("versions") or {}),
         "data": flatten(data.get("data") or {}),
         "model": flatten(data.get("model") or {}),
         "git": {"commit": git.get("commit"), "dirty": git.get("dirty")},
     }
+
+
+def _script_code(data: dict) -> dict[str, object]:
+    """Each script's code sha256 (comments and docstrings left out: a script compiled into a run
+    folder names that folder in its usage comments), from the record, else from the script while
+    it still is what ran; else the file's sha256."""
+    scripts = data.get("scripts") or {}
+    code = dict(scripts.get("code_sha256") or {})
+    for name, sha in (scripts.get("sha256") or {}).items():
+        if name in code:
+            continue
+        path = Path(scripts.get("dir", "")) / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError:
+            text = None
+        same = text is not None and sha256_text(text) == sha
+        code[name] = code_sha256(name, text) if same and text is not None else sha
+    return code
 
 
 def differences(runs: list[Run]) -> list[dict]:
@@ -136,7 +172,7 @@ def outcome(run: Run) -> dict:
     metrics = read_jsonl(run.dir / "metrics.jsonl")
     losses = results.get("losses") or final_losses(metrics)
     tuned, base = results.get("eval_tuned") or {}, results.get("eval_base") or {}
-    summary = next((m for m in reversed(metrics) if "train_runtime" in m), {})
+    summary: dict = next((m for m in reversed(metrics) if "train_runtime" in m), {})
     return {
         "run_id": run.id,
         "path": run.dir.as_posix(),
@@ -185,7 +221,7 @@ def rank(outcomes: list[dict], metric: str) -> list[dict]:
 
     def key(o: dict) -> tuple[float, float]:  # ties (short runs score 0 alike): lower eval loss
         tie = o["eval_loss"] if o["eval_loss"] is not None else float("inf")
-        return (sign * metric_value(o, metric), tie)
+        return (sign * (metric_value(o, metric) or 0.0), tie)  # scored: never None
 
     return sorted(scored, key=key) + [o for o in outcomes if metric_value(o, metric) is None]
 
@@ -202,13 +238,70 @@ def comparison(runs: list[Run], by: str | None) -> dict:
         "higher_is_better": metric not in LOSSES,
         "ranked": ranked,
         "best": best and best["run_id"],
+        "noise": noise(runs, ranked, metric) if best else None,
     }
+
+
+def sha256_text(text: str) -> str:
+    return sha256_bytes(text.encode("utf-8"))
+
+
+def noise(runs: list[Run], ranked: list[dict], metric: str) -> dict | None:
+    """Is the best run's lead over the runner-up more than noise? McNemar's exact test on the
+    rows the two answered (paired: the same rows, in order), else 95% Wilson intervals of each
+    score; None when there is no runner-up or the metric is not a per-row proportion."""
+    scored = [o for o in ranked if metric_value(o, metric) is not None]
+    if metric not in ROW_METRICS or len(scored) < 2:
+        return None
+    best, second = scored[0], scored[1]
+    by_id = {run.id: run for run in runs}
+    hits = [_hits(by_id[o["run_id"]], metric) for o in (best, second)]
+    if hits[0] and hits[1] and [g for g, _ in hits[0]] == [g for g, _ in hits[1]]:
+        only_best = sum(a and not b for (_, a), (_, b) in zip(hits[0], hits[1]))
+        only_second = sum(b and not a for (_, a), (_, b) in zip(hits[0], hits[1]))
+        p = mcnemar_exact(only_best, only_second)
+        return {
+            "against": second["run_id"],
+            "test": "mcnemar_exact",
+            "rows": len(hits[0]),
+            "only_best_right": only_best,
+            "only_other_right": only_second,
+            "p_value": p,
+            "within_noise": p >= 0.05,
+        }
+    sizes = [o["eval_rows"] for o in (best, second)]
+    if not all(sizes):
+        return None
+    intervals = [
+        wilson_interval(round(metric_value(o, metric) * n), n)
+        for o, n in zip((best, second), sizes)
+    ]
+    overlap = intervals[0][0] <= intervals[1][1] and intervals[1][0] <= intervals[0][1]
+    return {
+        "against": second["run_id"],
+        "test": "wilson_95",
+        "intervals": intervals,
+        "within_noise": overlap,
+    }
+
+
+def _hits(run: Run, metric: str):
+    """Per-row (gold, right) of the run's tuned predictions; None when not available."""
+    path = run.dir / "predictions.jsonl"
+    try:
+        spec = Spec.model_validate(run.data["spec"]["resolved"])
+        rows = read_predictions(path)
+    except (KeyError, OSError, ValueError):
+        return None
+    return row_hits(rows, metric, spec.inference.labels, spec.answer_column())
 
 
 # -- output -------------------------------------------------------------------------------------
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
+    """A table cell, here and in `specforge runs`: "-" when missing, floats to 4 places, hashes
+    shortened to 12 characters."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -231,7 +324,7 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     index = {r["run_id"]: f"#{i + 1}" for i, r in enumerate(runs)}
     listing = [[index[r["run_id"]], r["run_id"], _label(r)] for r in runs]
     differs = [
-        [f"{d['section']}: {d['key']}", *(_cell(v) for v in d["values"])] for d in result["differs"]
+        [f"{d['section']}: {d['key']}", *(cell(v) for v in d["values"])] for d in result["differs"]
     ]
     shown = [m for m in SHOWN_METRICS if any(m in o["tuned"] for o in result["ranked"])]
     if result["metric"] not in LOSSES and result["metric"] not in shown:
@@ -243,8 +336,8 @@ def tables(result: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     outcomes = []
     for place, o in enumerate(result["ranked"], 1):
         row = [str(place), index[o["run_id"]], o["status"] or "-"]
-        row += [_cell(o["train_loss"]), _cell(o["eval_loss"])]
-        row += [_cell(o["tuned"].get(m)) for m in shown] + [_cell(o["base"].get(m)) for m in shown]
+        row += [cell(o["train_loss"]), cell(o["eval_loss"])]
+        row += [cell(o["tuned"].get(m)) for m in shown] + [cell(o["base"].get(m)) for m in shown]
         row += [_round(o["tokens_per_s"], 1), _round(o["wall_s"], 0)]
         outcomes.append(row)
     order = "higher" if result["higher_is_better"] else "lower"
@@ -265,7 +358,24 @@ def best_line(result: dict) -> str:
     best = next(o for o in result["ranked"] if o["run_id"] == result["best"])
     point = _label(best)
     where = f" ({point})" if point != "-" else ""
-    return f"best: {best['run_id']}{where}: {result['metric']} {metric_value(best, result['metric']):.4f}"
+    line = f"best: {best['run_id']}{where}: {result['metric']} {metric_value(best, result['metric']):.4f}"
+    return line + _noise_note(result.get("noise"))
+
+
+def _noise_note(noise: dict | None) -> str:
+    if noise is None:
+        return ""
+    if noise["test"] == "mcnemar_exact":
+        how = (
+            f"McNemar exact p={noise['p_value']:.3g}: {noise['only_best_right']} vs "
+            f"{noise['only_other_right']} of {noise['rows']} paired rows answered right by one run only"
+        )
+    else:
+        (a, b), (c, d) = noise["intervals"]
+        how = f"95% Wilson intervals {a:.3f}-{b:.3f} vs {c:.3f}-{d:.3f}"
+    if noise["within_noise"]:
+        return f"; within noise of {noise['against']} ({how}): no run is better"
+    return f"; ahead of {noise['against']} beyond noise ({how})"
 
 
 TEXT_CELL = 48  # a terminal table stays readable: longer values are clipped (json has them whole)
@@ -323,19 +433,30 @@ def main(args) -> int:
         text = render_markdown(result) if args.format == "markdown" else render_text(result)
         print(text, end="")
     if args.plot is not None:
-        from specforge.runs.plots import plot_comparison
-
         curves = [(run.label, read_jsonl(run.dir / "metrics.jsonl")) for run in runs]
         axis = _one_axis(runs)
         points = None
         if axis is not None:
             by_id = {o["run_id"]: metric_value(o, result["metric"]) for o in result["ranked"]}
             points = [(run.values[axis], by_id[run.id]) for run in runs if axis in run.values]
-        if plot_comparison(curves, args.plot, axis=axis, points=points, metric=result["metric"]):
-            say(f"plot: {args.plot}")
+        path = plot_path(runs, args.plot)
+        if plot_comparison(curves, path, axis=axis, points=points, metric=result["metric"]):
+            say(f"plot: {path}")
         else:
             say("[yellow]no plot[/]: no run logged a loss")
     return 0
+
+
+def plot_path(runs: list[Run], asked: Path) -> Path:
+    """--plot PNG as given; bare --plot (an empty path): compare.png in the sweep's folder when
+    every run is a point of one sweep, else in the first run's runs/<name>/ (never the work tree)."""
+    if asked != Path():
+        return asked
+    sweeps = {(run.data.get("sweep") or {}).get("id") for run in runs}
+    first = runs[0].dir.parent
+    if len(sweeps) == 1 and None not in sweeps:
+        return first / SWEEPS / str(sweeps.pop()) / "compare.png"
+    return first / "compare.png"
 
 
 def _one_axis(runs: list[Run]) -> str | None:

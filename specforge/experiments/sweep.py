@@ -19,11 +19,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from specforge.codegen.compiler import compile_files
 from specforge.core.console import say
 from specforge.core.contract import PREEMPTED_EXIT
 from specforge.core.errors import SpecError, UsageError
 from specforge.core.files import sha256_bytes, write_atomic
 from specforge.runs.record import RUNS_DIR, now_iso, read_record
+from specforge.runs.resume import CannotResume
+from specforge.runs.runner import Step, execute, resume
 from specforge.validate.load import LoadedSpec, load_spec, parse_override
 
 # stopped from outside, not broken: rerunning the sweep resumes these in place
@@ -155,7 +158,6 @@ def evaluation_group(point: Point) -> str:
     """Points with the same key score the base model identically: the same infer.py (compiled
     to one folder name, so only the code counts) on the same rows, from the same parent (a run
     with model.adapter is compared with its parent, not the base)."""
-    from specforge.codegen.compiler import compile_files
 
     spec = point.loaded.spec
     infer = compile_files(point.loaded, "<sweep>")["infer.py"]
@@ -168,7 +170,6 @@ def evaluation_group(point: Point) -> str:
 def _base_sharer(sweep: Sweep, point: Point, group: str):
     """A hook for execute() and resume(): drop the run's base evaluation when the group already
     has one (copied into the run, marked shared), and tag the run with its sweep."""
-    from specforge.runs.runner import Step
 
     def share(record, run_dir: Path, steps: list[Step]) -> list[Step]:
         shared_from = sweep.manifest["base_evaluations"].get(group)
@@ -220,7 +221,6 @@ def _remember_base(sweep: Sweep, group: str, run_dir: Path) -> None:
 
 def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
     """The point in a new run folder (its first run, or again after a failure)."""
-    from specforge.runs.runner import execute
 
     group = evaluation_group(point)
     share = _base_sharer(sweep, point, group)
@@ -241,7 +241,6 @@ def run_point(sweep: Sweep, point: Point, after: str | None = None) -> int:
 def resume_stopped(sweep: Sweep, point: Point, run_dir: Path, after: str) -> int:
     """The stopped point in its own folder, from its newest complete checkpoint (runner.resume);
     where the run cannot resume (its spec, scripts or data changed), again in a new folder."""
-    from specforge.runs.runner import CannotResume, resume
 
     group = evaluation_group(point)
     share = _base_sharer(sweep, point, group)
@@ -277,18 +276,18 @@ def run_sweep(sweep: Sweep) -> int:
     for point in sweep.points:
         label = f"point {point.index + 1}/{len(sweep.points)} ({', '.join(point.sets)})"
         latest = latest_run(sweep, point)
-        status = latest[1].get("status") if latest else None
+        folder, status = (latest[0], latest[1].get("status")) if latest else (None, None)
         if status == "succeeded":
-            say(f"{label}: done in {latest[0]}")
+            say(f"{label}: done in {folder}")
             continue
         if status in ("running", "submitted"):  # a dead runner's run reads `interrupted`
-            say(f"{label}: {latest[0]} is {status}; left alone")
+            say(f"{label}: {folder} is {status}; left alone")
             continue
-        if status in RESUMABLE:
-            say(f"{label}: resume {latest[0]} (was {status})")
-            code = resume_stopped(sweep, point, latest[0], status)
+        if folder is not None and status in RESUMABLE:
+            say(f"{label}: resume {folder} (was {status})")
+            code = resume_stopped(sweep, point, folder, status)
         else:
-            say(f"{label}: " + (f"again (was {status} in {latest[0]})" if latest else "start"))
+            say(f"{label}: " + (f"again (was {status} in {folder})" if folder else "start"))
             code = run_point(sweep, point, after=status)
         if code in (130, PREEMPTED_EXIT):  # Ctrl-C, or SIGTERM (a scheduler stops the sweep)
             stopped = "interrupted" if code == 130 else "preempted"

@@ -34,6 +34,8 @@ from specforge.experiments.sweep import (
 )
 from specforge.modelinfo.prepare import PrepareError, prepare_model
 from specforge.runs.record import RunRecord
+from specforge.runs.resume import resume_mismatches
+from specforge.runs.runner import open_run
 
 OPTION = re.compile(r"^#SBATCH ")
 
@@ -51,8 +53,6 @@ def pending(sweep: Sweep) -> list[Point]:
 
 def stopped_folder(point: Point, latest: tuple | None) -> Path | None:
     """The point's stopped run folder, where it can resume: same spec, scripts and data."""
-    from specforge.runs.runner import resume_mismatches
-
     if latest is None or latest[1].get("status") not in RESUMABLE:
         return None
     run_dir, data = latest
@@ -70,8 +70,6 @@ def sbatch_options(point: Point) -> list[str]:
 
 def submit_array(sweep: Sweep) -> int:
     """Open a run per pending point, write the array script, sbatch it; record the task ids."""
-    from specforge.runs.runner import open_run
-
     if sweep.base.spec.launch.slurm is None:
         raise UsageError(f"{sweep.base.label} has no launch.slurm block to submit")
     sbatch = shutil.which("sbatch")
@@ -83,51 +81,15 @@ def submit_array(sweep: Sweep) -> int:
     if not todo:
         say(f"sweep [bold]{sweep.id}[/]: every point succeeded or is queued; nothing to submit")
         return 0
-    options = sbatch_options(todo[0])
-    for point in todo[1:]:
-        if sbatch_options(point) != options:
-            raise UsageError(
-                f"point {point.index} ({', '.join(point.sets)}) needs other #SBATCH options than "
-                f"point {todo[0].index}: one array job has one set of resources"
-            )
+    options = shared_options(todo)
     try:  # the tasks load the prepared folder: build it here, in the shared cache, once
         for point in todo:
             prepare_model(point.loaded.spec, say=say)
     except PrepareError as err:
         say(f"[red]error[/]: {err}")
         return 1
-    opened = []  # (run folder, its record, whether it is new)
-    for point in todo:
-        latest = latest_run(sweep, point)
-        run_dir = stopped_folder(point, latest)
-        if run_dir is not None:  # its batch script resumes from the newest checkpoint
-            opened.append((run_dir, RunRecord.load(run_dir), False))
-        else:
-            run_dir, _, record = open_run(
-                point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
-            )
-            record.update(sweep={"id": sweep.id, "index": point.index, "values": point.values})
-            after = latest[1].get("status") if latest else None
-            note_event(sweep, point, "restarted" if latest else "started", run_dir.name, after)
-            opened.append((run_dir, record, True))
-    for run_dir, _, _ in opened:
-        if not SHELL_SAFE.match(run_dir.as_posix()):
-            raise ValueError(f"{run_dir} is not safe in a batch script")
-    script = sweep.dir / f"array-{len(list(sweep.dir.glob('array-*.sbatch')))}.sbatch"
-    text = (
-        environment()
-        .get_template("sweep_array.sbatch.j2")
-        .render(
-            array={
-                "spec_label": safe_label(sweep.base.label),
-                "sweep_id": sweep.id,
-                "options": options,
-                "last": len(opened) - 1,
-                "run_dirs": [run_dir.as_posix() for run_dir, _, _ in opened],
-            }
-        )
-    )
-    script.write_text(text, encoding="utf-8")
+    opened = [open_point(sweep, point) for point in todo]
+    script = write_array_script(sweep, options, [run_dir for run_dir, _, _ in opened])
     result = subprocess.run(
         [sbatch, "--parsable", f"--export=ALL,PYTHON={sys.executable}", str(script)],
         capture_output=True,
@@ -154,3 +116,54 @@ def submit_array(sweep: Sweep) -> int:
     say(f"submitted Slurm array job [bold]{job_id}[/] ({len(opened)} tasks); script {script}")
     print(job_id)
     return 0
+
+
+def shared_options(todo: list[Point]) -> list[str]:
+    """The points' #SBATCH options, which must agree: one array job has one set of resources."""
+    options = sbatch_options(todo[0])
+    for point in todo[1:]:
+        if sbatch_options(point) != options:
+            raise UsageError(
+                f"point {point.index} ({', '.join(point.sets)}) needs other #SBATCH options than "
+                f"point {todo[0].index}: one array job has one set of resources"
+            )
+    return options
+
+
+def open_point(sweep: Sweep, point: Point) -> tuple[Path, RunRecord, bool]:
+    """(run folder, its record, whether it is new): a stopped run's own folder, whose batch
+    script resumes from the newest checkpoint, else a new run of the point."""
+    latest = latest_run(sweep, point)
+    run_dir = stopped_folder(point, latest)
+    if run_dir is not None:
+        return run_dir, RunRecord.load(run_dir), False
+    run_dir, _, record = open_run(
+        point.loaded, compile_first=False, names=(*SCRIPT_NAMES, SBATCH_NAME)
+    )
+    record.update(sweep={"id": sweep.id, "index": point.index, "values": point.values})
+    after = latest[1].get("status") if latest else None
+    note_event(sweep, point, "restarted" if latest else "started", run_dir.name, after)
+    return run_dir, record, True
+
+
+def write_array_script(sweep: Sweep, options: list[str], run_dirs: list[Path]) -> Path:
+    """runs/<name>/sweeps/<id>/array-<n>.sbatch: task i runs run_dirs[i]'s batch script."""
+    for run_dir in run_dirs:
+        if not SHELL_SAFE.match(run_dir.as_posix()):
+            raise ValueError(f"{run_dir} is not safe in a batch script")
+    script = sweep.dir / f"array-{len(list(sweep.dir.glob('array-*.sbatch')))}.sbatch"
+    text = (
+        environment()
+        .get_template("sweep_array.sbatch.j2")
+        .render(
+            array={
+                "spec_label": safe_label(sweep.base.label),
+                "sweep_id": sweep.id,
+                "options": options,
+                "last": len(run_dirs) - 1,
+                "run_dirs": [run_dir.as_posix() for run_dir in run_dirs],
+            }
+        )
+    )
+    script.write_text(text, encoding="utf-8")
+    return script

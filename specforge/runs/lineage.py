@@ -1,7 +1,9 @@
 """model.adapter: the previous run a dpo/orpo/kto run continues, resolved and fingerprinted.
 
-`runs/<name>/latest` is that spec's newest succeeded run with an adapter; a run folder (or an
-adapter folder) is taken as named. run.json records the parent's run id, spec name, folder and
+`runs/<name>/latest` is that spec's newest succeeded run with an adapter, of the spec as written:
+runs started with `--set` overrides and sweep points are never "latest" (a smoke run or a 4-step
+sweep point must not become a parent unnoticed). A run folder (`runs/<name>/<run-id>`), a bare
+run id as `specforge runs` shows it, or an adapter folder is taken as named. run.json records the parent's run id, spec name, folder and
 the adapter weights' sha256, so a chain (SFT -> DPO) can be reproduced from the records.
 
 With `lora: null` (full fine-tuning) the parent is whole weights instead: a full fine-tuning
@@ -14,11 +16,11 @@ Nothing here imports the ML stack.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from specforge.core.files import file_sha256
-from specforge.runs.record import list_runs, read_record
 from specforge.modelinfo.folders import (
     ADAPTER_CONFIG,
     ADAPTER_WEIGHTS,
@@ -27,9 +29,11 @@ from specforge.modelinfo.folders import (
     is_model_folder,
     model_sha256,
 )
+from specforge.runs.record import RUNS_DIR, list_runs, read_record
 
 if TYPE_CHECKING:
     from specforge.spec.models import Spec
+
 
 class ParentError(Exception):
     """model.adapter names no usable adapter (the parent run is missing or unfinished)."""
@@ -76,8 +80,9 @@ def adapter_folder(adapter: str) -> tuple[Path, Path]:
         Path(adapter).expanduser(),
         lambda run_dir: (run_dir / "adapter" / ADAPTER_CONFIG).is_file(),
         lambda folder, name: (
-            f"model.adapter: {adapter}: {folder} holds no succeeded run with an adapter; "
-            f"run the parent spec first (e.g. `specforge run specs/{name}.yaml`)"
+            f"model.adapter: {adapter}: {folder} holds no succeeded run with an adapter started "
+            "without --set overrides and outside a sweep; run the parent spec first (e.g. "
+            f"`specforge run specs/{name}.yaml`) or pin a run: `{folder}/<run-id>`"
         ),
     )
     folder = path / "adapter" if (path / "adapter").is_dir() else path
@@ -126,19 +131,56 @@ def resolve_model_parent(adapter: str) -> dict:
     return parent | ({"export": export} if export else {})
 
 
-def _latest(path: Path, holds, missing) -> Path:
-    """`runs/<name>/latest`: that spec's newest succeeded run that `holds` what is wanted (else
-    ParentError with `missing(folder, name)`); any other path as it is."""
-    if path.name != "latest":
-        return path
+RUN_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{6}")
+
+
+def is_plain_run(data: dict) -> bool:
+    """A run of the spec as written: no `--set` overrides, not a sweep point."""
+    return not (data.get("spec") or {}).get("overrides") and not data.get("sweep")
+
+
+def latest_run(name: str, root: Path = RUNS_DIR, holds=lambda run_dir: True) -> Path | None:
+    """What `runs/<name>/latest` names: the spec's newest succeeded plain run (is_plain_run)
+    that `holds` what is wanted; None when there is none."""
     runs = [
         run_dir
-        for run_dir, data in list_runs(path.parent.name, root=path.parent.parent)
-        if data.get("status") == "succeeded" and holds(run_dir)
+        for run_dir, data in list_runs(name, root=root)
+        if data.get("status") == "succeeded" and is_plain_run(data) and holds(run_dir)
     ]
-    if not runs:
+    return runs[-1] if runs else None
+
+
+def by_run_id(path: Path, root: Path = RUNS_DIR) -> Path:
+    """A bare run id (as `specforge runs` shows it) names that run's folder under runs/."""
+    if path.exists() or not RUN_ID.fullmatch(path.as_posix()):
+        return path
+    found = sorted(root.glob(f"*/{path}"))
+    return found[0] if len(found) == 1 else path
+
+
+def _latest(path: Path, holds, missing) -> Path:
+    """`runs/<name>/latest`: latest_run() (else ParentError with `missing(folder, name)`); a bare
+    run id: its folder; any other path as it is."""
+    if path.name != "latest":
+        return by_run_id(path)
+    found = latest_run(path.parent.name, root=path.parent.parent, holds=holds)
+    if found is None:
         raise ParentError(missing(path.parent, path.parent.name))
-    return runs[-1]
+    return found
+
+
+def headline(run_dir: Path) -> str:
+    """A run's figure to judge it by, for the line that names a parent: its held-out accuracy
+    or exact match, else its final train loss."""
+    data = read_record(run_dir) or {}
+    results = data.get("results") or {}
+    tuned = results.get("eval_tuned") or {}
+    if tuned.get("accuracy") is not None:
+        return f"accuracy {tuned['accuracy']:.1%} on {tuned.get('n')} held-out rows"
+    if tuned.get("exact_match") is not None:
+        return f"exact match {tuned['exact_match']:.1%} on {tuned.get('n')} held-out rows"
+    loss = (results.get("losses") or {}).get("final_train_loss")
+    return f"train loss {loss:.4f}" if loss is not None else "no figures recorded"
 
 
 def _origin(path: Path, folder: Path) -> tuple[Path | None, dict | None]:

@@ -72,7 +72,7 @@ def plot_comparison(
     ax.set_title("loss: train (line) and eval (squares)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
-    if panels == 2:
+    if panels == 2 and points:
         ax = axes[0][1]
         known = [(x, y) for x, y in points if y is not None]
         try:  # numbers on a numeric axis (a log axis for learning rates and the like)

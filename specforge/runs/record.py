@@ -6,10 +6,12 @@ Environment variables are never recorded: tokens live there.
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import socket
@@ -18,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from specforge import __version__
-from specforge.core.files import file_sha256, write_atomic
-from specforge.spec.models import Spec, is_local_path
+from specforge.core.files import file_sha256, sha256_bytes, write_atomic
 from specforge.modelinfo.vocab import COMMIT, ref_file
+from specforge.spec.models import Spec, is_local_path
 
 RUNS_DIR = Path("runs")
 STACK = ("torch", "transformers", "peft", "trl", "datasets", "accelerate")
@@ -189,6 +191,35 @@ def record_revisions(record: RunRecord, spec: Spec) -> None:
     record.save()
 
 
+def code_sha256(name: str, text: str) -> str:
+    """sha256 of what a script runs: a .py file's syntax tree without docstrings (comments are
+    not in it), another file's lines that are not comments (#SBATCH lines are directives)."""
+    if name.endswith(".py"):
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            return sha256_bytes(text.encode("utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and _is_docstring(body[0]):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        return sha256_bytes(ast.dump(tree).encode("utf-8"))
+    kept = [
+        line
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#") or line.startswith(("#SBATCH", "#!"))
+    ]
+    return sha256_bytes("\n".join(kept).encode("utf-8"))
+
+
+def _is_docstring(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
 def read_jsonl(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -204,7 +235,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def final_losses(metrics: list[dict]) -> dict:
     train = [m["loss"] for m in metrics if "loss" in m]
     evals = [m["eval_loss"] for m in metrics if "eval_loss" in m]
-    summary = next((m for m in reversed(metrics) if "train_loss" in m), {})
+    summary: dict = next((m for m in reversed(metrics) if "train_loss" in m), {})
     return {
         "first_train_loss": train[0] if train else None,
         "final_train_loss": train[-1] if train else None,
@@ -242,20 +273,6 @@ def final_rewards(metrics: list[dict]) -> dict | None:
         if evals:
             out[f"eval_reward_{name}"] = evals[-1]
     return out or None
-
-
-def logged_mean_loss(metrics: list[dict]) -> float | None:
-    """Mean training loss over every step, from the logged losses (each the mean of the steps
-    since the previous log); None when the last steps were never logged."""
-    logged = [m for m in metrics if "loss" in m]
-    summary = next((m for m in reversed(metrics) if "train_loss" in m), None)
-    if not logged or summary is None or logged[-1]["step"] != summary["step"]:
-        return None
-    total, previous = 0.0, 0
-    for entry in logged:
-        total += entry["loss"] * (entry["step"] - previous)
-        previous = entry["step"]
-    return total / previous
 
 
 class RunRecord:
@@ -469,6 +486,43 @@ def base_side(models) -> str:
     return "/".join(sorted({m or "base" for m in models}, key=("base", "parent").index)) or "base"
 
 
+# tqdm's "n/total [elapsed<eta, ...]", or infer.py's "rows n/total"
+PROGRESS = re.compile(r"rows (\d+)/(\d+)|(\d+)/(\d+) \[")
+TAIL_BYTES = 16384
+
+
+def step_progress(log: Path | None, total: int | None = None) -> tuple[int, int] | None:
+    """The newest (done, total) a step's log shows: train.py's tqdm bar, infer.py's progress
+    lines; with `total`, only a count out of that total (the training bar, not an evaluation's
+    bar inside it). None: nothing to show."""
+    if log is None:
+        return None
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - TAIL_BYTES))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = None
+    for match in PROGRESS.finditer(tail):
+        done, of = (int(g) for g in (match[1] or match[3], match[2] or match[4]))
+        if total is None or of == total:
+            found = (done, of)
+    return found
+
+
+def steps_done(run_dir: Path, data: dict, logged: int | None) -> int | None:
+    """The optimizer steps a run has taken: the record's, once it has results; while it trains,
+    the step its train.log's progress bar is at, which runs ahead of the last logged step."""
+    if (data.get("results") or {}).get("losses") or data.get("status") != "running":
+        return logged
+    max_steps = (((data.get("spec") or {}).get("resolved") or {}).get("training") or {}).get(
+        "max_steps"
+    )
+    bar = step_progress(run_dir / "train.log", max_steps)
+    return max(logged or 0, bar[0]) if bar else logged
+
+
 def summary_row(run_dir: Path, data: dict) -> dict:
     """One line of `specforge runs`: losses from the record, or from metrics.jsonl for a run
     that never wrote its results (still running, or killed)."""
@@ -479,7 +533,7 @@ def summary_row(run_dir: Path, data: dict) -> dict:
         "name": data.get("name", run_dir.parent.name),
         "run_id": data.get("run_id", run_dir.name),
         "status": data.get("status"),
-        "steps": losses.get("steps"),
+        "steps": steps_done(run_dir, data, losses.get("steps")),
         "final_train_loss": losses.get("final_train_loss"),
         "final_eval_loss": losses.get("final_eval_loss"),
         "accuracy_tuned": evals["eval_tuned"].get("accuracy"),
@@ -487,6 +541,11 @@ def summary_row(run_dir: Path, data: dict) -> dict:
         "lenient_accuracy_tuned": evals["eval_tuned"].get("lenient_accuracy"),
         "accuracy_base": evals["eval_base"].get("accuracy"),
         "lenient_accuracy_base": evals["eval_base"].get("lenient_accuracy"),
+        # a generative (chat) run's scores: it has no labels to be accurate on
+        "exact_match_tuned": evals["eval_tuned"].get("exact_match"),
+        "rouge_l_tuned": evals["eval_tuned"].get("rouge_l"),
+        "exact_match_base": evals["eval_base"].get("exact_match"),
+        "rouge_l_base": evals["eval_base"].get("rouge_l"),
         # what the base side scored: "parent" for a run that continued one (model.adapter)
         "base_model": (data.get("base_evaluation") or {}).get("model"),
         "sweep": (data.get("sweep") or {}).get("id"),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,44 +19,52 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from specforge.core.files import changes, file_sha256, sha256_bytes, write_atomic
 from specforge.codegen.compiler import GENERATED_DIR, SCRIPT_NAMES, compile_files
-from specforge.core.contract import PREEMPTED_EXIT
 from specforge.core.console import say
+from specforge.core.contract import PREEMPTED_EXIT
+from specforge.core.files import changes, sha256_bytes, write_atomic
+from specforge.modelinfo.folders import saved_model
+from specforge.modelinfo.layout import plan_line
+from specforge.modelinfo.prepare import (
+    prepare_model,
+    read_source,
+    spec_model_dir,
+)
+from specforge.runs.lineage import headline, spec_parent
+from specforge.runs.model_card import make_portable
+from specforge.runs.plots import plot_losses
 from specforge.runs.progress import LiveView
-from specforge.runs.lineage import spec_parent
-from specforge.modelinfo.prepare import PrepareError, gguf_path, prepare_model, read_source, spec_model_dir
 from specforge.runs.record import (
     RUNS_DIR,
     RunRecord,
-    data_fingerprint,
+    code_sha256,
     final_losses,
     final_rewards,
-    hub_model,
-    list_runs,
-    logged_mean_loss,
     new_run_dir,
     now_iso,
     process_start,
     read_jsonl,
     record_revisions,
-    resolve_revision,
     start_record,
     throughput,
 )
+from specforge.runs.resume import (
+    CannotResume,
+    checkpoints,
+    find_resumable,
+    reconcile_metrics,
+    resume_mismatches,
+    resume_point,
+    resumed_at,
+)
 from specforge.runs.scoring import read_predictions, score_predictions
-from specforge.validate.load import LoadedSpec
-from specforge.spec.models import Spec
 from specforge.runs.trackers import train_env
-from specforge.modelinfo.folders import saved_model
+from specforge.spec.models import Spec
+from specforge.validate.load import LoadedSpec
 
 
 class StaleScripts(Exception):
     """generated/<name> differs from a fresh compile of the spec."""
-
-
-class CannotResume(Exception):
-    """--resume refused: no such run, nothing to resume, or it would not be the same run."""
 
 
 @dataclass
@@ -69,16 +76,33 @@ class Step:
     env: dict[str, str] = field(default_factory=dict)  # added to the caller's environment
 
 
+# `specforge compile` and `check` without arguments own generated/<name>/ for specs/*.yaml (not
+# _*.yaml: partials); a spec elsewhere compiles into its run folder, so generated/ holds no folder
+# that `check` would call an orphan and `compile` would never refresh.
+SPECS_DIR = Path("specs")
+
+
+def uses_generated(loaded: LoadedSpec) -> bool:
+    """Whether a run of `loaded` runs generated/<name>/: a spec in specs/ without --set overrides
+    (anything else is compiled into the run folder)."""
+    path = loaded.path.resolve()
+    in_specs = path.parent == SPECS_DIR.resolve() and path.suffix == ".yaml"
+    return in_specs and not path.name.startswith("_") and not loaded.overrides
+
+
 def generated_scripts(loaded: LoadedSpec, *, compile_first: bool) -> Path:
     """generated/<name>/, which must equal a fresh compile of the spec (rewritten with --compile),
     so the scripts that run are the reviewed ones."""
     target = Path(GENERATED_DIR) / loaded.spec.name
     stale = changes(target, compile_files(loaded))
+    fix = f"run `specforge compile {loaded.label}` (or pass --compile)"
+    if stale and not compile_first and not target.is_dir():
+        raise StaleScripts(f"{target}/ does not exist: {loaded.label} was never compiled; {fix}")
     if stale and not compile_first:
         names = ", ".join(path.name for path, _, _ in stale)
         raise StaleScripts(
             f"{target}/ differs from a fresh compile of {loaded.label} ({names}); "
-            "run `specforge compile` (or pass --compile) so the scripts that run are the reviewed ones"
+            f"{fix} so the scripts that run are the reviewed ones"
         )
     for path, _, text in stale:
         write_atomic(path, text.encode("utf-8"))
@@ -90,10 +114,11 @@ def open_run(
 ) -> tuple[Path, Path, RunRecord]:
     """A new run folder, the scripts that will run in it, and its record (hashing `names`).
 
-    Without overrides the scripts are generated/<name>/, checked before the folder exists. With
-    --set overrides they are compiled into the run folder, so generated/ keeps matching specs/.
+    A spec in specs/ without overrides runs generated/<name>/, checked before the folder exists.
+    With --set overrides, or a spec outside specs/, the scripts are compiled into the run folder,
+    so generated/ keeps matching specs/ (uses_generated).
     """
-    if not loaded.overrides:
+    if uses_generated(loaded):
         scripts = generated_scripts(loaded, compile_first=compile_first)
         run_dir = new_run_dir(loaded.spec.name)
     else:
@@ -102,7 +127,12 @@ def open_run(
         for name, text in compile_files(loaded, scripts.as_posix()).items():
             write_atomic(scripts / name, text.encode("utf-8"))
     hashes = {n: sha256_bytes((scripts / n).read_bytes()) for n in names}
-    return run_dir, scripts, start_record(run_dir, loaded, scripts, hashes)
+    record = start_record(run_dir, loaded, scripts, hashes)
+    # what the scripts run, comments aside (compiled into the run folder, they name it)
+    code = {n: code_sha256(n, (scripts / n).read_text(encoding="utf-8")) for n in names}
+    record.data["scripts"]["code_sha256"] = code
+    record.save()
+    return run_dir, scripts, record
 
 
 def train_command(
@@ -271,15 +301,16 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def run_results(run_dir: Path, record: RunRecord) -> dict:
+    """results in run.json, from the run folder's files; a resumed run's metrics.jsonl is first
+    made to read as an uninterrupted run's (specforge.runs.resume.reconcile_metrics)."""
+    if (at := resumed_at(record.data)) is not None:
+        reconcile_metrics(run_dir, at)
     metrics = read_jsonl(run_dir / "metrics.jsonl")
     results: dict = {"losses": final_losses(metrics)}
     if (speed := throughput(metrics)) is not None:
         results["throughput"] = speed
     if rewards := final_rewards(metrics):  # dpo/orpo/kto
         results["rewards"] = rewards
-    if any(str(a.get("resumed_from")).startswith("checkpoint-") for a in record.data["attempts"]):
-        # Trainer's train_loss then averages the resumed steps only; the log covers them all
-        results["losses"]["mean_train_loss"] = logged_mean_loss(metrics)
     for key, name in (
         ("eval_tuned", "eval_tuned.json"),
         ("eval_base", "eval_base.json"),
@@ -295,7 +326,7 @@ def run_results(run_dir: Path, record: RunRecord) -> dict:
 
 def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     """--dry-run: the scripts and commands a run would execute; creates nothing."""
-    if not loaded.overrides:
+    if uses_generated(loaded):
         # a dry run reports stale scripts; with --compile a real run would rewrite them
         if not compile_first:
             generated_scripts(loaded, compile_first=False)
@@ -308,15 +339,22 @@ def describe(loaded: LoadedSpec, *, compile_first: bool) -> None:
     model = loaded.spec.model
     if model.gguf_file:  # named, not built: a dry run dequantises nothing
         print(f"prepare: {spec_model_dir(loaded.spec)} (from {model.gguf_file})")
-    from specforge.modelinfo.layout import plan_line
-
     print(f"layout: {plan_line(loaded.spec)}")
     parent = spec_parent(loaded.spec)
     if parent:
         kind = "model" if "model_sha256" in parent else "adapter"
         print(f"parent: {parent['path']} ({kind} sha256 {parent[f'{kind}_sha256']})")
+        print(parent_line(loaded.spec, parent).replace("[bold]", "").replace("[/]", ""))
     for step in plan_steps(loaded, scripts, run_dir, parent):
         print(f"{step.name}: {' '.join(step.command)}")
+
+
+def parent_line(spec: Spec, parent: dict) -> str:
+    """The parent a run starts from, what model.adapter said, and the parent's headline figure:
+    `latest` is a choice the reader should see."""
+    named = spec.model.adapter
+    via = f" (model.adapter: {named})" if named != parent["path"] else ""
+    return f"parent [bold]{parent['path']}[/]{via}: {headline(Path(parent['path']))}"
 
 
 def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> int:
@@ -327,7 +365,7 @@ def execute(loaded: LoadedSpec, *, compile_first: bool = False, join=None) -> in
     say(f"run [bold]{run_dir}[/] (scripts: {scripts})")
     if parent:
         record.update(parent=parent)
-        say(f"parent [bold]{parent['path']}[/]")
+        say(parent_line(loaded.spec, parent))
     steps = plan_steps(loaded, scripts, run_dir, parent)
     if any(step.name == "evaluate-base" for step in steps):
         record.update(base_evaluation=base_evaluation(loaded.spec, parent)[1])
@@ -366,147 +404,6 @@ def resume(
     return _attempt(loaded, record, run_dir, steps, append=True)
 
 
-def find_resumable(name: str, run_id: str | None) -> Path:
-    """The run named, or the spec's latest run that did not succeed."""
-    runs = list_runs(name)
-    if run_id:
-        chosen = [(d, r) for d, r in runs if d.name == run_id]
-        if not chosen:
-            raise CannotResume(f"no run {run_id!r} under {RUNS_DIR / name}/")
-    else:
-        chosen = [(d, r) for d, r in runs if r.get("status") != "succeeded"][-1:]
-        if not chosen:
-            raise CannotResume(f"no unfinished run of {name!r} under {RUNS_DIR / name}/")
-    run_dir, data = chosen[0]
-    if data.get("status") == "succeeded":
-        raise CannotResume(f"{run_dir} already succeeded; nothing to resume")
-    if data.get("status") == "running":  # alive here, or on a host whose processes we cannot see
-        raise CannotResume(
-            f"{run_dir} is still running (pid {data.get('pid')} on {data.get('host')})"
-        )
-    return run_dir
-
-
-def resume_mismatches(
-    loaded: LoadedSpec, data: dict, scripts: Path, *, compile_first: bool
-) -> list[str]:
-    """Every reason the resumed run would not be the run that started (empty: same run)."""
-    problems = []
-    recorded = data["spec"]
-    if loaded.sha256 != recorded["sha256"]:
-        problems.append(f"{loaded.label} changed since the run started (sha256)")
-    if loaded.overrides != recorded["overrides"]:
-        was = " ".join(f"--set {o}" for o in recorded["overrides"]) or "no --set"
-        problems.append(f"the run started with {was}; pass the same")
-    resolved = loaded.spec.model_dump(mode="json", exclude={"extends"})
-    changed = _changed_keys(recorded["resolved"], resolved)
-    if changed:
-        problems.append(f"the resolved spec differs at {', '.join(changed[:8])}")
-    fresh = compile_files(loaded, scripts.as_posix())
-    for name, sha in data["scripts"]["sha256"].items():
-        if sha256_bytes(fresh[name].encode("utf-8")) != sha:
-            problems.append(f"{name} would compile differently now")
-        elif sha256_bytes(_read_bytes(scripts / name)) != sha:
-            if compile_first and not loaded.overrides:  # --compile: restore the reviewed script
-                write_atomic(scripts / name, fresh[name].encode("utf-8"))
-            else:
-                problems.append(f"{scripts / name} was edited since the run started")
-    try:
-        if data_fingerprint(loaded.spec) != _unresolved(data["data"]):
-            problems.append("the data files changed since the run started (sha256)")
-    except OSError as err:
-        problems.append(f"data: {err}")
-    problems += _moved_revisions(loaded, data)
-    recorded_gguf = data["model"].get("gguf_sha256")
-    if recorded_gguf:
-        try:
-            if file_sha256(gguf_path(loaded.spec)) != recorded_gguf:
-                problems.append(f"{loaded.spec.model.gguf_file} changed since the run started")
-        except (PrepareError, OSError) as err:
-            problems.append(f"model: {err}")
-    return problems
-
-
-RESOLVED = ("resolved_revision", "resolved_from", "resolve_error")
-
-
-def _unresolved(data: dict) -> dict:
-    """The data fingerprint as start_record wrote it, before the train step added revisions."""
-
-    def strip(part: dict) -> dict:
-        return {
-            f: [strip(s) for s in v] if f == "sources" else v
-            for f, v in part.items()
-            if f not in RESOLVED
-        }
-
-    return {k: strip(part) for k, part in data.items()}
-
-
-def _moved_revisions(loaded: LoadedSpec, data: dict) -> list[str]:
-    """A Hub branch that moved since the run resolved it would load other weights or rows."""
-    spec, problems = loaded.spec, []
-    model, train = hub_model(spec), data["data"]["train"]
-    for kind, repo_id, revision, recorded in (
-        ("model", model, spec.model.revision, data["model"]),
-        ("dataset", train.get("hub"), spec.dataset.revision, train),
-    ):
-        was = recorded.get("resolved_revision")
-        if repo_id is None or was is None:
-            continue
-        now = resolve_revision(kind, repo_id, revision)["resolved_revision"]
-        if now is not None and now != was:
-            problems.append(
-                f"{kind} {repo_id}@{revision or 'main'} is now {now}; the run used {was}"
-            )
-    return problems
-
-
-def _changed_keys(old, new, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        keys = sorted(set(old) | set(new))
-        return [c for k in keys for c in _changed_keys(old.get(k), new.get(k), f"{prefix}{k}.")]
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
-
-
-def checkpoints(run_dir: Path) -> tuple[dict[int, Path], list[Path]]:
-    """Complete checkpoints by step, and the folders a kill cut short.
-
-    Trainer writes checkpoint-N in place with trainer_state.json last, so a folder whose
-    trainer_state.json does not parse is incomplete. train.py's --resume uses the same rule.
-    """
-    complete, partial = {}, []
-    for folder in sorted(run_dir.glob("checkpoint-*")):
-        step = folder.name.removeprefix("checkpoint-")
-        if not (step.isdigit() and folder.is_dir()):
-            continue
-        try:
-            json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
-            complete[int(step)] = folder
-        except (OSError, ValueError):
-            partial.append(folder)
-    return complete, partial
-
-
-def resume_point(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (None: training restarts from step 0). Partial ones are
-    removed and metrics.jsonl is rewound to it. `specforge run --resume` and submit.sbatch use it."""
-    complete, partial = checkpoints(run_dir)
-    for folder in partial:  # half a checkpoint is worth nothing, and Trainer would pick it
-        say(f"removing {folder}: cut short before its trainer_state.json was written")
-        shutil.rmtree(folder)
-    at = max(complete, default=0)
-    rewind_metrics(run_dir / "metrics.jsonl", at)
-    return complete.get(at)
-
-
 def _prepare_train_resume(run_dir: Path, step: Step) -> str:
     """Point the train step at the newest complete checkpoint and rewind metrics.jsonl to it."""
     checkpoint = resume_point(run_dir)
@@ -517,30 +414,13 @@ def _prepare_train_resume(run_dir: Path, step: Step) -> str:
     return checkpoint.name
 
 
-def rewind_metrics(path: Path, step: int) -> None:
-    """Keep entries logged up to `step`: the resumed trainer logs the later steps again.
-
-    The end-of-training summary (train_runtime, ...) goes too: the resumed trainer writes its own.
-    """
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a line cut by the kill
-        if entry.get("step", 0) <= step and "train_runtime" not in entry:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    write_atomic(path, "".join(kept).encode("utf-8"))
-
-
 def _attempt(
     loaded: LoadedSpec, record: RunRecord, run_dir: Path, steps: list[Step], *, append: bool
 ) -> int:
     """Run the steps in order, recording each that finishes; returns the exit code."""
     started = time.monotonic()
-    for step in steps:  # the tracker's run carries the record's provenance (specforge.runs.trackers)
+    # the tracker's run carries the record's provenance (specforge.runs.trackers)
+    for step in steps:
         if step.name == "train":
             step.env.update(train_env(loaded.spec.training.report_to, record.data, os.environ))
     view = LiveView(run_dir / "metrics.jsonl", loaded.spec)
@@ -553,7 +433,7 @@ def _attempt(
                 steps = []
             with view:
                 for step in steps:
-                    view.set_step(step.name)
+                    view.set_step(step.name, step.log, rows=_data_rows(step))
                     if preemption.received:  # between steps: stop before the next one
                         status, failed, code = "preempted", step.name, PREEMPTED_EXIT
                         break
@@ -578,8 +458,6 @@ def _attempt(
     record.data["results"] = run_results(run_dir, record)
     if status == "succeeded" and (run_dir / "adapter" / "adapter_config.json").is_file():
         # the adapter names its real base (not this machine's cache path) and has a model card
-        from specforge.runs.model_card import make_portable
-
         record.data.setdefault("exports", {})["adapter"] = make_portable(run_dir, record.data)
     record.end_attempt(status, failed, round(time.monotonic() - started, 1))
     _plot(run_dir)
@@ -587,9 +465,21 @@ def _attempt(
     return code
 
 
+def _data_rows(step: Step) -> int | None:
+    """The rows an evaluate step answers (its --data file's lines), for its progress."""
+    if "--data" not in step.command:
+        return None
+    try:
+        with open(step.command[step.command.index("--data") + 1], "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except (OSError, IndexError):
+        return None
+
+
 def score_step(step: Step, spec) -> None:
     """Score an evaluate step's predictions (specforge.runs.scoring: against the spec's labels, else
     generative scores) into eval_*.json, and note the figures at the end of the step's log."""
+    assert step.scores is not None  # only steps that score are passed here
     predictions, out = step.scores
     rows = read_predictions(predictions)
     inf = spec.inference
@@ -611,17 +501,14 @@ def _prepare(loaded: LoadedSpec, record: RunRecord, run_dir: Path) -> bool:
         (run_dir / "prepare.log").write_text(traceback.format_exc(), encoding="utf-8")
         say(f"[red]error[/]: {err}")
         return False
-    if folder is not None:
-        record.data["model"].update(
-            dequantized_dir=folder.as_posix(), gguf_sha256=read_source(folder)["sha256"]
-        )
+    source = read_source(folder) if folder is not None else None
+    if folder is not None and source is not None:
+        record.data["model"].update(dequantized_dir=folder.as_posix(), gguf_sha256=source["sha256"])
         record.save()
     return True
 
 
 def _plot(run_dir: Path) -> None:
-    from specforge.runs.plots import plot_losses
-
     plot_losses(run_dir / "metrics.jsonl", run_dir / "loss.png")
 
 

@@ -18,6 +18,7 @@ parse, and per gold field the share of rows whose answer holds the same value.
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from collections import Counter
@@ -131,7 +132,8 @@ def score_json(answers: list[str], expected: list[str]) -> dict:
     per_field = {}
     for field in fields:
         pairs = [(p, g) for p, g in zip(parsed, golds) if g and field in g]
-        per_field[field] = sum(bool(p) and p.get(field) == g[field] for p, g in pairs) / len(pairs)
+        hits = sum(p is not None and p.get(field) == g[field] for p, g in pairs)
+        per_field[field] = hits / len(pairs)
     n = len(answers)
     return {
         "json_valid": sum(p is not None for p in parsed) / n if n else 0.0,
@@ -178,3 +180,50 @@ def score_predictions(
 def gold_text(value) -> str:
     """A gold answer as text: a JSON object or list (an answer_format: json column) as JSON."""
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+
+
+# -- is a difference more than noise? (paired predictions of two runs on the same rows) ---------
+
+ROW_METRICS = ("accuracy", "lenient_accuracy", "exact_match")
+
+
+def row_hits(rows: list[dict], metric: str, labels: list[str] | None, answer_column: str):
+    """Per row, whether `metric` (one of ROW_METRICS) counts it right; None when it cannot be
+    told per row. The gold answers ride along, so two runs' rows can be checked as the same."""
+    if metric not in ROW_METRICS or not rows or any(answer_column not in r for r in rows):
+        return None
+    answers = [str(row.get("prediction", "")) for row in rows]
+    gold = [gold_text(row[answer_column]) for row in rows]
+    if metric == "exact_match":
+        hits = [normalise(a) == normalise(g) for a, g in zip(answers, gold)]
+    elif labels:
+        canonical = {label.lower(): label for label in labels}
+        pick = first_label if metric == "lenient_accuracy" else None
+        hits = [
+            (pick(a, labels) if pick else canonical.get(a.strip().lower(), OTHER))
+            == canonical.get(g.strip().lower())
+            for a, g in zip(answers, gold)
+        ]
+    else:
+        return None
+    return list(zip(gold, hits))
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Two-sided p-value of McNemar's exact test: under no difference, each row that one run gets
+    right and the other wrong is a fair coin flip."""
+    n, k = only_first + only_second, min(only_first, only_second)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion (hits of n)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

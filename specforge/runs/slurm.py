@@ -12,11 +12,12 @@ from datetime import datetime
 from pathlib import Path
 
 from specforge.codegen.compiler import SBATCH_NAME, SCRIPT_NAMES, compile_files
-from specforge.core.contract import PREEMPTED_EXIT
 from specforge.core.console import say
+from specforge.core.contract import PREEMPTED_EXIT
 from specforge.modelinfo.prepare import PrepareError, prepare_model
 from specforge.runs.record import RunRecord, process_start
-from specforge.runs.runner import checkpoints, open_run, resume_point, run_results
+from specforge.runs.resume import checkpoints, resume_point
+from specforge.runs.runner import open_run, run_results
 from specforge.validate.load import LoadedSpec, UsageError
 
 

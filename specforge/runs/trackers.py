@@ -13,6 +13,7 @@ compiles a train.py that names the run after its folder (the run id), in the spe
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 # MLflow's limit on a tag's value (mlflow.utils.validation.MAX_TAG_VAL_LENGTH)
 MAX_TAG_CHARS = 8000
@@ -48,7 +49,7 @@ def provenance(data: dict) -> dict[str, str]:
     }
 
 
-def train_env(report_to: list[str], data: dict, environ: dict[str, str]) -> dict[str, str]:
+def train_env(report_to: Sequence[str], data: dict, environ: Mapping[str, str]) -> dict[str, str]:
     """Environment variables for the train step: the tracker's provenance, merged with what the
     caller set (theirs win on a clash, except the run name)."""
     env: dict[str, str] = {}
