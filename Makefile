@@ -1,4 +1,5 @@
 # The two commands a fresh machine needs: `make demo` and `make test`.
+# In the edit loop: `make lint` and `make test-fast` (under 2 minutes: no training).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # + the `export` extra (llama.cpp, built from source once): make test and export-demo need it
 EXPORT_STAMP := $(VENV)/.export-stamp
 
-.PHONY: setup demo test golden lint bench clean
+.PHONY: setup demo test test-fast golden lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,12 @@ demo: $(STAMP)
 test: $(EXPORT_STAMP)
 	$(BIN)/specforge check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The edit-test loop: no training, no process pipelines, a few examples per property test.
+# `make test` (CI) runs everything.
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not train and not slow and not slurm" \
+		--hypothesis-profile=fast
 
 golden: $(STAMP)
 	$(BIN)/python -m tests.golden.regenerate
@@ -47,13 +54,14 @@ $(EXPORT_STAMP): $(STAMP)
 	$(BIN)/pip install -q -c constraints.txt -e '.[train,test,export]'
 	touch $(EXPORT_STAMP)
 
-# The latest quickstart run (make demo's; one is trained when there is none) as a merged folder,
-# GGUF F16 + Q8_0 and an Ollama Modelfile, each verified against the adapter's held-out answers.
+# The latest quickstart run (`runs/quickstart/latest`: the newest succeeded run without --set
+# overrides, outside a sweep; make demo's, and one is trained when there is none) as a merged
+# folder, GGUF F16 + Q8_0 and an Ollama Modelfile, each verified against the adapter's held-out answers.
 export-demo: $(EXPORT_STAMP)
-	@run=$$(ls -d runs/quickstart/*/ 2>/dev/null | tail -1); \
+	@run=$$($(BIN)/specforge runs quickstart --latest 2>/dev/null); \
 	if [ -z "$$run" ]; then \
 		HF_HUB_OFFLINE=1 $(BIN)/specforge run specs/quickstart.yaml || exit 1; \
-		run=$$(ls -d runs/quickstart/*/ | tail -1); \
+		run=$$($(BIN)/specforge runs quickstart --latest) || exit 1; \
 	fi; \
 	echo "specforge export $$run --format all"; \
 	HF_HUB_OFFLINE=1 $(BIN)/specforge export $$run --format all

@@ -1,3 +1,5 @@
+"""`python -m specforge`: the same command as the `specforge` console script."""
+
 from specforge.cli import entry
 
 entry()

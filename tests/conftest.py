@@ -10,12 +10,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# `make test-fast` runs each property test on a few examples (--hypothesis-profile=fast, see
+# tests.helpers.examples); the full suite runs the count each test asks for.
+settings.register_profile("fast", max_examples=5)
 
 # The generated scripts and specforge run offline here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -167,3 +175,62 @@ def quickstart_run(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     (run_dir,) = (root / "runs/quickstart").iterdir()
     return run_dir
+
+
+SLURM_SETUP = Path(__file__).resolve().parent / "slurm" / "setup_slurm.sh"
+SLURM_MODE = os.environ.get("SPECFORGE_SLURM_TEST", "")  # see tests/test_slurm.py's docstring
+SLURM_SETUP_TIMEOUT = 1500  # apt-get update + install (600 s each at most) + daemons
+
+
+def _setup_slurm(action: str, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    # stdin/stdout/stderr are never inherited by the daemons (they detach), so this returns
+    return subprocess.run(
+        ["bash", str(SLURM_SETUP), action],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _slurm_cannot_run(reason: str) -> None:
+    """Fail when Slurm is required; otherwise skip, loudly."""
+    if SLURM_MODE == "1":
+        pytest.fail(f"SPECFORGE_SLURM_TEST=1 but Slurm cannot run here: {reason}", pytrace=False)
+    message = f"Slurm end-to-end test NOT RUN: {reason} (SPECFORGE_SLURM_TEST=1 makes this fail)"
+    warnings.warn(message, stacklevel=2)
+    print(f"\n*** {message}", file=sys.stderr)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def slurm_env() -> Iterator[dict]:
+    """The environment for sbatch/sinfo against the single-node test cluster
+    (tests/slurm/setup_slurm.sh); stops it afterwards when it started it."""
+    if SLURM_MODE == "0":
+        pytest.skip("SPECFORGE_SLURM_TEST=0")
+    env = dict(os.environ)
+    env.pop("SLURM_CONF", None)
+    started_here = _setup_slurm("status", env, 60).returncode != 0
+    begin = time.monotonic()
+    try:
+        result = _setup_slurm("start", env, SLURM_SETUP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _setup_slurm("stop", env, 120)
+        _slurm_cannot_run(f"tests/slurm/setup_slurm.sh start took over {SLURM_SETUP_TIMEOUT}s")
+    if result.returncode != 0:
+        # 77: this environment cannot run it; anything else: it tried and failed
+        kind = "cannot start" if result.returncode == 77 else f"failed (exit {result.returncode})"
+        tail = "\n".join(result.stderr.strip().splitlines()[-25:])
+        _setup_slurm("stop", env, 120)
+        _slurm_cannot_run(f"setup_slurm.sh {kind}:\n{tail}")
+    conf = [line for line in result.stdout.splitlines() if line.startswith("SLURM_CONF=")]
+    assert conf, result.stdout + result.stderr
+    env["SLURM_CONF"] = conf[-1].split("=", 1)[1]
+    print(f"\nslurm setup: {time.monotonic() - begin:.1f}s\n{result.stderr}", file=sys.stderr)
+    yield env
+    if started_here:
+        stop = _setup_slurm("stop", env, 120)
+        assert stop.returncode == 0, stop.stderr

@@ -78,6 +78,7 @@ def test_dry_run_arguments(gpu_check):
     assert (full.batch, full.min_len, full.max_len, full.lora_r) == (8, 48, 256, 16)
 
 
+@pytest.mark.train
 def test_gpu_check_dry_run_on_cpu():
     done = run("benchmarks/gpu_check.py", "--dry-run")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -94,6 +95,7 @@ def test_gpu_check_dry_run_on_cpu():
     assert diff < 1e-4
 
 
+@pytest.mark.train  # times the CLI over many processes
 def test_cli_latency_prints_ratios():
     done = run("benchmarks/cli_latency.py", "--runs", "2", "--many", "2")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -176,6 +178,7 @@ def test_gpu_smoke_specs_compile_to_the_gpu_paths(tmp_path, tiny_untied_model_di
             assert text in train, (spec.stem, text)
 
 
+@pytest.mark.train
 def test_gpu_layout_dry_run_trains_both_layouts_of_the_fingpt_script(tmp_path):
     """benchmarks/gpu_layout.sh --dry-run: the generated fingpt train.py (tiny Mistral, CPU) in
     the recipe and the auto layout, measured beside explain's predictions."""

@@ -247,6 +247,41 @@ def test_validate_and_schema_never_import_ml_libraries(tmp_path):
     assert (tmp_path / "schema.json").read_text() == SCHEMA.read_text()
 
 
+STARTUP_PROBE = """
+import json, sys
+from specforge.cli import build_parser
+
+build_parser()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_building_every_verbs_parser_loads_no_spec_models_or_templates():
+    """Every verb's parser is built on each start (`check` answers from its cache in ~0.1 s): a
+    verb module imports its heavy parts inside run()."""
+    result = subprocess.run(
+        [sys.executable, "-c", STARTUP_PROBE],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plain_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    slow = ("pydantic", "jinja2", "rich", *HEAVY)
+    assert [m for m in loaded if m.split(".")[0] in slow] == []
+    assert [m for m in loaded if m.startswith(("specforge.validate", "specforge.export"))] == []
+
+
+def test_export_format_choices_match_the_export_package():
+    from specforge import export
+    from specforge.cli import export as export_verb
+
+    assert export_verb.FORMAT_CHOICES == (*export.FORMATS, export.ALL)
+
+
 # --- JSON Schema ------------------------------------------------------------------------------------
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,34 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli, tiny_spec
+from tests.conftest import run_cli
+from tests.helpers import compiled_project, free_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def make_project(root: Path, model_dir: Path, name: str, **training) -> Path:
-    (root / "specs").mkdir(parents=True)
-    (root / "data").mkdir()
-    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()[:64]
-    (root / "data/train.jsonl").write_text("\n".join(rows) + "\n")
-    (root / "data/heldout.jsonl").write_text("\n".join(rows[:4]) + "\n")
-    settings = {
-        "eval_strategy": "no",
-        "logging_steps": 1,
-        "max_steps": 6,
-        "warmup_ratio": 0.0,
-        "learning_rate": 1.0e-2,
-        **training,
-    }
-    text = tiny_spec(model_dir, name=name, **settings).replace("  validation_fraction: 0.2\n", "")
-    (root / f"specs/{name}.yaml").write_text(text)
-    result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
-    assert result.returncode == 0, result.stderr
-    return root
+pytestmark = pytest.mark.train
 
 
 def losses(out: Path) -> list[float]:
@@ -72,7 +47,7 @@ def torchrun(root: Path, name: str, out: Path, *launch: str, timeout: float = 60
 
 
 def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, tiny_model_dir):
-    one = make_project(tmp_path / "one", tiny_model_dir, "one", per_device_train_batch_size=8)
+    one = compiled_project(tmp_path / "one", tiny_model_dir, "one", per_device_train_batch_size=8)
     result = subprocess.run(
         [sys.executable, "generated/one/train.py", "--output-dir", "runs/out"],
         cwd=one,
@@ -82,7 +57,7 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, tiny_mo
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    two = make_project(tmp_path / "two", tiny_model_dir, "two", per_device_train_batch_size=4)
+    two = compiled_project(tmp_path / "two", tiny_model_dir, "two", per_device_train_batch_size=4)
     result = torchrun(two, "two", two / "runs/out", "--standalone", "--nproc-per-node=2")
     assert result.returncode == 0, result.stderr[-4000:]
 
@@ -102,7 +77,7 @@ def test_ddp_two_processes_match_one_process_with_double_batch(tmp_path, tiny_mo
 
 def test_two_nodes_on_localhost(tmp_path, tiny_model_dir):
     """Two torchrun invocations, nnodes=2, c10d rendezvous on 127.0.0.1."""
-    root = make_project(
+    root = compiled_project(
         tmp_path, tiny_model_dir, "nodes", max_steps=3, per_device_train_batch_size=4
     )
     endpoint = f"127.0.0.1:{free_port()}"
@@ -137,7 +112,7 @@ def test_two_nodes_on_localhost(tmp_path, tiny_model_dir):
 
 
 def test_fsdp_compiles_to_fsdp2_config(tmp_path, tiny_model_dir):
-    root = make_project(tmp_path, tiny_model_dir, "fsdp")
+    root = compiled_project(tmp_path, tiny_model_dir, "fsdp")
     spec = root / "specs/fsdp.yaml"
     spec.write_text(
         spec.read_text() + "launch:\n  nproc_per_node: 2\n  strategy: fsdp\n"
@@ -164,7 +139,7 @@ def test_fsdp_compiles_to_fsdp2_config(tmp_path, tiny_model_dir):
 
 
 def test_slurm_block_compiles_a_batch_script(tmp_path, tiny_model_dir):
-    root = make_project(tmp_path, tiny_model_dir, "slurm")
+    root = compiled_project(tmp_path, tiny_model_dir, "slurm")
     spec = root / "specs/slurm.yaml"
     spec.write_text(
         spec.read_text() + "launch:\n  nproc_per_node: 8\n  nnodes: 2\n  slurm:\n"
@@ -196,7 +171,7 @@ def test_slurm_block_compiles_a_batch_script(tmp_path, tiny_model_dir):
 
 @pytest.mark.parametrize("value", ["gpu;rm -rf /", "$(id)", "a b"])
 def test_slurm_values_cannot_inject_shell(tmp_path, tiny_model_dir, value):
-    root = make_project(tmp_path, tiny_model_dir, "inject")
+    root = compiled_project(tmp_path, tiny_model_dir, "inject")
     spec = root / "specs/inject.yaml"
     spec.write_text(spec.read_text() + f"launch:\n  slurm:\n    partition: {json.dumps(value)}\n")
     result = run_cli("validate", "specs/inject.yaml", cwd=root)
@@ -204,7 +179,7 @@ def test_slurm_values_cannot_inject_shell(tmp_path, tiny_model_dir, value):
 
 
 def test_specforge_run_starts_torchrun_and_records_world_size(tmp_path, tiny_model_dir):
-    root = make_project(
+    root = compiled_project(
         tmp_path,
         tiny_model_dir,
         "ddprun",
@@ -228,7 +203,7 @@ def test_specforge_run_starts_torchrun_and_records_world_size(tmp_path, tiny_mod
 
 
 def test_launcher_slurm_without_sbatch_says_so_and_shows_the_script(tmp_path, tiny_model_dir):
-    root = make_project(tmp_path, tiny_model_dir, "nosbatch")
+    root = compiled_project(tmp_path, tiny_model_dir, "nosbatch")
     spec = root / "specs/nosbatch.yaml"
     spec.write_text(spec.read_text() + "launch:\n  slurm:\n    gpus_per_node: 0\n")
     assert run_cli("compile", cwd=root).returncode == 0
@@ -246,7 +221,7 @@ def test_sigterm_reaches_both_ranks_and_one_checkpoint_is_written(tmp_path, tiny
     """SIGTERM to `specforge run` over torchrun with 2 CPU processes: torchrun passes it to both
     ranks, they agree on one step, rank 0 writes one complete checkpoint (each rank's RNG state in
     it), the run is `preempted` there, and --resume finishes it."""
-    root = make_project(
+    root = compiled_project(
         tmp_path, tiny_model_dir, "ddpstop", max_steps=30, per_device_train_batch_size=2
     )
     spec = root / "specs/ddpstop.yaml"

@@ -15,7 +15,7 @@ import pytest
 
 from specforge.export import ExportError, gguf, ollama
 from tests.conftest import load_generated, run_cli
-from tests.test_export_merged import SHORT, make_project
+from tests.helpers import SHORT_TRAINING, export_project
 
 STOP = "<response|end>"
 STOP_ID = 49153  # SmolLM2's 49152 tokens, then <response>, then the stop token
@@ -33,7 +33,7 @@ def converter_or_skip() -> Path:
 
 def train_and_export(root: Path, model_dir: Path, fmt: str, tied: bool) -> SimpleNamespace:
     converter_or_skip()
-    make_project(root, model_dir, SHORT)
+    export_project(root, model_dir, SHORT_TRAINING)
     assert run_cli("compile", cwd=root).returncode == 0
     run = run_cli("run", "specs/tiny.yaml", cwd=root)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -65,6 +65,7 @@ def report(folder: Path) -> dict:
     return json.loads((folder / "eval.json").read_text())
 
 
+@pytest.mark.train
 def test_gguf_export_verifies_f16_and_q8_0_against_the_adapter(exported):
     assert exported.result.returncode == 0, exported.result.stderr[-4000:]
     folder = exported.run / "export/gguf"
@@ -86,6 +87,7 @@ def test_gguf_export_verifies_f16_and_q8_0_against_the_adapter(exported):
     assert entry["passed"] and set(entry["sha256"]) == {"tiny-F16.gguf", "tiny-Q8_0.gguf"}
 
 
+@pytest.mark.train
 def test_gguf_keeps_the_head_tied_or_untied(exported):
     """A tied model's GGUF has no output tensor (llama.cpp reuses token_embd); an untied one
     carries its own head with the trained stop-token row."""
@@ -97,6 +99,7 @@ def test_gguf_keeps_the_head_tied_or_untied(exported):
         assert ("output.weight" in tensors) is not exported.tied, name
 
 
+@pytest.mark.train
 def test_eos_other_than_the_stop_token_fails_clearly(exported):
     from transformers import AutoTokenizer
 
@@ -110,6 +113,7 @@ def test_eos_other_than_the_stop_token_fails_clearly(exported):
     assert "would not stop where the model was trained to stop" in failures[0]
 
 
+@pytest.mark.train
 def test_other_types_are_quantised_from_the_f16_file_by_llama_cpp(tied, tmp_path):
     """--quant q4_k_m: llama.cpp's quantizer (the converter writes only f16/bf16/q8_0)."""
     import shutil
@@ -118,7 +122,7 @@ def test_other_types_are_quantised_from_the_f16_file_by_llama_cpp(tied, tmp_path
 
     shutil.copy(tied.run / "export/gguf/tiny-F16.gguf", tmp_path / "tiny-F16.gguf")
     path = tmp_path / "tiny-Q4_K_M.gguf"
-    gguf.write_gguf(Path("unused"), Path("unused"), path, "q4_k_m")
+    gguf.write_gguf(Path("unused"), source=Path("unused"), path=path, outtype="q4_k_m")
     tokenizer = AutoTokenizer.from_pretrained(tied.run / "export/merged")
     assert gguf.check_eos(path, STOP, tokenizer)[1] == []
     llm = gguf.load(path, 128)
@@ -126,7 +130,7 @@ def test_other_types_are_quantised_from_the_f16_file_by_llama_cpp(tied, tmp_path
         ids = llm.tokenize(
             b"Instruction: Classify.\nInput: Profits rose.\n<response>", special=True
         )
-        assert isinstance(gguf.answer(llm, ids, 4), str)
+        assert isinstance(gguf.answer(llm, ids, max_new=4), str)
     finally:
         llm.close()
 
@@ -153,6 +157,7 @@ def parse(text: str) -> list[tuple[str, str]]:
     return commands
 
 
+@pytest.mark.train
 def test_modelfile_serves_the_spec_prompt_stop_and_decoding(tied):
     folder = tied.run / "export/ollama"
     text = (folder / "Modelfile").read_text()
@@ -247,6 +252,7 @@ def amx_cpu() -> bool:
         return False
 
 
+@pytest.mark.train
 @pytest.mark.skipif(not amx_cpu(), reason="the shim in gguf.load concerns CPUs with AMX")
 def test_amx_repack_still_crashes(tied):
     """gguf.load turns llama.cpp's weight repacking off because its AMX repack of Q8_0

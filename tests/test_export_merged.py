@@ -16,27 +16,14 @@ from types import SimpleNamespace
 import pytest
 
 from specforge.core.files import umask
-from tests.conftest import REPO, load_generated, run_cli, tiny_spec
+from tests.conftest import REPO, load_generated, run_cli
+from tests.helpers import SHORT_TRAINING, export_project
 
 STOP = "<response|end>"
-# a few steps at a low rate: answers are non-empty text (longer training answers only the stop
-# token on these random models, and empty answers would agree trivially)
-SHORT = {"max_steps": 3, "eval_steps": 3, "learning_rate": 5.0e-3}
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def make_project(root: Path, model_dir: Path, training: dict) -> Path:
-    (root / "specs").mkdir()
-    (root / "data").mkdir()
-    rows = (REPO / "data/fin_sentiment_train.jsonl").read_text().splitlines()
-    held = (REPO / "data/fin_sentiment_heldout.jsonl").read_text().splitlines()
-    (root / "data/train.jsonl").write_text("\n".join(rows[:60]) + "\n")
-    (root / "data/heldout.jsonl").write_text("\n".join(held[:12]) + "\n")
-    (root / "specs/tiny.yaml").write_text(tiny_spec(model_dir, **training))
-    return root
 
 
 @pytest.fixture(scope="module", params=["tied", "untied"])
@@ -46,12 +33,12 @@ def exported(request, tmp_path_factory):
     tied = request.param == "tied"
     model_dir = request.getfixturevalue("tiny_model_dir" if tied else "tiny_untied_model_dir")
     if tied:
-        root = make_project(tmp_path_factory.mktemp("export-tied"), model_dir, SHORT)
+        root = export_project(tmp_path_factory.mktemp("export-tied"), model_dir, SHORT_TRAINING)
         assert run_cli("compile", cwd=root).returncode == 0
         run = run_cli("run", "specs/tiny.yaml", cwd=root)
     else:
-        root = make_project(tmp_path_factory.mktemp("export-untied"), model_dir, {})
-        sets = [f"--set=training.{key}={value}" for key, value in SHORT.items()]
+        root = export_project(tmp_path_factory.mktemp("export-untied"), model_dir, {})
+        sets = [f"--set=training.{key}={value}" for key, value in SHORT_TRAINING.items()]
         run = run_cli("run", "specs/tiny.yaml", *sets, cwd=root)
     assert run.returncode == 0, run.stderr[-4000:]
     (run_dir,) = sorted((root / "runs/tiny").iterdir())
@@ -85,6 +72,7 @@ def adapter_logits(exported, texts):
         )
 
 
+@pytest.mark.train
 def test_export_succeeds_and_agrees_with_the_adapter(exported):
     assert exported.result.returncode == 0, exported.result.stderr[-4000:]
     report = json.loads((exported.folder / "eval.json").read_text())
@@ -104,6 +92,7 @@ def test_export_succeeds_and_agrees_with_the_adapter(exported):
     assert modes["model.safetensors"] == modes["config.json"] == 0o666 & ~umask()
 
 
+@pytest.mark.train
 def test_plain_transformers_loads_the_folder_with_the_trained_rows(exported):
     """Checked here independently of the export's own check: plain from_pretrained in this
     process gives the adapter's logits on a prompt that holds both new tokens."""
@@ -124,6 +113,7 @@ def test_plain_transformers_loads_the_folder_with_the_trained_rows(exported):
     assert torch.allclose(merged, expected, atol=1e-4), (merged - expected).abs().max()
 
 
+@pytest.mark.train
 def test_eos_is_the_stop_token_in_tokenizer_and_generation_config(exported):
     tokenizer_config = json.loads((exported.folder / "tokenizer_config.json").read_text())
     generation = json.loads((exported.folder / "generation_config.json").read_text())
@@ -136,6 +126,7 @@ def test_eos_is_the_stop_token_in_tokenizer_and_generation_config(exported):
     assert "<response>" in tokenizer_config["extra_special_tokens"]
 
 
+@pytest.mark.train
 def test_run_json_records_the_export_with_sha256s(exported):
     record = json.loads((exported.run / "run.json").read_text())
     entry = record["exports"]["merged"]
@@ -168,6 +159,7 @@ print("ANSWER", repr(answer))
 """
 
 
+@pytest.mark.train
 def test_adapter_readme_loading_lines_work_with_plain_peft(exported, tmp_path):
     """The model card's code, run as written (plain transformers + peft, nothing from
     specforge), gives the run's tuned model; without its resize line peft cannot load."""
@@ -237,6 +229,7 @@ def broken_copy(exported, monkeypatch):
     shutil.rmtree(copy)
 
 
+@pytest.mark.train
 def test_planted_broken_merge_is_caught_by_the_row_check(broken_copy, capsys):
     from specforge.cli import main
 
@@ -249,6 +242,7 @@ def test_planted_broken_merge_is_caught_by_the_row_check(broken_copy, capsys):
     assert "lost trained token rows" in capsys.readouterr().err
 
 
+@pytest.mark.train
 def test_planted_broken_merge_is_caught_by_the_fresh_process_too(broken_copy, monkeypatch):
     """Without the row check, the reloaded folder's logits and answers give it away."""
     from specforge.cli import main
@@ -346,7 +340,8 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
         spec=spec, rows=rows, reference=["a", "a", "b", "a"], reference_file=tmp_path / "p.jsonl"
     )
     (tmp_path / "artifact.bin").write_bytes(b"x")
-    result = verify.finish(run, "gguf", tmp_path, ["a", "a", "b", "b"], threshold=0.9, seconds=1.25)
+    answers = ["a", "a", "b", "b"]
+    result = verify.finish(run, "gguf", tmp_path, answers=answers, threshold=0.9, seconds=1.25)
     assert result.passed is False and result.agreement == 0.75 and result.n == 4
     assert "below the threshold 90%" in result.error and "1 of 4" in result.error
     assert "differ from the adapter's" in result.error
@@ -356,10 +351,10 @@ def test_finish_compares_answers_and_writes_eval_json(tmp_path):
     assert report["agreement"] == 0.75 and report["threshold"] == 0.9 and report["seconds"] == 1.25
     assert report["metrics"]["accuracy"] == 0.5
     assert verify.finish(
-        run, "gguf", tmp_path, ["a", "a", "b", "a"], threshold=0.9, seconds=1
+        run, "gguf", tmp_path, answers=["a", "a", "b", "a"], threshold=0.9, seconds=1
     ).passed
     run.spec = spec.model_copy(update={"lora": None})  # full fine-tuning: no adapter to name
-    full = verify.finish(run, "gguf", tmp_path, ["a", "a", "b", "b"], threshold=0.9, seconds=1)
+    full = verify.finish(run, "gguf", tmp_path, answers=answers, threshold=0.9, seconds=1)
     assert "differ from the trained model's" in full.error and "adapter" not in full.error
     assert "with the trained model on 4 held-out rows" in full.summary()
 

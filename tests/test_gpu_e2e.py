@@ -54,6 +54,7 @@ def dry_run(tmp_path_factory):
     return folder, done, before
 
 
+@pytest.mark.train
 def test_dry_run_compiles_the_fingpt_gpu_settings(dry_run):
     folder, done, before = dry_run
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -66,6 +67,7 @@ def test_dry_run_compiles_the_fingpt_gpu_settings(dry_run):
     assert runs_of_e2e() == before  # run --dry-run creates no run folder
 
 
+@pytest.mark.train
 def test_tiny_model_is_an_untied_float16_mistral(dry_run, tmp_path):
     import torch
     from safetensors import safe_open
@@ -167,6 +169,7 @@ def test_check_run_passes_a_good_run_and_names_each_failure(tmp_path, capsys):
     assert any("no `model on <device>` line" in p for p in driver.check_run(bad)[0])
 
 
+@pytest.mark.train
 def test_refuses_to_train_without_cuda(tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

@@ -75,6 +75,7 @@ def test_hook_is_declared():
     assert hook["language"] == "python"
 
 
+@pytest.mark.train  # pre-commit builds the hook's environment: a pipeline
 def test_hook_fails_on_a_bad_spec_with_the_located_message(scratch_repo, pre_commit_home):
     result = try_repo(scratch_repo, pre_commit_home, "specs/bad.yaml")
     output = result.stdout + result.stderr
@@ -86,6 +87,7 @@ def test_hook_fails_on_a_bad_spec_with_the_located_message(scratch_repo, pre_com
     assert "Failed" in output
 
 
+@pytest.mark.train  # pre-commit builds the hook's environment: a pipeline
 def test_hook_passes_on_a_good_spec(scratch_repo, pre_commit_home):
     result = try_repo(scratch_repo, pre_commit_home, "specs/good.yaml")
     output = result.stdout + result.stderr

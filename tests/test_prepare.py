@@ -13,6 +13,7 @@ from specforge.modelinfo import prepare
 from specforge.modelinfo.prepare import PrepareError, load_strictly, model_dir, prepare_model
 from specforge.validate.load import load_spec
 from tests.conftest import GGUF_FILE, REPO, run_cli, smollm_dir, tiny_spec
+from tests.helpers import gguf_spec, install_fake_package, mark_built
 
 
 @pytest.fixture(autouse=True)
@@ -22,35 +23,9 @@ def cache(tmp_path, monkeypatch) -> Path:
     return root
 
 
-def gguf_spec(tmp_path: Path, package: str, gguf_file: str):
-    """The tiny spec with its model taken from `package`'s `gguf_file`."""
-    text = tiny_spec(Path("unused")).replace(
-        "  name: unused\n", f"  name: label\n  package: {package}\n  gguf_file: {gguf_file}\n"
-    )
-    path = tmp_path / "gguf.yaml"
-    path.write_text(text)
-    return path, load_spec(path, check_files=False).spec
-
-
 @pytest.fixture
 def fake_package(tmp_path, monkeypatch) -> Path:
     return install_fake_package(tmp_path, monkeypatch)
-
-
-def install_fake_package(tmp_path: Path, monkeypatch) -> Path:
-    """An installed-looking package holding a (fake) GGUF file; never imported."""
-    folder = tmp_path / "site" / "fake_weights"
-    folder.mkdir(parents=True)
-    (folder / "__init__.py").write_text("raise RuntimeError('specforge must not import me')\n")
-    (folder / "m.Q4.gguf").write_bytes(b"GGUF fake weights")
-    monkeypatch.syspath_prepend(str(folder.parent))
-    return folder
-
-
-def mark_built(folder: Path, gguf: Path) -> None:
-    folder.mkdir(parents=True)
-    sha = prepare.file_sha256(gguf)
-    (folder / "source.json").write_text(json.dumps({"sha256": sha}))
 
 
 def test_model_dir_is_the_cache_contract(cache, monkeypatch):

@@ -14,6 +14,8 @@ import pytest
 from specforge.runs.trackers import provenance, train_env
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.train
+
 RECORD = {
     "run_id": "20260101T000000Z-abcdef",
     "name": "tiny",

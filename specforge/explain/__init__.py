@@ -11,10 +11,18 @@ import math
 from dataclasses import replace
 
 from specforge.modelinfo import cost
-from specforge.modelinfo.layout import choose, compiled_plan, device_of, estimate, layout_of
-from specforge.modelinfo.params import count
-from specforge.modelinfo.sample import sample_rows
-from specforge.modelinfo.shape import find_shape
+from specforge.modelinfo.cost import Device
+from specforge.modelinfo.layout import (
+    Layout,
+    choose,
+    compiled_plan,
+    device_of,
+    estimate,
+    layout_of,
+)
+from specforge.modelinfo.params import Params, count
+from specforge.modelinfo.sample import Rows, sample_rows
+from specforge.modelinfo.shape import Shape, find_shape
 from specforge.runs.lineage import parent_lora_config
 from specforge.spec.models import Spec
 
@@ -54,68 +62,28 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
     params = count(spec, shape, parent)
     rows = sample_rows(spec)
     device = device_of(spec, gpu)
-    plan = compiled_plan(spec, device)
-    if plan is None:  # compile keeps the recipe: say why; estimate it with what explain knows
-        plan = choose(_as_recipe(spec), shape, params, rows, device)
-        plan = replace(plan, why=NO_SHAPE)
-    # the chosen layout's estimates from the best sources (the Hub cache's tokenizer too)
-    t = spec.training
-    plan = estimate(
-        spec,
-        shape,
-        params,
-        device,
-        rows,
-        plan.batch,
-        plan.accumulation,
-        plan.checkpointing,
-        plan.why,
-        plan.layout,
-    )
+    plan = _layout(spec, shape, params, rows, device)
     step_rows = plan.rows_per_step * spec.launch.world_size()
     step_tokens = step_rows * rows.mean_tokens
-    flops = cost.step_flops(params, shape, step_tokens, step_rows * rows.mean_sq_tokens)
-    train_rows = None
-    if rows.count is not None:
-        fraction = spec.dataset.validation_fraction or 0.0
-        train_rows = rows.count - math.ceil(rows.count * fraction)
-    steps_per_epoch = math.ceil(train_rows / step_rows) if train_rows else None
-    if t.max_steps is not None:
-        steps = t.max_steps
-    elif steps_per_epoch is not None:
-        steps = math.ceil(steps_per_epoch * t.num_train_epochs)
-    else:
-        steps = None
+    flops = cost.step_flops(
+        params, shape, tokens=step_tokens, sum_sq=step_rows * rows.mean_sq_tokens
+    )
+    train_rows, steps_per_epoch, steps = _steps(spec, rows, step_rows)
     memory = {
         checkpointing: cost.memory(
-            spec, shape, params, device, plan.budget_tokens, checkpointing
+            spec,
+            shape,
+            params,
+            device,
+            micro_tokens=plan.budget_tokens,
+            checkpointing=checkpointing,
         ).as_gib()
         for checkpointing in (False, True)
     }
     return {
         "spec": spec.name,
-        "model": {
-            "name": spec.model.name,
-            "shape_from": shape.source,
-            "hidden": shape.hidden,
-            "layers": shape.layers,
-            "heads": shape.heads,
-            "kv_heads": shape.kv_heads,
-            "intermediate": shape.intermediate,
-            "vocab": shape.vocab,
-            "tied_embeddings": shape.tied,
-        },
-        "parameters": {
-            "total": params.total,
-            "trainable": params.trainable,
-            "trainable_percent": round(100 * params.trainable / params.total, 4),
-            **({"full_finetuning": True} if params.full else {}),
-            "lora": params.lora,
-            **({"lora_from": params.lora_from} if params.lora_from else {}),
-            "new_token_rows": params.token_rows,
-            "new_tokens": params.new_tokens,
-            "trained_tokens": params.trained_tokens,
-        },
+        "model": _model_section(spec, shape),
+        "parameters": _parameters_section(params),
         "data": {
             "rows": rows.count,
             "train_rows": train_rows,
@@ -136,34 +104,109 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
             "with_checkpointing": memory[True],
             "micro_batch_tokens_worst_case": plan.budget_tokens,
         },
-        "time": {
-            "device": device.name,
-            "peak_tflops": device.peak_tflops,
-            "assumed_mfu": round(plan.mfu, 4),
-            "step_seconds": round(plan.step_seconds, 4),
-            "steps": steps,
-            "steps_per_epoch": steps_per_epoch,
-            "epoch_seconds": round(plan.step_seconds * steps_per_epoch, 1)
-            if steps_per_epoch
-            else None,
-            "run_seconds": round(plan.step_seconds * steps, 1) if steps else None,
+        "time": _time_section(device, plan, steps=steps, steps_per_epoch=steps_per_epoch),
+        "plan": _plan_section(spec, plan),
+    }
+
+
+def _layout(spec: Spec, shape: Shape, params: Params, rows: Rows, device: Device) -> Layout:
+    """The layout compile emits, with its estimates from the best sources explain has (the Hub
+    cache's tokenizer too)."""
+    plan = compiled_plan(spec, device)
+    if plan is None:  # compile keeps the recipe: say why; estimate it with what explain knows
+        plan = choose(_as_recipe(spec), shape, params, rows, device)
+        plan = replace(plan, why=NO_SHAPE)
+    return estimate(
+        spec,
+        shape,
+        params,
+        device,
+        rows,
+        batch=plan.batch,
+        accumulation=plan.accumulation,
+        checkpointing=plan.checkpointing,
+        why=plan.why,
+        layout=plan.layout,
+    )
+
+
+def _steps(spec: Spec, rows: Rows, step_rows: int) -> tuple[int | None, int | None, int | None]:
+    """(training rows, optimiser steps per epoch, steps in the run); None where unknown."""
+    t = spec.training
+    train_rows = None
+    if rows.count is not None:
+        fraction = spec.dataset.validation_fraction or 0.0
+        train_rows = rows.count - math.ceil(rows.count * fraction)
+    steps_per_epoch = math.ceil(train_rows / step_rows) if train_rows else None
+    if t.max_steps is not None:
+        steps = t.max_steps
+    elif steps_per_epoch is not None:
+        steps = math.ceil(steps_per_epoch * t.num_train_epochs)
+    else:
+        steps = None
+    return train_rows, steps_per_epoch, steps
+
+
+def _model_section(spec: Spec, shape: Shape) -> dict:
+    return {
+        "name": spec.model.name,
+        "shape_from": shape.source,
+        "hidden": shape.hidden,
+        "layers": shape.layers,
+        "heads": shape.heads,
+        "kv_heads": shape.kv_heads,
+        "intermediate": shape.intermediate,
+        "vocab": shape.vocab,
+        "tied_embeddings": shape.tied,
+    }
+
+
+def _parameters_section(params: Params) -> dict:
+    return {
+        "total": params.total,
+        "trainable": params.trainable,
+        "trainable_percent": round(100 * params.trainable / params.total, 4),
+        **({"full_finetuning": True} if params.full else {}),
+        "lora": params.lora,
+        **({"lora_from": params.lora_from} if params.lora_from else {}),
+        "new_token_rows": params.token_rows,
+        "new_tokens": params.new_tokens,
+        "trained_tokens": params.trained_tokens,
+    }
+
+
+def _time_section(
+    device: Device, plan: Layout, *, steps: int | None, steps_per_epoch: int | None
+) -> dict:
+    return {
+        "device": device.name,
+        "peak_tflops": device.peak_tflops,
+        "assumed_mfu": round(plan.mfu, 4),
+        "step_seconds": round(plan.step_seconds, 4),
+        "steps": steps,
+        "steps_per_epoch": steps_per_epoch,
+        "epoch_seconds": round(plan.step_seconds * steps_per_epoch, 1) if steps_per_epoch else None,
+        "run_seconds": round(plan.step_seconds * steps, 1) if steps else None,
+    }
+
+
+def _plan_section(spec: Spec, plan: Layout) -> dict:
+    t = spec.training
+    return {
+        "layout": plan.layout,
+        "requested": t.layout or f"null -> {layout_of(spec)}",
+        "per_device_train_batch_size": plan.batch,
+        "gradient_accumulation_steps": plan.accumulation,
+        "gradient_checkpointing": plan.checkpointing,
+        "recipe": {
+            "per_device_train_batch_size": t.per_device_train_batch_size,
+            "gradient_accumulation_steps": t.gradient_accumulation_steps,
+            "gradient_checkpointing": t.gradient_checkpointing,
         },
-        "plan": {
-            "layout": plan.layout,
-            "requested": t.layout or f"null -> {layout_of(spec)}",
-            "per_device_train_batch_size": plan.batch,
-            "gradient_accumulation_steps": plan.accumulation,
-            "gradient_checkpointing": plan.checkpointing,
-            "recipe": {
-                "per_device_train_batch_size": t.per_device_train_batch_size,
-                "gradient_accumulation_steps": t.gradient_accumulation_steps,
-                "gradient_checkpointing": t.gradient_checkpointing,
-            },
-            "attention": _attention(spec),
-            "fused_cross_entropy": FUSED_LOSS,
-            "liger_kernel": t.use_liger_kernel,
-            "why": plan.why,
-        },
+        "attention": _attention(spec),
+        "fused_cross_entropy": FUSED_LOSS,
+        "liger_kernel": t.use_liger_kernel,
+        "why": plan.why,
     }
 
 

@@ -29,10 +29,12 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from specforge.core.files import cache_root
-from specforge.export import ExportError, ExportRun
-from specforge.export.verify import EVAL_FILE, agreement, finish, staged_folder
+from specforge.export.merged import export as export_merged
+from specforge.export.run import DEFAULT_THRESHOLD, ExportError, ExportRun
+from specforge.export.verify import EVAL_FILE, agreement, finish, record_export, staged_folder
 from specforge.modelinfo.gguf_meta import TOKENS, read_metadata
 
 NAME = "gguf"
@@ -69,14 +71,19 @@ def export(run: ExportRun, out_dir: Path, threshold: float, quant: str = DEFAULT
     with staged_folder(out_dir) as folder:
         for outtype in types:
             started = time.monotonic()
-            write_gguf(converter, merged, folder / gguf_name(run, outtype), outtype)
+            path = folder / gguf_name(run, outtype)
+            write_gguf(converter, source=merged, path=path, outtype=outtype)
             timings[outtype] = round(time.monotonic() - started, 1)
     started = time.monotonic()
     prompts = run.prompts()
-    checks, failures, answers = {"converter": str(converter), "stop_token": stop_token(run)}, [], {}
+    checks: dict[str, Any] = {"converter": str(converter), "stop_token": stop_token(run)}
+    failures: list[str] = []
+    answers: dict[str, list[str]] = {}
     for outtype in types:
         path = out_dir / gguf_name(run, outtype)
-        report, problems, answers[outtype] = verify_file(run, merged, path, prompts)
+        report, problems, answers[outtype] = verify_file(
+            run, merged=merged, path=path, prompts=prompts
+        )
         report["convert_seconds"] = timings[outtype]
         checks[outtype] = report
         failures += [f"{path.name}: {problem}" for problem in problems]
@@ -88,7 +95,7 @@ def export(run: ExportRun, out_dir: Path, threshold: float, quant: str = DEFAULT
         run,
         NAME,
         out_dir,
-        answers[quant],
+        answers=answers[quant],
         threshold=threshold,
         seconds=time.monotonic() - started,
         checks=checks,
@@ -132,11 +139,8 @@ def merged_folder(run: ExportRun, out_dir: Path) -> Path:
     for folder in (out_dir.parent / "merged", run.run_dir / "export" / "merged"):
         if (folder / "config.json").is_file() and passed_report(folder):
             return folder
-    from specforge.export import DEFAULT_THRESHOLD, merged
-    from specforge.export.verify import record_export
-
     folder = run.run_dir / "export" / "merged"
-    result = merged.export(run, folder, DEFAULT_THRESHOLD)
+    result = export_merged(run, folder, DEFAULT_THRESHOLD)
     record_export(run.run_dir, result)
     if not result.passed:
         raise ExportError(
@@ -188,8 +192,10 @@ def fetch_converter(version: str, folder: Path) -> None:
             ]
             for member in members:
                 member.name = member.name[len(prefix) :]
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            archive.extractall(staging, members=members, **extra)
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: refuse links out of staging
+                archive.extractall(staging, members=members, filter="data")
+            else:
+                archive.extractall(staging, members=members)
         if not (staging / CONVERTER).is_file():
             raise ExportError(f"{sdists[0].name} has no vendor/llama.cpp/{CONVERTER}")
         try:
@@ -199,10 +205,10 @@ def fetch_converter(version: str, folder: Path) -> None:
                 raise
 
 
-def write_gguf(converter: Path, merged: Path, path: Path, outtype: str) -> None:
+def write_gguf(converter: Path, *, source: Path, path: Path, outtype: str) -> None:
     """The converter for its own types; llama.cpp's quantizer from the f16 file for the rest."""
     if outtype in CONVERTER_TYPES:
-        command = [sys.executable, str(converter), str(merged), "--outfile", str(path)]
+        command = [sys.executable, str(converter), str(source), "--outfile", str(path)]
         result = subprocess.run(
             [*command, "--outtype", outtype],
             capture_output=True,
@@ -216,17 +222,17 @@ def write_gguf(converter: Path, merged: Path, path: Path, outtype: str) -> None:
         return
     import llama_cpp
 
-    source = path.with_name(path.name.replace(outtype.upper(), "F16"))
+    f16 = path.with_name(path.name.replace(outtype.upper(), "F16"))
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{outtype.upper()}")
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), params) != 0:
-        raise ExportError(f"llama.cpp could not quantise {source.name} to {outtype}")
+    if llama_cpp.llama_model_quantize(str(f16).encode(), str(path).encode(), params) != 0:
+        raise ExportError(f"llama.cpp could not quantise {f16.name} to {outtype}")
 
 
 # -- verification in llama.cpp
 
 
-def verify_file(run: ExportRun, merged: Path, path: Path, prompts: list[str]):
+def verify_file(run: ExportRun, *, merged: Path, path: Path, prompts: list[str]):
     """(checks, failures, answers) of one GGUF."""
     from transformers import AutoTokenizer
 
@@ -246,7 +252,8 @@ def verify_file(run: ExportRun, merged: Path, path: Path, prompts: list[str]):
             )
         checks.update(probe_logits(llm, merged, expected[:PROBES]))
         penalty = float(run.infer().GENERATION.get("repetition_penalty") or 1.0)
-        answers = [answer(llm, prompt, max_new_tokens(run), penalty) for prompt in ids]
+        max_new = max_new_tokens(run)
+        answers = [answer(llm, prompt, max_new=max_new, repeat_penalty=penalty) for prompt in ids]
     finally:
         llm.close()
     checks["nonempty_answers"] = sum(bool(a) for a in answers)
@@ -315,7 +322,7 @@ def max_new_tokens(run: ExportRun) -> int:
     return int(run.infer().GENERATION.get("max_new_tokens", run.spec.inference.max_new_tokens))
 
 
-def answer(llm, prompt_ids: list[int], max_new: int, repeat_penalty: float = 1.0) -> str:
+def answer(llm, prompt_ids: list[int], *, max_new: int, repeat_penalty: float = 1.0) -> str:
     """Greedy (temperature 0, top-k 1), up to `max_new` tokens, cut at the first end-of-generation
     token (the eos = the stop token, and whatever else llama.cpp treats as one, as a server
     does); the new tokens decoded with special tokens kept and stripped, as infer.py does."""

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from specforge.export import ExportError, ExportRun
+from specforge.export.run import ExportError, ExportRun
 from specforge.export.verify import ExportResult, finish, staged_folder
 
 NAME = "merged"
@@ -42,13 +42,13 @@ def export(run: ExportRun, out_dir: Path, threshold: float) -> ExportResult:
     started = time.monotonic()
     report, logits = answer_in_fresh_process(out_dir, run.prompts(), probes)
     seconds = time.monotonic() - started
-    checks, failures = compare(run, report, logits, expected)
+    checks, failures = compare(run, report, logits=logits, expected=expected)
     checks["trained_rows"] = rows
     return finish(
         run,
         NAME,
         out_dir,
-        report["answers"],
+        answers=report["answers"],
         threshold=threshold,
         seconds=seconds,
         checks=checks,
@@ -88,7 +88,9 @@ def build(run: ExportRun, folder: Path, probes: list[str]) -> tuple[object, dict
         # padding_side, not the attribute infer.py set
         tokenizer.padding_side = tokenizer.init_kwargs["padding_side"] = "left"
         stop_id = tokenizer.convert_tokens_to_ids(tokenizer.eos_token)
-        merged.generation_config = generation_config(merged, infer.GENERATION, stop_id, tokenizer)
+        merged.generation_config = generation_config(
+            merged, infer.GENERATION, stop_id=stop_id, tokenizer=tokenizer
+        )
         merged.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     del model, merged
@@ -120,7 +122,7 @@ def trained_rows(model) -> dict[str, tuple[list[int], object]]:
     each layer whose token rows the adapter trains (peft's TrainableTokensLayer)."""
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
 
-    found = {}
+    found: dict[str, tuple[list[int], object]] = {}
     for name, module in model.named_modules():
         if not isinstance(module, TrainableTokensLayer):
             continue
@@ -170,7 +172,7 @@ def check_tying(merged) -> None:
         )
 
 
-def generation_config(merged, generation: dict, stop_id: int, tokenizer):
+def generation_config(merged, generation: dict, *, stop_id: int, tokenizer):
     """The base's generation config with the spec's decoding, and the stop token as eos."""
     import copy
 
@@ -207,7 +209,7 @@ def answer_in_fresh_process(folder: Path, prompts: list[str], probes: list[str])
     return report, logits
 
 
-def compare(run: ExportRun, report: dict, logits, expected) -> tuple[dict, list[str]]:
+def compare(run: ExportRun, report: dict, *, logits, expected) -> tuple[dict, list[str]]:
     """The fresh process's evidence against the adapter's: (checks, failures)."""
     infer = run.infer()
     failures = []

@@ -25,7 +25,8 @@ import shutil
 import time
 from pathlib import Path
 
-from specforge.export import DEFAULT_THRESHOLD, ExportError, ExportRun, gguf
+from specforge.export import gguf
+from specforge.export.run import DEFAULT_THRESHOLD, ExportError, ExportRun
 from specforge.export.verify import ExportResult, finish, record_export, staged_folder
 from specforge.spec.models import template_fields
 
@@ -56,7 +57,7 @@ def export(run: ExportRun, out_dir: Path, threshold: float) -> ExportResult:
     source = gguf_file(run, out_dir)
     span = message_span(run)
     template = go_template(run, span)
-    text = modelfile(run, source.name, template, span)
+    text = modelfile(run, gguf_name=source.name, template=template, span=span)
     with staged_folder(out_dir) as folder:
         link_or_copy(source, folder / source.name)
         (folder / MODELFILE).write_text(text, encoding="utf-8")
@@ -69,7 +70,7 @@ def export(run: ExportRun, out_dir: Path, threshold: float) -> ExportResult:
         run,
         NAME,
         out_dir,
-        answers,
+        answers=answers,
         threshold=threshold,
         seconds=time.monotonic() - started,
         checks={"gguf": source.name, **checks},
@@ -89,7 +90,10 @@ def gguf_file(run: ExportRun, out_dir: Path) -> Path:
     record_export(run.run_dir, result)
     if not result.passed:
         raise ExportError(f"the GGUF for the Modelfile did not verify: {result.error}")
-    return gguf.quantised_file(folder)
+    found = gguf.quantised_file(folder)
+    if found is None:
+        raise ExportError(f"{folder} holds no quantised GGUF after a verified export")
+    return found
 
 
 def link_or_copy(source: Path, target: Path) -> None:
@@ -207,7 +211,7 @@ def parameters(run: ExportRun) -> list[tuple[str, str]]:
     infer = run.infer()
     generation = infer.GENERATION
     stop = gguf.stop_token(run)
-    found = [("stop", stop)] if stop else []
+    found: list[tuple[str, object]] = [("stop", stop)] if stop else []
     if generation.get("do_sample"):
         found.append(("temperature", generation.get("temperature") or 1.0))
         if generation.get("top_p") is not None:
@@ -229,7 +233,7 @@ def quote(value: str) -> str:
     return f'"""{value}"""' if "\n" in value or '"' in value else f'"{value}"'
 
 
-def modelfile(run: ExportRun, gguf_name: str, template: str, span: str) -> str:
+def modelfile(run: ExportRun, *, gguf_name: str, template: str, span: str) -> str:
     example = next(iter(run.spec.inference.examples or []), None) or run.rows[0]
     message = fill(span, example)
     lines = [
@@ -310,7 +314,7 @@ def generate(path: Path, prompts: list[str], commands) -> list[str]:
         answers = []
         for prompt in prompts:
             ids = llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
-            answers.append(gguf.answer(llm, ids, max_new, penalty))
+            answers.append(gguf.answer(llm, ids, max_new=max_new, repeat_penalty=penalty))
     finally:
         llm.close()
     return [cut(answer, stops) for answer in answers]

@@ -39,7 +39,8 @@ def main(job_path, out_path):
             cut = [i for i, token in enumerate(sequence) if token in stops]
             sequence = sequence[: cut[0]] if cut else sequence
             sequence = [i for i in sequence if i != tokenizer.pad_token_id]
-            answers.append(tokenizer.decode(sequence).strip())
+            text: str = tokenizer.decode(sequence)  # type: ignore[assignment]  # ids in, one str out
+            answers.append(text.strip())
     logits = [
         model(**tokenizer(text, return_tensors="pt").to(model.device)).logits[0, -1].float().cpu()
         for text in job["probes"]

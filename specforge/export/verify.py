@@ -7,7 +7,7 @@ A format's export() typically reads:
     with staged_folder(out_dir) as folder:      # built aside, swapped in whole
         ...write the artifact into folder...
     answers = ...run.prompts() through the artifact's runtime, post-processed like infer.py...
-    return finish(run, "gguf", out_dir, answers, threshold=threshold, seconds=s, checks={...})
+    return finish(run, "gguf", out_dir, answers=answers, threshold=threshold, seconds=s, ...)
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from specforge.core.files import file_sha256, umask, write_atomic
-
-if TYPE_CHECKING:
-    from specforge.export import ExportRun
+from specforge.export.run import ExportError, ExportRun
+from specforge.runs.record import RunRecord, now_iso
+from specforge.runs.scoring import score_predictions
 
 EVAL_FILE = "eval.json"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -52,8 +51,6 @@ class ExportResult:
 
     def entry(self) -> dict:
         """The run.json `exports.<format>` entry."""
-        from specforge.runs.record import now_iso
-
         return {
             "format": self.format,
             "path": self.path.as_posix(),
@@ -93,8 +90,6 @@ def agreement(reference: list[str], answers: list[str]) -> float:
 def held_out_metrics(run: ExportRun, answers: list[str]) -> dict | None:
     """The run's own scoring of these answers (accuracy, macro-F1, ...); None without labels
     or gold answers."""
-    from specforge.runs.scoring import score_predictions
-
     spec = run.spec
     if not spec.inference.labels:
         return None
@@ -116,8 +111,8 @@ def finish(
     run: ExportRun,
     fmt: str,
     out_dir: Path,
-    answers: list[str],
     *,
+    answers: list[str],
     threshold: float,
     seconds: float,
     checks: dict | None = None,
@@ -173,8 +168,6 @@ def finish(
 
 def record_entry(run_dir: Path, key: str, entry: dict) -> None:
     """Set run.json's exports[key] (rewritten atomically, other keys kept)."""
-    from specforge.runs.record import RunRecord
-
     record = RunRecord.load(run_dir)
     record.data.setdefault("exports", {})[key] = entry
     record.save()
@@ -189,8 +182,6 @@ def staged_folder(out_dir: Path) -> Iterator[Path]:
     """A fresh folder beside out_dir to build in; on success it replaces out_dir whole (a reader
     never sees half an export). out_dir must be absent, empty or an earlier export."""
     if out_dir.exists() and not _replaceable(out_dir):
-        from specforge.export import ExportError
-
         raise ExportError(
             f"{out_dir} exists and is not an earlier export (no {EVAL_FILE}); "
             "choose another --out or remove it"

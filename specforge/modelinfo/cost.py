@@ -45,7 +45,7 @@ LOSS_TILE = 4096  # trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE
 CPU_OVERHEAD_GIB = 1.0  # the Python process with torch, transformers, peft and trl loaded
 
 
-def step_flops(params: Params, shape: Shape, tokens: float, sum_sq: float) -> float:
+def step_flops(params: Params, shape: Shape, *, tokens: float, sum_sq: float) -> float:
     """Model FLOPs of one optimiser step: `tokens` non-pad tokens, `sum_sq` = sum of l_i**2."""
     if params.full:  # every matmul weight trains: forward, activation and weight gradients
         dense = 6 * params.matmul * tokens
@@ -56,7 +56,7 @@ def step_flops(params: Params, shape: Shape, tokens: float, sum_sq: float) -> fl
 
 def flops_per_token(params: Params, shape: Shape, seq_len: float) -> float:
     """step_flops per token for sequences of `seq_len` tokens."""
-    return step_flops(params, shape, 1.0, seq_len)
+    return step_flops(params, shape, tokens=1.0, sum_sq=seq_len)
 
 
 def weight_bytes(spec: Spec) -> float:
@@ -151,6 +151,7 @@ def memory(
     shape: Shape,
     params: Params,
     device: Device,
+    *,
     micro_tokens: float,
     checkpointing: bool,
 ) -> Memory:
@@ -173,7 +174,14 @@ def memory(
     vocab = shape.vocab + len(params.new_tokens)
     logits = min(micro_tokens, LOSS_TILE) * vocab * 4.0 + micro_tokens * 16.0
     overhead = (OVERHEAD_GIB if device.name != "cpu" else CPU_OVERHEAD_GIB) * GIB
-    return Memory(weights, adapter, acts, logits, overhead, reference)
+    return Memory(
+        weights=weights,
+        adapter_and_optimizer=adapter,
+        activations=acts,
+        logits=logits,
+        overhead=overhead,
+        reference=reference,
+    )
 
 
 def mfu_at(device: Device, micro_tokens: float) -> float:

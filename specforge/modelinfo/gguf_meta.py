@@ -71,6 +71,10 @@ class _Buffered:
             raise Malformed("truncated")
         self.buf, self.pos = b"", 0
 
+    def string(self) -> str:
+        (value,) = self.strings(1, True) or [""]
+        return value
+
     def strings(self, count: int, keep: bool) -> list[str] | None:
         """`count` strings, decoded when `keep`; one tight loop (vocabularies hold ~50k-250k)."""
         out: list[str] = []
@@ -102,7 +106,7 @@ def _value(reader: _Buffered, kind: int, keep: bool):
         return value if keep else None
     if kind == STRING:
         values = reader.strings(1, keep)
-        return values[0] if keep else None
+        return values[0] if values else None
     if kind != ARRAY:
         raise Malformed(f"unknown value type {kind}")
     item, count = reader.scalar(U32), reader.scalar(U64)
@@ -116,11 +120,11 @@ def _value(reader: _Buffered, kind: int, keep: bool):
             reader.skip(fmt.size * count)
             return None
         reader._fill(fmt.size * count)
-        values = struct.unpack_from(f"<{count}{fmt.format[-1]}", reader.buf, reader.pos)
+        numbers = struct.unpack_from(f"<{count}{fmt.format[-1]}", reader.buf, reader.pos)
         reader.pos += fmt.size * count
-        return list(values)
-    values = [_value(reader, item, keep) for _ in range(count)]  # arrays of arrays: rare
-    return values if keep else None
+        return list(numbers)
+    nested = [_value(reader, item, keep) for _ in range(count)]  # arrays of arrays: rare
+    return nested if keep else None
 
 
 def read_metadata(path: str | Path, keys: Collection[str] | None = None) -> dict | None:
@@ -145,7 +149,7 @@ def read_metadata(path: str | Path, keys: Collection[str] | None = None) -> dict
                 return None
             found: dict = {}
             for _ in range(kv_count):
-                key = reader.strings(1, True)[0]
+                key = reader.string()
                 kind = reader.scalar(U32)
                 keep = wanted is None or key in wanted
                 value = _value(reader, kind, keep)

@@ -66,27 +66,43 @@ def device_of(spec: Spec, override: str | None = None) -> cost.Device:
     return cost.DEVICES[name]
 
 
-def estimate(spec, shape, params, device, rows, batch, accumulation, checkpointing, why, layout):
+def estimate(
+    spec: Spec,
+    shape: Shape,
+    params: Params,
+    device: cost.Device,
+    rows: Rows,
+    *,
+    batch: int,
+    accumulation: int,
+    checkpointing: bool,
+    why: str,
+    layout: str,
+) -> Layout:
     """Memory and time of one layout (a Layout holding them)."""
     micro_tokens = batch * rows.mean_tokens
     budget = batch * sequences_per_row(spec) * spec.training.max_length
-    mem = cost.memory(spec, shape, params, device, budget, checkpointing).total
+    mem = cost.memory(
+        spec, shape, params, device, micro_tokens=budget, checkpointing=checkpointing
+    ).total
     step_tokens = batch * accumulation * rows.mean_tokens
-    flops = cost.step_flops(params, shape, step_tokens, batch * accumulation * rows.mean_sq_tokens)
+    flops = cost.step_flops(
+        params, shape, tokens=step_tokens, sum_sq=batch * accumulation * rows.mean_sq_tokens
+    )
     mfu = cost.mfu_at(device, micro_tokens)
     recompute = 1.5 if checkpointing else 1.0
     seconds = flops * recompute / (device.peak_tflops * 1e12 * mfu)
     return Layout(
-        layout,
-        batch,
-        accumulation,
-        checkpointing,
-        micro_tokens,
-        budget,
-        mem / cost.GIB,
-        seconds,
-        mfu / recompute,
-        why,
+        layout=layout,
+        batch=batch,
+        accumulation=accumulation,
+        checkpointing=checkpointing,
+        micro_tokens=micro_tokens,
+        budget_tokens=budget,
+        memory_gib=mem / cost.GIB,
+        step_seconds=seconds,
+        mfu=mfu / recompute,
+        why=why,
     )
 
 
@@ -96,11 +112,11 @@ def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.De
     args = (spec, shape, params, device, rows)
     recipe = estimate(
         *args,
-        t.per_device_train_batch_size,
-        t.gradient_accumulation_steps,
-        t.gradient_checkpointing,
-        "the spec's layout (training.layout: recipe)",
-        "recipe",
+        batch=t.per_device_train_batch_size,
+        accumulation=t.gradient_accumulation_steps,
+        checkpointing=t.gradient_checkpointing,
+        why="the spec's layout (training.layout: recipe)",
+        layout="recipe",
     )
     if layout_of(spec) == "recipe":
         return recipe
@@ -114,7 +130,12 @@ def choose(spec: Spec, shape: Shape, params: Params, rows: Rows, device: cost.De
     for accumulation in (a for a in range(1, per_step + 1) if per_step % a == 0):
         for checkpointing in (False, True):
             option = estimate(
-                *args, per_step // accumulation, accumulation, checkpointing, "", "auto"
+                *args,
+                batch=per_step // accumulation,
+                accumulation=accumulation,
+                checkpointing=checkpointing,
+                why="",
+                layout="auto",
             )
             if option.memory_gib <= limit:
                 fits.append(option)

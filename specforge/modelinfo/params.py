@@ -49,7 +49,15 @@ def count(spec: Spec, shape: Shape, parent_lora: dict | None = None) -> Params:
     base = shape.layers * per_layer + heads * vocab * shape.hidden + norms
     matmul = shape.layers * per_layer + vocab * shape.hidden
     if spec.lora is None:  # full fine-tuning: the new rows train as part of the embeddings
-        return Params(base, matmul, {}, 0, added, trained, full=True)
+        return Params(
+            base=base,
+            matmul=matmul,
+            lora={},
+            token_rows=0,
+            new_tokens=added,
+            trained_tokens=trained,
+            full=True,
+        )
     r, targets, dora, lora_from = lora_settings(spec, parent_lora)
     lora = {}
     for target in PROJECTIONS if targets == "all-linear" else targets:
@@ -62,12 +70,18 @@ def count(spec: Spec, shape: Shape, parent_lora: dict | None = None) -> Params:
     # peft's TrainableTokensWrapper: one delta row per trained token for the embedding, and one
     # for an untied lm_head (a tied head shares the embedding's delta)
     token_rows = len(trained) * shape.hidden * heads
-    return Params(base, matmul, lora, token_rows, added, trained, lora_from=lora_from)
+    return Params(
+        base=base,
+        matmul=matmul,
+        lora=lora,
+        token_rows=token_rows,
+        new_tokens=added,
+        trained_tokens=trained,
+        lora_from=lora_from,
+    )
 
 
-def lora_settings(
-    spec: Spec, config: dict | None
-) -> tuple[int, list[str] | str, bool, str | None]:
+def lora_settings(spec: Spec, config: dict | None) -> tuple[int, list[str] | str, bool, str | None]:
     """(r, target modules, DoRA, the parent adapter they come from): a run that continues an
     adapter (model.adapter) trains that adapter's LoRA (`config`, when it could be read), not the
     spec's lora section."""
@@ -76,6 +90,8 @@ def lora_settings(
         if config and isinstance(targets, list) and isinstance(config.get("r"), int):
             dora = bool(config.get("use_dora"))
             return config["r"], sorted(targets, key=_projection_order), dora, spec.model.adapter
+    if spec.lora is None:
+        raise ValueError("full fine-tuning (lora: null) trains no LoRA: count() says so first")
     return spec.lora.r, spec.lora.target_modules, spec.lora.use_dora, None
 
 

@@ -45,7 +45,10 @@ def package_dir(package: str) -> Path:
     return Path(found.submodule_search_locations[0])
 
 
-def package_version(package: str) -> str | None:
+def package_version(package: str | None) -> str | None:
+    """The installed version of the package a GGUF comes from; None for a local folder's."""
+    if package is None:
+        return None
     for name in (package.replace("_", "-"), package):
         try:
             return importlib.metadata.version(name)
@@ -76,6 +79,8 @@ def gguf_path(spec: Spec) -> Path | None:
 
 def spec_model_dir(spec: Spec) -> Path:
     """model_dir() of a spec's GGUF: owned by its package, else by its local folder's name."""
+    if spec.model.gguf_file is None:
+        raise ValueError(f"model {spec.model.name!r} loads no GGUF: there is no folder to prepare")
     return model_dir(spec.model.package or Path(spec.model.name).name, spec.model.gguf_file)
 
 

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from specforge.modelinfo.prepare import spec_model_dir
+from specforge.modelinfo.vocab import hub_file
 from specforge.spec.models import Spec, is_local_path
 
 SAMPLE_ROWS = 512
@@ -30,7 +32,10 @@ class Rows:
 # its rows under the Mistral tokenizer (uniform on [48, 256] tokens: mean 152, mean square 26,744)
 BUILT_IN = {
     "FinGPT/fingpt-sentiment-train": Rows(
-        76772, 152.0, 26744.0, "specforge's table (benchmarks/gpu_check.py's row-length estimate)"
+        count=76772,
+        mean_tokens=152.0,
+        mean_sq_tokens=26744.0,
+        source="specforge's table (benchmarks/gpu_check.py's row-length estimate)",
     ),
 }
 
@@ -69,13 +74,13 @@ def _texts(spec: Spec, row: dict) -> list[str]:
     values = {k: "" if v is None else str(v) for k, v in row.items()}
     prompts = [p.template] if p.template is not None else [m.content for m in p.messages or []]
     prompt = "".join(t.format_map(values) for t in prompts)
+    if p.completion is None:  # a conversation row: no completion template to sample with
+        raise ValueError("no completion template")
     answers = [p.completion] if p.rejected is None else [p.completion, p.rejected]
     return [prompt + answer.format_map(values) for answer in answers]
 
 
 def _tokenizer_file(spec: Spec, caches: bool) -> Path | None:
-    from specforge.modelinfo.prepare import spec_model_dir
-    from specforge.modelinfo.vocab import hub_file
 
     m = spec.model
     if m.gguf_file:  # the folder `specforge prepare` writes holds the tokenizer
@@ -93,9 +98,14 @@ def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
     bound = float(spec.training.max_length)
     ds = spec.dataset
     k = sequences_per_row(spec)
-    fallback = Rows(None, k * bound, k * bound * bound, "max_length (no sample of the data)")
-    if not is_local_path(ds.path):
-        return BUILT_IN.get(ds.path, fallback)
+    fallback = Rows(
+        count=None,
+        mean_tokens=k * bound,
+        mean_sq_tokens=k * bound * bound,
+        source="max_length (no sample of the data)",
+    )
+    if ds.path is None or not is_local_path(ds.path):
+        return BUILT_IN.get(ds.path or "", fallback)
     try:
         rows, count = _rows(Path(ds.path).expanduser())
         texts = [text for row in rows if isinstance(row, dict) for text in _texts(spec, row)]
@@ -106,6 +116,7 @@ def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
     if ds.max_samples is not None:
         count = min(count, ds.max_samples)
     path = _tokenizer_file(spec, caches)
+    lengths: list[float]
     if path is not None:
         from tokenizers import Tokenizer
 
@@ -117,4 +128,9 @@ def sample_rows(spec: Spec, *, caches: bool = True) -> Rows:
     lengths = [min(n, bound) for n in lengths]  # train.py fits each row to max_length
     rows_n = len(lengths) // k  # a row's tokens are its sequences' (a pair's: both)
     mean = sum(lengths) / rows_n
-    return Rows(count, mean, sum(n * n for n in lengths) / rows_n, how)
+    return Rows(
+        count=count,
+        mean_tokens=mean,
+        mean_sq_tokens=sum(n * n for n in lengths) / rows_n,
+        source=how,
+    )

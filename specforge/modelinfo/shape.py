@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from specforge.modelinfo.gguf_meta import gguf_tokens, read_metadata
+from specforge.modelinfo.vocab import hub_file, package_dir, vocab_tokens
 from specforge.spec.models import Spec, is_local_path
 
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -73,21 +75,45 @@ GGUF_KEYS = {
 }
 
 
+def _sizes(values: dict[str, object]) -> dict[str, int] | None:
+    """The sizes when every one is a positive int, else None."""
+    sizes = {k: v for k, v in values.items() if isinstance(v, int) and v > 0}
+    return sizes if len(sizes) == len(values) else None
+
+
+def _shape(
+    sizes: dict[str, int], *, kv_heads: int, tied: bool, head_dim: int, source: str
+) -> Shape:
+    return Shape(
+        hidden=sizes["hidden"],
+        layers=sizes["layers"],
+        heads=sizes["heads"],
+        kv_heads=kv_heads,
+        intermediate=sizes["intermediate"],
+        vocab=sizes["vocab"],
+        tied=tied,
+        head_dim=head_dim,
+        source=source,
+    )
+
+
 def from_config(config: dict, source: str) -> Shape | None:
     """A Shape from a transformers config.json's dict; None when a size is missing."""
     config = config.get("text_config", config)  # multimodal wrappers nest the language model
-    values = {field: config.get(key) for field, key in CONFIG_KEYS.items()}
-    if not all(isinstance(v, int) and v > 0 for v in values.values()):
+    sizes = _sizes({field: config.get(key) for field, key in CONFIG_KEYS.items()})
+    if sizes is None:
         return None
-    kv = config.get("num_key_value_heads") or values["heads"]
-    head_dim = config.get("head_dim") or 0
-    tied = bool(config.get("tie_word_embeddings", False))
-    return Shape(**values, kv_heads=kv, tied=tied, head_dim=head_dim, source=source)
+    return _shape(
+        sizes,
+        kv_heads=config.get("num_key_value_heads") or sizes["heads"],
+        tied=bool(config.get("tie_word_embeddings", False)),
+        head_dim=config.get("head_dim") or 0,
+        source=source,
+    )
 
 
 def from_gguf(path: Path) -> Shape | None:
     """A Shape from a GGUF header; the head is taken as untied (the header does not say)."""
-    from specforge.modelinfo.gguf_meta import gguf_tokens, read_metadata
 
     meta = read_metadata(path)
     if not meta or "general.architecture" not in meta:
@@ -96,10 +122,16 @@ def from_gguf(path: Path) -> Shape | None:
     values = {field: meta.get(f"{arch}.{key}") for field, key in GGUF_KEYS.items()}
     tokens = gguf_tokens(path) or []
     values["vocab"] = meta.get(f"{arch}.vocab_size") or len(tokens)
-    if not all(isinstance(v, int) and v > 0 for v in values.values()):
+    sizes = _sizes(values)
+    if sizes is None:
         return None
-    kv = meta.get(f"{arch}.attention.head_count_kv") or values["heads"]
-    return Shape(**values, kv_heads=kv, tied=False, source=f"GGUF header {path.name}")
+    return _shape(
+        sizes,
+        kv_heads=meta.get(f"{arch}.attention.head_count_kv") or sizes["heads"],
+        tied=False,
+        head_dim=0,
+        source=f"GGUF header {path.name}",
+    )
 
 
 def _read_json(path: Path | None) -> dict | None:
@@ -112,7 +144,6 @@ def _read_json(path: Path | None) -> dict | None:
 def find_shape(spec: Spec, *, hub_cache: bool = True) -> Shape | None:
     """The model's shape, or None when no source has it. `hub_cache=False` reads only sources
     every checkout sees alike (compile's plan must not depend on one machine's cache)."""
-    from specforge.modelinfo.vocab import hub_file, package_dir, vocab_tokens
 
     m = spec.model
     folder = None
@@ -120,14 +151,14 @@ def find_shape(spec: Spec, *, hub_cache: bool = True) -> Shape | None:
         folder = package_dir(m.package)
     elif is_local_path(m.name) or Path(m.name).expanduser().is_dir():
         folder = Path(m.name).expanduser()
-    shape = None
+    shape: Shape | None = None
     if folder is not None and not m.gguf_file:
         config = _read_json(folder / "config.json")
-        shape = config and from_config(config, f"{folder}/config.json")
+        shape = from_config(config, f"{folder}/config.json") if config else None
     if shape is None and hub_cache and folder is None:
         path = hub_file(spec, "config.json")
         config = _read_json(path)
-        shape = config and from_config(config, f"Hub cache {path}")
+        shape = from_config(config, f"Hub cache {path}") if config else None
     if shape is None:
         label = m.name if m.name in BUILT_IN else Path(m.gguf_file or "").stem.split(".")[0]
         if label in BUILT_IN:

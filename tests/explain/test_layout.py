@@ -10,7 +10,7 @@ from specforge.modelinfo.layout import choose, layout_of
 from specforge.modelinfo.params import count
 from specforge.modelinfo.sample import Rows
 from specforge.modelinfo.shape import BUILT_IN
-from tests.explain.test_params import spec_for
+from tests.helpers import spec_for
 
 MISTRAL = BUILT_IN["mistralai/Mistral-7B-v0.1"]
 ROWS = Rows(76772, 152.0, 26744.0, "test")

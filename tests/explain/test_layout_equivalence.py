@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import REPO, load_generated, run_cli, tiny_spec
 
+pytestmark = pytest.mark.train
+
 
 def train_layout(root, tiny_model_dir, layout: str):
     name = f"tiny-{layout}"

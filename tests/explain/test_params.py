@@ -7,24 +7,9 @@ import pytest
 from specforge.modelinfo.params import count
 from specforge.modelinfo.shape import BUILT_IN, Shape
 from specforge.spec.models import Spec
+from tests.helpers import spec_for
 
 TINY = Shape(64, 2, 4, 2, 128, 1000, tied=True)
-
-
-def spec_for(name: str, *, r: int = 8, targets="all-linear", pad: bool = True) -> Spec:
-    tokens = {"additional": ["<response>", "<response|end>"]} | ({"pad": "<pad>"} if pad else {})
-    return Spec.model_validate(
-        {
-            "spec_version": 1,
-            "name": "t",
-            "model": {"name": name},
-            "tokenizer": {"special_tokens": tokens},
-            "dataset": {"path": "data/x.jsonl"},
-            "prompt": {"template": "{a}<response>", "completion": "{b}<response|end>"},
-            "lora": {"r": r, "target_modules": targets},
-        },
-        strict=False,
-    )
 
 
 def peft_counts(shape: Shape, spec: Spec, *, meta: bool) -> tuple[int, int]:
@@ -126,7 +111,7 @@ def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo(
     sft = Spec.model_validate(data, strict=False)
     params = count(sft, shape)
     device = cost.DEVICES["A100-80GB"]
-    mem = cost.memory(sft, shape, params, device, 1024, True)
+    mem = cost.memory(sft, shape, params, device, micro_tokens=1024, checkpointing=True)
     assert mem.weights == params.base * 4  # fp32 weights under bf16 autocast
     assert mem.adapter_and_optimizer == params.base * 12  # fp32 grads + AdamW's two moments
     assert mem.reference == 0
@@ -134,7 +119,8 @@ def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo(
         {**data, "method": "dpo", "prompt": {**data["prompt"], "rejected": "{c}<response|end>"}},
         strict=False,
     )
-    assert cost.memory(dpo, shape, params, device, 1024, True).reference == params.base * 4
+    dpo_mem = cost.memory(dpo, shape, params, device, micro_tokens=1024, checkpointing=True)
+    assert dpo_mem.reference == params.base * 4
     eight_bit = Spec.model_validate(
         {**data, "training": {**data["training"], "optim": "adamw_8bit"}}, strict=False
     )
