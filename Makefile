@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # + the `export` extra (llama.cpp, built from source once): make test and export-demo need it
 EXPORT_STAMP := $(VENV)/.export-stamp
 
-.PHONY: setup demo test test-fast golden lint bench clean
+.PHONY: setup demo test test-fast golden lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,16 @@ setup: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/specforge run specs/quickstart.yaml
 
-test: $(EXPORT_STAMP)
+test: $(EXPORT_STAMP) browser
 	$(BIN)/specforge check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# Debian's chromium for the report page's headless-browser tests (tests/report; they skip without
+# it): installed once, a no-op after. apt needs root: sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
 
 # The edit-test loop: no training, no process pipelines, a few examples per property test.
 # `make test` (CI) runs everything.
