@@ -10,8 +10,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from gguf import GGUFWriter
 from hypothesis import settings
 
+from specforge.core.errors import Diagnostic, SpecError
 from specforge.modelinfo import prepare
 from specforge.runs.record import host
 from specforge.spec.models import Spec
@@ -221,3 +223,53 @@ def cancel_all(env: dict) -> None:
     ).stdout.split()
     if jobs:
         subprocess.run(["scancel", *jobs], env=env, timeout=30, check=False)
+
+
+# -- spec rules
+
+
+def diagnose(path, **kwargs) -> list[Diagnostic]:
+    """Every diagnostic of a spec: errors when it fails, warnings when it loads."""
+    try:
+        return load_spec(path, **kwargs).warnings
+    except SpecError as err:
+        return err.diagnostics
+
+
+def fired(diagnostics: list[Diagnostic], rule: str) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.rule == rule]
+
+
+def only_rule(diagnostics: list[Diagnostic], rule: str, severity: str = "error") -> Diagnostic:
+    assert {d.rule for d in diagnostics} == {rule}, "\n".join(d.render() for d in diagnostics)
+    [diag] = diagnostics
+    assert diag.severity == severity
+    assert diag.render().splitlines()[0].endswith(f"[{rule}]")
+    return diag
+
+
+def write_jsonl(path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+# -- GGUF files
+
+TOKENS = ["<unk>", "<s>", "</s>", "hello", "wörld", "<|im_end|>"]
+
+
+def write_tiny_gguf(path, tokens=TOKENS) -> None:
+    """A GGUF with a vocabulary, scalars of several types, an array of numbers and no tensors."""
+    writer = GGUFWriter(path, "llama")
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores([float(i) for i in range(len(tokens))])
+    writer.add_eos_token_id(2)
+    writer.add_uint8("test.u8", 7)
+    writer.add_int64("test.i64", -5)
+    writer.add_float64("test.f64", 0.25)
+    writer.add_bool("test.flag", True)
+    writer.add_array("test.ints", [1, 2, 3])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from specforge.serve.run import open_run
@@ -110,3 +111,27 @@ def wait_for_url(process: subprocess.Popen, log: Path) -> str:
             raise AssertionError(f"specforge serve exited {process.returncode}:\n{log.read_text()}")
         time.sleep(0.2)
     raise AssertionError(f"specforge serve did not start in {START_TIMEOUT_S}s:\n{log.read_text()}")
+
+
+# -- specforge chat in a pseudo-terminal
+
+CHAT_TIMEOUT_S = 240
+
+
+def spawn(run_dir, *args: str) -> pexpect.spawn:
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "specforge", "chat", str(run_dir), *args],
+        cwd=str(project_root(run_dir)),
+        encoding="utf-8",
+        timeout=CHAT_TIMEOUT_S,
+        dimensions=(40, 400),  # no wrapping of long prompts
+    )
+
+
+def answer_after(session: pexpect.spawn, line: str, prompt: str) -> str:
+    """Type `line`; the text printed before the next `prompt`."""
+    session.sendline(line)
+    session.expect_exact(line)  # the terminal echoes what was typed
+    session.expect_exact(prompt)
+    return session.before.replace("\r\n", "\n").strip()

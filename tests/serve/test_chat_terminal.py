@@ -4,37 +4,14 @@ answers equal what the same model answers through the server's code for the same
 
 from __future__ import annotations
 
-import sys
-
 import pexpect
 import pytest
 
 from specforge.serve.engine import Params, run
 from specforge.serve.run import load, open_run
-from tests.serve.conftest import infer_answers, project_root, read_jsonl
+from tests.serve.conftest import answer_after, infer_answers, read_jsonl, spawn
 
 pytestmark = pytest.mark.train
-
-TIMEOUT_S = 240
-
-
-def spawn(run_dir, *args: str) -> pexpect.spawn:
-    return pexpect.spawn(
-        sys.executable,
-        ["-m", "specforge", "chat", str(run_dir), *args],
-        cwd=str(project_root(run_dir)),
-        encoding="utf-8",
-        timeout=TIMEOUT_S,
-        dimensions=(40, 400),  # no wrapping of long prompts
-    )
-
-
-def answer_after(session: pexpect.spawn, line: str, prompt: str) -> str:
-    """Type `line`; the text printed before the next `prompt`."""
-    session.sendline(line)
-    session.expect_exact(line)  # the terminal echoes what was typed
-    session.expect_exact(prompt)
-    return session.before.replace("\r\n", "\n").strip()
 
 
 def test_template_spec_fields_and_the_rendered_prompt(tiny_run):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.serve.conftest import read_jsonl, serving
-from tests.serve.test_chat_terminal import answer_after, spawn
+from tests.serve.conftest import answer_after, read_jsonl, serving, spawn
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers import diagnose, only_rule, write_jsonl
+
 from .conftest import line_col, spec_text
-from .test_rules import diagnose, only_rule, write_jsonl
 
 ROW = {"question": "q", "answer": "a"}
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from specforge.validate.load import load_spec
+from tests.helpers import diagnose, fired, only_rule
 
 from .conftest import line_col, spec_text
-from .test_rules import diagnose, fired, only_rule
 
 MISTRAL = "mistralai/Mistral-7B-v0.1"  # in explain's table: 7.24 B weights
 

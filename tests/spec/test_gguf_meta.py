@@ -12,26 +12,7 @@ from gguf import GGUFWriter
 
 from specforge.modelinfo.gguf_meta import gguf_tokens, read_metadata
 from tests.conftest import GGUF_FILE, REPO, smollm_dir
-
-TOKENS = ["<unk>", "<s>", "</s>", "hello", "wörld", "<|im_end|>"]
-
-
-def write_tiny_gguf(path, tokens=TOKENS) -> None:
-    """A GGUF with a vocabulary, scalars of several types, an array of numbers and no tensors."""
-    writer = GGUFWriter(path, "llama")
-    writer.add_tokenizer_model("llama")
-    writer.add_token_list(tokens)
-    writer.add_token_scores([float(i) for i in range(len(tokens))])
-    writer.add_eos_token_id(2)
-    writer.add_uint8("test.u8", 7)
-    writer.add_int64("test.i64", -5)
-    writer.add_float64("test.f64", 0.25)
-    writer.add_bool("test.flag", True)
-    writer.add_array("test.ints", [1, 2, 3])
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+from tests.helpers import TOKENS, write_tiny_gguf
 
 
 @pytest.fixture

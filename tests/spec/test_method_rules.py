@@ -6,9 +6,9 @@ import pytest
 
 from specforge.core.errors import SpecError
 from specforge.validate.load import load_spec
+from tests.helpers import diagnose, fired, only_rule
 
 from .conftest import DROP, line_col, spec_text
-from .test_rules import diagnose, fired, only_rule
 
 PAIR = {"template": "Question: {question}\n<response>", "completion": "{chosen}<eos>"}
 

@@ -6,36 +6,12 @@ import json
 
 import pytest
 
-from specforge.core.errors import Diagnostic, SpecError
 from specforge.validate.load import load_spec
+from tests.helpers import diagnose, fired, only_rule, write_jsonl
 
 from .conftest import REPO, line_col, spec_text
 
 SHIPPED = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.startswith("_"))
-
-
-def diagnose(path, **kwargs) -> list[Diagnostic]:
-    """Every diagnostic of a spec: errors when it fails, warnings when it loads."""
-    try:
-        return load_spec(path, **kwargs).warnings
-    except SpecError as err:
-        return err.diagnostics
-
-
-def fired(diagnostics: list[Diagnostic], rule: str) -> list[Diagnostic]:
-    return [d for d in diagnostics if d.rule == rule]
-
-
-def only_rule(diagnostics: list[Diagnostic], rule: str, severity: str = "error") -> Diagnostic:
-    assert {d.rule for d in diagnostics} == {rule}, "\n".join(d.render() for d in diagnostics)
-    [diag] = diagnostics
-    assert diag.severity == severity
-    assert diag.render().splitlines()[0].endswith(f"[{rule}]")
-    return diag
-
-
-def write_jsonl(path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 @pytest.mark.parametrize("spec", SHIPPED, ids=lambda p: p.name)

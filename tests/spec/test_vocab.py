@@ -13,10 +13,9 @@ from specforge.spec.models import Spec
 from specforge.validate.load import load_spec
 from specforge.validate.rules import files_read
 from tests.conftest import GGUF_FILE, smollm_dir
+from tests.helpers import TOKENS, diagnose, only_rule, write_tiny_gguf
 
 from .conftest import spec_data, spec_text
-from .test_gguf_meta import TOKENS, write_tiny_gguf
-from .test_rules import diagnose, only_rule
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 QUICKSTART_MODEL = {
