@@ -86,10 +86,10 @@ def parse_args():
 
 
 def latest_run():
-    runs = sorted(p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir())
+    runs = [p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir()]
     if not runs:
         sys.exit(f"error: no run in runs/{NAME}/; pass --run-dir or --no-adapter")
-    return runs[-1]
+    return max(runs, key=lambda run: (run / "adapter").stat().st_mtime)  # by time
 
 
 def load(run_dir):
@@ -108,7 +108,7 @@ def load(run_dir):
         revision=MODEL_REVISION,
         dtype=DTYPE,
         attn_implementation=ATTN_IMPLEMENTATION,
-        device_map="cuda" if torch.cuda.is_available() else "cpu",
+        device_map="cuda",  # the spec's attention or quantization needs it
     )
     init_new_rows(model, tokenizer, new_tokens)  # the start rows training had
     if run_dir is not None:

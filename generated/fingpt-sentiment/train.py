@@ -121,7 +121,8 @@ PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 def main():
     args = parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
+    resumed = args.resume and Path(args.resume).parent  # the run continues there
+    output_dir = Path(args.output_dir or resumed or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -163,13 +164,12 @@ def train(output_dir, checkpoint=None):
     targets = {names[id(layer)]: ids for layer in layers} if ids else None
     config = LoraConfig(**LORA_CONFIG, trainable_token_indices=targets)
     model = get_peft_model(model, config)
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
-        model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied or not
+        model.get_output_embeddings().__class__ = HeadTokensWrapper
     model.print_trainable_parameters()
 
-    # 4) train (on the CPU where there is no GPU)
-    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
-    args = SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
+    # 4) train (preflight made sure of a CUDA GPU)
+    args = SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)  # CUDA only
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -287,6 +287,9 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
+    kinds = {f: rows.features[f] for f in fields}  # a list, dict: its repr in the text
+    if nested := {f: str(k) for f, k in kinds.items() if not hasattr(k, "dtype")}:
+        sys.exit(f"error: {what} columns {nested} aren't text: see prompt.conversation")
     # plain lists: fast to index
     columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
@@ -350,9 +353,9 @@ def build_completion(row):
     return COMPLETION_TEMPLATE.format(**{f: row[f] for f in COMPLETION_FIELDS})
 
 
-class TiedHeadTokensWrapper(TrainableTokensWrapper):
-    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of a tied head has none.
-    The wrapper computes F.linear(x, merged_weight): the base layer's bias (None) is exact."""
+class HeadTokensWrapper(TrainableTokensWrapper):
+    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of any LM head (tied or
+    not) has none; it computes F.linear(x, merged_weight): the base bias (None) is exact."""
 
     bias = property(lambda self: getattr(self.token_adapter.base_layer, "bias", None))
 
@@ -408,11 +411,7 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
         if int(flag) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received

@@ -84,10 +84,10 @@ def parse_args():
 
 
 def latest_run():
-    runs = sorted(p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir())
+    runs = [p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir()]
     if not runs:
         sys.exit(f"error: no run in runs/{NAME}/; pass --run-dir or --no-adapter")
-    return runs[-1]
+    return max(runs, key=lambda run: (run / "adapter").stat().st_mtime)  # by time
 
 
 def load(run_dir):
@@ -158,7 +158,7 @@ def build_prompt(row, tokenizer):
 @torch.no_grad()
 def answer(model, tokenizer, rows, batch_size):
     """Generate the completion for each row: new tokens only, up to the stop token."""
-    stop_id = tokenizer.eos_token_id  # the chat template's end of turn
+    stop = stop_ids(model, tokenizer)
     answers = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
@@ -167,14 +167,28 @@ def answer(model, tokenizer, rows, batch_size):
             prompts, return_tensors="pt", padding=True, add_special_tokens=False
         )
         batch = batch.to(model.device)
-        ids = {"eos_token_id": stop_id, "pad_token_id": tokenizer.pad_token_id}
+        ids = {"eos_token_id": stop, "pad_token_id": tokenizer.pad_token_id}
         output = model.generate(**batch, **GENERATION, **ids)
         for sequence in output[:, batch["input_ids"].shape[1] :].tolist():
-            if stop_id in sequence:
-                sequence = sequence[: sequence.index(stop_id)]
+            ends = [k for k, i in enumerate(sequence) if i in stop] + [len(sequence)]
+            sequence = sequence[: ends[0]]
             sequence = [i for i in sequence if i != tokenizer.pad_token_id]
             answers.append(tokenizer.decode(sequence).strip())  # special tokens kept
     return answers
+
+
+def stop_ids(model, tokenizer):
+    """Every token that ends an answer: the chat template's end of turn
+    and each eos of the tokenizer and of generation_config (generate's eos_token_id replaces
+    that list: Gemma's <end_of_turn>, a base model's <|im_end|> would be lost)."""
+    turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": "!"}]
+    text = tokenizer.apply_chat_template(turns, tokenize=False)
+    after = tokenizer(text.rsplit("!", 1)[-1], add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids)
+    eos = model.generation_config.eos_token_id
+    ids = {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])}
+    ids.add(next((i for i in after if i in special), None))  # the end of turn
+    return sorted(i for i in ids if i is not None)
 
 
 def read_rows(path):

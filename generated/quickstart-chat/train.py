@@ -100,7 +100,8 @@ PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 def main():
     args = parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
+    resumed = args.resume and Path(args.resume).parent  # the run continues there
+    output_dir = Path(args.output_dir or resumed or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     train(output_dir, args.resume)
@@ -346,11 +347,7 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
         if int(flag) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received

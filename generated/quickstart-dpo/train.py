@@ -100,7 +100,8 @@ PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 def main():
     args = parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
+    resumed = args.resume and Path(args.resume).parent  # the run continues there
+    output_dir = Path(args.output_dir or resumed or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     train(output_dir, args.resume, adapter=args.adapter)
@@ -140,8 +141,8 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
 
     # 3) adapter: the parent's LoRA and token rows, trained further
     model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
-        model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied or not
+        model.get_output_embeddings().__class__ = HeadTokensWrapper
     model.print_trainable_parameters()
 
     # 4) train against the parent adapter, frozen
@@ -166,8 +167,11 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
     # 5) save (rank 0): the adapter with its token rows, the tokenizer, the data report
     if trainer.is_world_process_zero():
         adapter_dir = output_dir / "adapter"
-        # save_embedding_layers=False: the new rows are in the adapter; no embedding copy
-        trainer.model.save_pretrained(adapter_dir, save_embedding_layers=False)
+        trainer.model.save_pretrained(
+            adapter_dir,
+            save_embedding_layers=False,  # the new rows are in the adapter
+            selected_adapters=["default"],  # not trl's "ref", the frozen start copy
+        )
         tokenizer.save_pretrained(adapter_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
         summary = {
@@ -260,6 +264,9 @@ def to_dpo_rows(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS + REJECTED_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
+    kinds = {f: rows.features[f] for f in fields}  # a list, dict: its repr in the text
+    if nested := {f: str(k) for f, k in kinds.items() if not hasattr(k, "dtype")}:
+        sys.exit(f"error: {what} columns {nested} aren't text: see prompt.conversation")
     columns = rows.select_columns(fields).to_dict()  # plain lists: fast to read
     answers = list(zip(*[columns[f] for f in COMPLETION_FIELDS + REJECTED_FIELDS]))
     bad = [
@@ -317,9 +324,9 @@ def copy_reference_token_rows(model):
                 params[ref].copy_(param)
 
 
-class TiedHeadTokensWrapper(TrainableTokensWrapper):
-    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of a tied head has none.
-    The wrapper computes F.linear(x, merged_weight): the base layer's bias (None) is exact."""
+class HeadTokensWrapper(TrainableTokensWrapper):
+    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of any LM head (tied or
+    not) has none; it computes F.linear(x, merged_weight): the base bias (None) is exact."""
 
     bias = property(lambda self: getattr(self.token_adapter.base_layer, "bias", None))
 
@@ -375,11 +382,7 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
         if int(flag) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received

@@ -51,6 +51,10 @@ class ModelPart:
     infer_attn: Value | None  # ... and infer.py (sdpa where training uses flex_attention)
     quantization: Value | None
     trust_remote_code: bool
+    # where train.py places a quantized model: "auto" (bitsandbytes spreads it over the GPUs)
+    # or "local_rank" (each torchrun process on its own GPU: accelerate refuses "auto" under
+    # DDP); None: the Trainer places it
+    train_device_map: Literal["auto", "local_rank"] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,11 @@ class TrainingPart:
     # model.adapter (preference methods): training starts from a parent run's "model" (full
     # fine-tuning) or continues its "adapter"; None: from the base model
     parent: Literal["model", "adapter"] | None = None
+    # bf16: transformers refuses the config without a GPU unless use_cpu is set; --dry-run
+    # sets it there so a laptop can review the spec
+    bf16: bool = False
+    # launch runs several processes (torchrun): ranks prepare data in turn, agree on a signal
+    distributed: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +133,9 @@ class MethodPart:
     constants: list[Value]  # the rejected template or the label column
     adapter: Value | None  # ADAPTER: a previous run's adapter that training continues
     reference: str | None  # what the loss compares against, for a comment; orpo has none
+    # trl 1.16 adds a frozen "ref" adapter beside "default" to a PeftModel (dpo, kto with LoRA);
+    # save_pretrained would write it too (adapter/ref/)
+    ref_adapter: bool = False
 
 
 # Which peft names a script imports: a fresh adapter (LoraConfig, get_peft_model) or a
@@ -144,6 +156,7 @@ class Imports:
     peft: PeftImport | None = None  # None: full fine-tuning, no adapter
     trainable_tokens: bool = False  # peft's TrainableTokensWrapper: new rows on a LoRA model
     bitsandbytes: bool = False
+    partial_state: bool = False  # accelerate's PartialState: rank 0 prepares the data first
 
 
 @dataclass(frozen=True)
@@ -239,7 +252,18 @@ def _model(spec: Spec) -> ModelPart:
             },
             "model.quantization",
         )
-    return ModelPart(constants, source, train_attn, infer_attn, quantization, m.trust_remote_code)
+    device_map: Literal["auto", "local_rank"] | None = None
+    if quantization is not None:
+        device_map = "local_rank" if spec.launch.world_size() > 1 else "auto"
+    return ModelPart(
+        constants,
+        source,
+        train_attn,
+        infer_attn,
+        quantization,
+        m.trust_remote_code,
+        device_map,
+    )
 
 
 def _special_tokens_dict(spec: Spec) -> dict:
@@ -339,7 +363,7 @@ def _source_load(source) -> dict:
     """load_dataset's arguments for one source of a mixture."""
     if is_local_path(source.path):
         builder = BUILDERS[PurePosixPath(source.path).suffix.lower()]
-        return {"path": builder, "data_files": source.path, "split": "train"}
+        return {"path": builder, "data_files": source.path, "split": source.split}
     load = {"path": source.path}
     if source.name is not None:
         load["name"] = source.name
@@ -406,6 +430,8 @@ def _data(spec: Spec) -> DataPart:
     constants = [Value("DATASET_PATH", ds.path, "dataset.path")]
     if not local:
         constants.append(Value("DATASET_REVISION", ds.revision, "dataset.revision"))
+    if not local or ds.split != "train":
+        # a local file is datasets' "train" split; a slice (train[:20%]) applies as on the Hub
         constants.append(Value("DATASET_SPLIT", ds.split, "dataset.split"))
     validation = None
     if ds.validation_fraction is not None:
@@ -659,8 +685,10 @@ def _distributed_args(spec: Spec) -> list[Value]:
     if launch.backend != "auto":
         args.append(Value("ddp_backend", launch.backend, "launch.backend"))
     if launch.world_size() > 1 and launch.strategy == "ddp":
-        # LoRA leaves most parameters frozen; no search for unused ones each step
-        args.append(Value("ddp_find_unused_parameters", False, "launch.strategy"))
+        # every parameter that trains gets a gradient each step; transformers' default for a
+        # PeftModel (not a PreTrainedModel) is True: a graph search every step
+        why = "no search for unused parameters each step"
+        args.append(Value("ddp_find_unused_parameters", False, "launch.strategy", why))
     if launch.strategy == "fsdp":
         fsdp = launch.fsdp
         config = {
@@ -700,6 +728,8 @@ def _training(spec: Spec) -> TrainingPart:
         trackio="trackio" in t.report_to,
         full=spec.lora is None,
         parent=_parent(spec),
+        bf16=t.precision == "bf16",
+        distributed=spec.launch.world_size() > 1,
     )
 
 
@@ -739,9 +769,19 @@ def _method(spec: Spec) -> MethodPart | None:
     if spec.method != "orpo" and full:
         reference = "a frozen copy of the start weights"
     elif spec.method != "orpo":
-        reference = "the parent adapter, frozen" if adapter else "the base (adapter disabled)"
+        # trl copies the start adapter into a frozen "ref" one (a fresh one: B = 0, the base)
+        reference = "the parent adapter, frozen" if adapter else "a frozen copy of the new adapter"
     return MethodPart(
-        spec.method, title, module, trainer, config, paired, constants, adapter, reference
+        spec.method,
+        title,
+        module,
+        trainer,
+        config,
+        paired,
+        constants,
+        adapter,
+        reference,
+        ref_adapter=reference is not None and not full,
     )
 
 
@@ -850,12 +890,16 @@ def _train_imports(plan: Plan) -> Imports:
         copy=t.full and plan.method is not None and plan.method.reference is not None,
         csv=plan.data.peek == "csv",
         importlib=m.source == "package" or bool(FIND_SPEC_CHECKS & pf),
-        os=m.source == "gguf" or bool({"wandb", "mlflow", "hub"} & pf) or t.trackio,
+        os=m.source == "gguf"
+        or bool({"wandb", "mlflow", "hub"} & pf)
+        or t.trackio
+        or m.train_device_map == "local_rank",
         hub=t.push_to_hub,
         concatenate=plan.data.mixture,
         peft=_peft_import(m, t),
         trainable_tokens=bool(plan.tokens.constants) and not t.full,
         bitsandbytes=m.quantization is not None,
+        partial_state=t.distributed,
     )
 
 

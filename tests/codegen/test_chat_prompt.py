@@ -7,7 +7,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, load_generated, run_cli, tiny_spec
+
+pytestmark = pytest.mark.train
 
 MESSAGES = """\
 prompt:

@@ -115,7 +115,8 @@ def test_line_budgets_and_the_main_flow_comes_first():
     FLOP count, 22 lines. At ruff's default 88 columns, 380 -> 432: each wrap as ruff format
     writes it, or a long expression split in two.)"""
     budgets = {"fingpt-sentiment": (432, 172), "quickstart": (400, 200)}
-    budgets["quickstart-dpo"] = (391, 200)
+    # issue 24: +3 for the check that refuses list/dict columns (Hub rows: no validate)
+    budgets["quickstart-dpo"] = (394, 200)
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()

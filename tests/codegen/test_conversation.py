@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import load_generated, run_cli, tiny_spec
 
+pytestmark = pytest.mark.train
+
 SYSTEM = {"role": "system", "content": "Answer with the exact words from the note."}
 
 

@@ -13,11 +13,12 @@ import pytest
 
 from tests.conftest import run_cli
 
+pytestmark = pytest.mark.train
+
 PROBE = """
 import importlib.util, json, os, sys
 from datasets import load_dataset
 from transformers import AutoTokenizer
-
 spec = importlib.util.spec_from_file_location("train", "generated/tiny/train.py")
 train = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train)

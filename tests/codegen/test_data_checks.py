@@ -6,6 +6,8 @@ import pytest
 
 from tests.conftest import load_generated, run_cli
 
+pytestmark = pytest.mark.train
+
 
 @pytest.fixture
 def modules(project, monkeypatch):

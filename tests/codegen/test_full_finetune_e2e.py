@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import load_generated, run_cli, tiny_spec
 
+pytestmark = pytest.mark.train
+
 LORA = """lora:
   r: 8
   alpha: 16
@@ -121,8 +123,8 @@ def test_sft_merge_then_full_dpo_chain_is_recorded(tmp_path, tiny_model_dir):
     before any update, every reward is exactly 0), and its run.json names the SFT run and the
     merged weights' sha256, and its base evaluation scores that parent."""
     from specforge.core.files import file_sha256
-    from tests.codegen.test_preference_e2e import PAIRS, method_spec
     from tests.conftest import REPO
+    from tests.helpers import PAIRS, method_spec
 
     (tmp_path / "specs").mkdir()
     (tmp_path / "data").mkdir()

@@ -12,6 +12,8 @@ from specforge.runs.record import data_fingerprint
 from specforge.validate.load import load_spec
 from tests.conftest import REPO, load_generated, run_cli
 
+pytestmark = pytest.mark.train
+
 SOURCES = """\
 dataset:
   sources:

@@ -12,28 +12,11 @@ import sys
 import pytest
 
 from tests.conftest import REPO, load_generated, run_cli, tiny_spec
+from tests.helpers import PAIRS, PREFERENCE_STEPS, method_spec
 
-STEPS = 4
-PAIRS = [json.loads(x) for x in (REPO / "data/fin_sentiment_pairs.jsonl").read_text().splitlines()]
+pytestmark = pytest.mark.train
 
-
-def method_spec(model_dir, method: str, name: str, adapter: str | None = None) -> str:
-    """The tiny SFT spec turned into a `method` spec over the pairs (kto: over unpaired rows)."""
-    text = tiny_spec(model_dir, name=name, max_steps=STEPS, logging_steps=1, eval_steps=STEPS)
-    text = text.replace("description:", f"method: {method}\ndescription:")
-    if method == "kto":
-        text = text.replace("data/train.jsonl", "data/kto.jsonl")
-        answer = 'completion: "{answer}<response|end>"\n  label_field: good'
-    else:
-        text = text.replace("data/train.jsonl", "data/pairs.jsonl")
-        answer = 'completion: "{chosen}<response|end>"\n  rejected: "{rejected}<response|end>"'
-    text = text.replace('completion: "{output}<response|end>"', answer)
-    if adapter:
-        text = text.replace(
-            "  attn_implementation: sdpa\n", f"  attn_implementation: sdpa\n  adapter: {adapter}\n"
-        )
-        text = text[: text.index("lora:")] + text[text.index("training:") :]  # the parent's LoRA
-    return text.replace("inference:\n", "inference:\n  answer_column: output\n")
+STEPS = PREFERENCE_STEPS  # method_spec's max_steps
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +94,8 @@ def test_method_trains_with_its_trainer_and_logs_rewards(project, method, traine
     summary = json.loads((project / f"runs/{method}/test/train_summary.json").read_text())
     assert summary["train"]["rows"] == 32 and summary["train"]["dropped"] == 0
     assert (project / f"runs/{method}/test/adapter/adapter_model.safetensors").is_file()
+    # issue 24: trl's frozen "ref" adapter (dpo, kto) is neither saved nor pushed
+    assert not (project / f"runs/{method}/test/adapter/ref").exists()
 
 
 def test_sft_weight_adds_the_chosen_answer_s_sft_loss_at_its_weight(project):
@@ -145,6 +130,7 @@ def test_dpo_continues_the_sft_adapter_against_it(project):
     summary = json.loads((project / "runs/chain/test/train_summary.json").read_text())
     assert summary["adapter"] == "runs/tiny/20260101T000000Z-parent/adapter"
     config = json.loads((project / "runs/chain/test/adapter/adapter_config.json").read_text())
+    assert not (project / "runs/chain/test/adapter/ref").exists()  # issue 24: no "ref" copy
     assert config["r"] == json.loads((parent / "adapter_config.json").read_text())["r"] == 8
     assert config.get("trainable_token_indices")
     with safe_open(str(project / "runs/chain/test/adapter/adapter_model.safetensors"), "pt") as f:

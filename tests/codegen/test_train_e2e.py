@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import load_generated, run_cli
 
+pytestmark = pytest.mark.train
+
 PROBE = "Instruction: Classify the sentiment.\nInput: Profits fell sharply.\n<response>"
 
 

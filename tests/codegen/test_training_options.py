@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import load_generated, run_cli, tiny_spec
 
+pytestmark = pytest.mark.train
+
 
 def compile_tiny(project, model_dir, **training) -> object:
     (project / "specs/tiny.yaml").write_text(tiny_spec(model_dir, **training))

@@ -176,18 +176,15 @@ def train(output_dir, checkpoint=None):
     targets = {names[id(layer)]: ids for layer in layers} if ids else None
     config = LoraConfig(**LORA_CONFIG, trainable_token_indices=targets)
     model = get_peft_model(model, config)
-    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied head
-        model.get_output_embeddings().__class__ = TiedHeadTokensWrapper
+    if isinstance(model.get_output_embeddings(), TrainableTokensWrapper):  # tied or not
+        model.get_output_embeddings().__class__ = HeadTokensWrapper
     model.print_trainable_parameters()
 
-    # 4) train (on the CPU where there is no GPU)
-    cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
+    # 4) train (preflight made sure of a CUDA GPU)
     # trackio: the run is named after its folder (the run id), in NAME or $TRACKIO_PROJECT
     project = os.environ.get("TRACKIO_PROJECT", NAME)
     tracking = {"run_name": output_dir.name, "project": project}
-    args = SFTConfig(
-        output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS, **tracking
-    )
+    args = SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS, **tracking)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -254,7 +251,9 @@ def last_checkpoint(output_dir, wanted):
     """
     if wanted != "last":
         return Path(output_dir or Path(wanted).parent), wanted
-    newest_first = sorted(Path("runs", NAME).glob("*"), reverse=True)
+    # by time, not name: "manual" would sort after every timestamp
+    runs = Path("runs", NAME).glob("*")
+    newest_first = sorted(runs, key=lambda run: run.stat().st_mtime, reverse=True)
     for run in [Path(output_dir)] if output_dir else newest_first:
         complete = {}
         for folder in run.glob("checkpoint-*"):
@@ -279,7 +278,9 @@ def dry_run(output_dir):
     # before the config is built: it edits its dicts
     text = json.dumps({**report, "example": example}, indent=2)
     LoraConfig(**LORA_CONFIG)
-    SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
+    BitsAndBytesConfig(**QUANTIZATION)  # checks values; needs no bitsandbytes
+    cpu = not torch.cuda.is_available()  # else bf16 is refused: review anywhere
+    SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     print(text)
 
 
@@ -358,6 +359,9 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
+    kinds = {f: rows.features[f] for f in fields}  # a list, dict: its repr in the text
+    if nested := {f: str(k) for f, k in kinds.items() if not hasattr(k, "dtype")}:
+        sys.exit(f"error: {what} columns {nested} aren't text: see prompt.conversation")
     # plain lists: fast to index
     columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
@@ -433,9 +437,9 @@ def build_completion(row):
     return COMPLETION_TEMPLATE.format(**{f: row[f] for f in COMPLETION_FIELDS})
 
 
-class TiedHeadTokensWrapper(TrainableTokensWrapper):
-    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of a tied head has none.
-    The wrapper computes F.linear(x, merged_weight): the base layer's bias (None) is exact."""
+class HeadTokensWrapper(TrainableTokensWrapper):
+    """trl 1.16's fused loss reads `lm_head.bias`; peft 0.21's wrapper of any LM head (tied or
+    not) has none; it computes F.linear(x, merged_weight): the base bias (None) is exact."""
 
     bias = property(lambda self: getattr(self.token_adapter.base_layer, "bias", None))
 
@@ -491,11 +495,7 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
         if int(flag) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received

@@ -74,10 +74,10 @@ def parse_args():
 
 
 def latest_run():
-    runs = sorted(p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir())
+    runs = [p for p in Path("runs", NAME).glob("*") if (p / "adapter").is_dir()]
     if not runs:
         sys.exit(f"error: no run in runs/{NAME}/; pass --run-dir or --no-adapter")
-    return runs[-1]
+    return max(runs, key=lambda run: (run / "adapter").stat().st_mtime)  # by time
 
 
 def load(run_dir):

@@ -78,10 +78,10 @@ def parse_args():
 
 
 def latest_run():
-    runs = sorted(p for p in Path("runs", NAME).glob("*") if (p / "model").is_dir())
+    runs = [p for p in Path("runs", NAME).glob("*") if (p / "model").is_dir()]
     if not runs:
         sys.exit(f"error: no run in runs/{NAME}/; pass --run-dir or --base")
-    return runs[-1]
+    return max(runs, key=lambda run: (run / "model").stat().st_mtime)  # by time
 
 
 def load(run_dir):

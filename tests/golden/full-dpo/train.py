@@ -95,7 +95,8 @@ PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 def main():
     args = parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
+    resumed = args.resume and Path(args.resume).parent  # the run continues there
+    output_dir = Path(args.output_dir or resumed or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -197,7 +198,8 @@ def dry_run(output_dir):
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
     # before the config is built: it edits its dicts
     text = json.dumps({**report, "example": example}, indent=2)
-    DPOConfig(output_dir=str(output_dir), **TRAINING_ARGS)
+    cpu = not torch.cuda.is_available()  # else bf16 is refused: review anywhere
+    DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     print(text)
 
 
@@ -234,6 +236,9 @@ def to_dpo_rows(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS + REJECTED_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
+    kinds = {f: rows.features[f] for f in fields}  # a list, dict: its repr in the text
+    if nested := {f: str(k) for f, k in kinds.items() if not hasattr(k, "dtype")}:
+        sys.exit(f"error: {what} columns {nested} aren't text: see prompt.conversation")
     columns = rows.select_columns(fields).to_dict()  # plain lists: fast to read
     answers = list(zip(*[columns[f] for f in COMPLETION_FIELDS + REJECTED_FIELDS]))
     bad = [
@@ -330,11 +335,7 @@ class Preemption(TrainerCallback):
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
         if int(flag) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import huggingface_hub
 import torch
+from accelerate import PartialState
 from datasets import load_dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
 from trl import SFTConfig, SFTTrainer
@@ -102,7 +103,8 @@ PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 def main():
     args = parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(args.output_dir or f"runs/{NAME}/{stamp}")
+    resumed = args.resume and Path(args.resume).parent  # the run continues there
+    output_dir = Path(args.output_dir or resumed or f"runs/{NAME}/{stamp}")
     if args.dry_run:
         return dry_run(output_dir)
     preflight()
@@ -124,8 +126,12 @@ def train(output_dir, checkpoint=None):
     eval_rows = load_dataset(
         DATASET_PATH, revision=DATASET_REVISION, split=VALIDATION_SPLIT
     )
-    train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")
-    eval_data, eval_report = to_prompt_completion(eval_rows, tokenizer, "validation")
+    # rank 0 prepares the rows and caches them first; the other ranks then read its cache
+    with PartialState().main_process_first():
+        train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")
+        eval_data, eval_report = to_prompt_completion(
+            eval_rows, tokenizer, "validation"
+        )
 
     # 2) model, and the new tokens' start rows
     model = AutoModelForCausalLM.from_pretrained(
@@ -204,7 +210,8 @@ def dry_run(output_dir):
     report |= {"special_tokens": SPECIAL_TOKENS, "new_token_init": NEW_TOKEN_INIT}
     # before the config is built: it edits its dicts
     text = json.dumps({**report, "example": example}, indent=2)
-    SFTConfig(output_dir=str(output_dir), **TRAINING_ARGS)
+    cpu = not torch.cuda.is_available()  # else bf16 is refused: review anywhere
+    SFTConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     print(text)
 
 
@@ -246,6 +253,9 @@ def to_prompt_completion(rows, tokenizer, what):
     fields = list(dict.fromkeys(PROMPT_FIELDS + COMPLETION_FIELDS))
     if missing := [field for field in fields if field not in rows.column_names]:
         sys.exit(f"error: {what} lacks column(s) {missing}; it has {rows.column_names}")
+    kinds = {f: rows.features[f] for f in fields}  # a list, dict: its repr in the text
+    if nested := {f: str(k) for f, k in kinds.items() if not hasattr(k, "dtype")}:
+        sys.exit(f"error: {what} columns {nested} aren't text: see prompt.conversation")
     # plain lists: fast to index
     columns = zip(*rows.select_columns(fields).to_dict().values())
     at = [fields.index(field) for field in COMPLETION_FIELDS]  # where the answers are
