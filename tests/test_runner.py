@@ -608,3 +608,37 @@ def test_a_never_compiled_spec_is_told_so(first_run, monkeypatch):
     message = str(err.value)
     assert "generated/fresh/ does not exist: specs/fresh.yaml was never compiled" in message
     assert "`specforge compile specs/fresh.yaml`" in message and "differs" not in message
+
+
+def test_a_short_run_logs_its_first_step_each_checkpoint_and_its_last_and_eval_reports_rows(
+    project, tiny_model_dir
+):
+    """Issue 23: with logging every 4 of 5 steps the run logged step 4 alone (one point, no
+    tokens/s, first loss = final loss), a checkpoint step was not logged (a resume could not
+    rebuild its window) and evaluation printed nothing for minutes."""
+    from tests.conftest import tiny_spec
+
+    spec = tiny_spec(
+        tiny_model_dir,
+        name="short",
+        max_steps=5,
+        logging_steps=4,
+        save_strategy="steps",
+        save_steps=3,
+        eval_strategy="no",
+        eval_steps=None,
+    )
+    (project / "specs/short.yaml").write_text(spec.replace("  eval_steps: null\n", ""))
+    result = run_cli("run", "specs/short.yaml", "--compile", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    [run] = (project / "runs/short").iterdir()
+    entries = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = [e["step"] for e in entries if "loss" in e]
+    assert logged == [1, 3, 4, 5]
+    assert all("tokens_per_second" in e for e in entries if "loss" in e and e["step"] > 1)
+    record = json.loads((run / "run.json").read_text())
+    losses = record["results"]["losses"]
+    assert losses["first_train_loss"] != losses["final_train_loss"]
+    assert record["results"]["throughput"]["tokens_per_second"] > 0
+    log = (run / "eval_tuned.log").read_text()
+    assert "rows 12/12" in log, log[-2000:]

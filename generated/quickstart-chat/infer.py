@@ -174,6 +174,8 @@ def answer(model, tokenizer, rows, batch_size):
             sequence = sequence[: ends[0]]
             sequence = [i for i in sequence if i != tokenizer.pad_token_id]
             answers.append(tokenizer.decode(sequence).strip())  # special tokens kept
+        # `specforge run` shows rows done, rows/s and ETA from these lines
+        print(f"rows {len(answers)}/{len(rows)}", file=sys.stderr, flush=True)
     return answers
 
 

@@ -347,6 +347,12 @@ class MetricsFile(TrainerCallback):
         attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
         self.flops_per_token = 4 * frozen + 6 * trained + attention
 
+    def on_step_end(self, args, state, control, **kwargs):
+        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
+        # uninterrupted run's, and every run's curve ends where training ended
+        if control.should_save or state.global_step >= state.max_steps:
+            control.should_log = True
+
     def on_evaluate(self, args, state, control, **kwargs):
         self.last = None  # the next interval starts after evaluation
 
@@ -388,6 +394,7 @@ class Preemption(TrainerCallback):
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
+            control.should_log = True  # the checkpoint's step is logged too
 
 
 if __name__ == "__main__":

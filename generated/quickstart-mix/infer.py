@@ -168,6 +168,8 @@ def answer(model, tokenizer, rows, batch_size):
                 sequence = sequence[: sequence.index(stop_id)]
             sequence = [i for i in sequence if i != tokenizer.pad_token_id]
             answers.append(tokenizer.decode(sequence).strip())  # special tokens kept
+        # `specforge run` shows rows done, rows/s and ETA from these lines
+        print(f"rows {len(answers)}/{len(rows)}", file=sys.stderr, flush=True)
     return answers
 
 

@@ -595,10 +595,11 @@ def _evaluation_args(spec: Spec) -> list[Value]:
     args = [Value("eval_strategy", t.eval_strategy, "training.eval_strategy")]
     if t.eval_steps is not None:
         args.append(Value("eval_steps", t.eval_steps, "training.eval_steps"))
-    args += [
-        Value("logging_steps", t.logging_steps, "training.logging_steps"),
-        Value("save_strategy", t.save_strategy, "training.save_strategy"),
-    ]
+    args.append(Value("logging_steps", t.logging_steps, "training.logging_steps"))
+    if t.max_steps is not None and t.max_steps < 2 * t.logging_steps:
+        why = "a short run logs step 1 too: a curve and a tokens/s interval"
+        args.append(Value("logging_first_step", True, "training.max_steps", why))
+    args.append(Value("save_strategy", t.save_strategy, "training.save_strategy"))
     if t.save_steps is not None:
         args.append(Value("save_steps", t.save_steps, "training.save_steps"))
     if t.save_total_limit is not None:

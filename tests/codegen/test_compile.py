@@ -113,10 +113,12 @@ def test_line_budgets_and_the_main_flow_comes_first():
     the exit code and `--resume CHECKPOINT`, 38 with the flag kept a Python int where no ranks
     must agree, so one GPU is not synced every step; and metrics.jsonl's tokens/s and MFU, with explain's
     FLOP count, 22 lines. At ruff's default 88 columns, 380 -> 432: each wrap as ruff format
-    writes it, or a long expression split in two.)"""
-    budgets = {"fingpt-sentiment": (432, 172), "quickstart": (400, 200)}
+    writes it, or a long expression split in two. Issue 23: +7 for a log at every checkpoint and
+    at the last step (a resumed run's record equals an uninterrupted one's; every run has a
+    curve) and +2 in infer.py for its `rows N/M` progress lines.)"""
+    budgets = {"fingpt-sentiment": (439, 174), "quickstart": (407, 202)}
     # issue 24: +3 for the check that refuses list/dict columns (Hub rows: no validate)
-    budgets["quickstart-dpo"] = (394, 200)
+    budgets["quickstart-dpo"] = (401, 202)
     for name, (train_budget, infer_budget) in budgets.items():
         train = (REPO / "generated" / name / "train.py").read_text().splitlines()
         infer = (REPO / "generated" / name / "infer.py").read_text().splitlines()
