@@ -178,7 +178,7 @@ def quickstart_run(tmp_path_factory) -> Path:
 
 
 SLURM_SETUP = Path(__file__).resolve().parent / "slurm" / "setup_slurm.sh"
-SLURM_MODE = os.environ.get("SPECFORGE_SLURM_TEST", "")  # see tests/test_slurm.py's docstring
+SLURM_MODE = os.environ.get("SPECFORGE_SLURM_TEST", "")  # see tests/runs/test_slurm.py's docstring
 SLURM_SETUP_TIMEOUT = 1500  # apt-get update + install (600 s each at most) + daemons
 
 

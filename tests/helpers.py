@@ -273,3 +273,37 @@ def write_tiny_gguf(path, tokens=TOKENS) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+
+# -- conversation specs (prompt.conversation) on the tiny model
+
+SYSTEM = {"role": "system", "content": "Answer with the exact words from the note."}
+
+
+def chat(*pairs, system=True):
+    turns = [SYSTEM] if system else []
+    for question, answer in pairs:
+        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return {"messages": turns}
+
+
+ROWS = [
+    chat(("Note: Maria went by train to Oslo on Monday.\nWhich city?", "Oslo"), ("Day?", "Monday")),
+    chat(("Note: Ravi went by bus to Lima on Friday.\nWho travelled?", "Ravi"), system=False),
+    chat(("Note: Aiko went by car to Fez on Sunday.\nHow?", "by car"), ("City?", "Fez")),
+] * 4
+
+CONVERSATION = """\
+prompt:
+  conversation:
+    column: messages
+"""
+
+
+def conversation_spec(model_dir, prompt=CONVERSATION, **training) -> str:
+    settings = {"max_steps": 3, "eval_strategy": "no", "logging_steps": 1, **training}
+    text = tiny_spec(model_dir, name="conv", **settings)
+    text = text[: text.index("tokenizer:")] + text[text.index("dataset:") :]  # no new tokens
+    text = text[: text.index("prompt:")] + prompt + text[text.index("lora:") :]
+    text = text[: text.index("inference:")] + "inference:\n  max_new_tokens: 4\n"
+    return text.replace("  validation_fraction: 0.2\n", "")

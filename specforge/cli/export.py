@@ -11,7 +11,7 @@ from specforge.cli.common import add_verb
 
 # specforge.export.FORMATS and ALL, named here because importing specforge.export loads the run
 # machinery (jinja2, the spec's models) and every verb's parser is built at start-up;
-# tests/test_cli_validate.py checks the two agree.
+# tests/cli/test_cli_validate.py checks the two agree.
 FORMAT_CHOICES = ("merged", "gguf", "ollama", "all")
 
 

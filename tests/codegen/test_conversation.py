@@ -11,44 +11,10 @@ import sys
 
 import pytest
 
-from tests.conftest import load_generated, run_cli, tiny_spec
+from tests.conftest import load_generated, run_cli
+from tests.helpers import ROWS, SYSTEM, chat, conversation_spec, write_jsonl
 
 pytestmark = pytest.mark.train
-
-SYSTEM = {"role": "system", "content": "Answer with the exact words from the note."}
-
-
-def chat(*pairs, system=True):
-    turns = [SYSTEM] if system else []
-    for question, answer in pairs:
-        turns += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-    return {"messages": turns}
-
-
-ROWS = [
-    chat(("Note: Maria went by train to Oslo on Monday.\nWhich city?", "Oslo"), ("Day?", "Monday")),
-    chat(("Note: Ravi went by bus to Lima on Friday.\nWho travelled?", "Ravi"), system=False),
-    chat(("Note: Aiko went by car to Fez on Sunday.\nHow?", "by car"), ("City?", "Fez")),
-] * 4
-
-CONVERSATION = """\
-prompt:
-  conversation:
-    column: messages
-"""
-
-
-def conversation_spec(model_dir, prompt=CONVERSATION, **training) -> str:
-    settings = {"max_steps": 3, "eval_strategy": "no", "logging_steps": 1, **training}
-    text = tiny_spec(model_dir, name="conv", **settings)
-    text = text[: text.index("tokenizer:")] + text[text.index("dataset:") :]  # no new tokens
-    text = text[: text.index("prompt:")] + prompt + text[text.index("lora:") :]
-    text = text[: text.index("inference:")] + "inference:\n  max_new_tokens: 4\n"
-    return text.replace("  validation_fraction: 0.2\n", "")
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import pexpect
 import pytest
 
 from specforge.serve.run import open_run
-from tests.codegen.test_conversation import ROWS, conversation_spec
 from tests.conftest import REPO, run_cli, tiny_spec
+from tests.helpers import ROWS, conversation_spec
 
 START_TIMEOUT_S = 180  # loading a tiny run takes seconds; a busy 2-core machine, more
 

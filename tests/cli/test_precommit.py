@@ -18,7 +18,7 @@ import yaml
 
 from tests.spec.conftest import line_col, spec_text
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT = 900  # building the hook environment needs the package registry
 
 pytestmark = [

@@ -1,6 +1,6 @@
 """What submit.sbatch records around each attempt (`python -m specforge.runs.slurm begin|end`), without
 a Slurm: the attempt with its job id, the checkpoint a requeued attempt resumes from, and how an
-attempt ended. tests/test_slurm.py runs the same on a real Slurm."""
+attempt ended. tests/runs/test_slurm.py runs the same on a real Slurm."""
 
 from __future__ import annotations
 

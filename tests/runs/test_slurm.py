@@ -14,7 +14,7 @@ SPECFORGE_SLURM_TEST selects what happens:
   1      required: a Slurm that cannot start is a test failure, not a skip
   0      skip without trying (a root dev box where installing Slurm is unwanted)
 
-  SPECFORGE_SLURM_TEST=1 .venv/bin/python -m pytest -m slurm tests/test_slurm.py
+  SPECFORGE_SLURM_TEST=1 .venv/bin/python -m pytest -m slurm tests/runs/test_slurm.py
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`specforge sweep --launcher slurm` on the localhost Slurm of tests/test_slurm.py: one array job,
+"""`specforge sweep --launcher slurm` on the localhost Slurm of tests/runs/test_slurm.py: one array job,
 one task per point, each filling its own run folder (skipped loudly when Slurm cannot start)."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 
 from tests.spec.conftest import line_col, spec_text
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / "schema" / "specforge.schema.json"
 SHIPPED = sorted(p for p in (REPO / "specs").glob("*.yaml") if not p.name.startswith("_"))
 HEAVY = ("torch", "transformers", "trl", "peft", "datasets")
