@@ -9,6 +9,7 @@ from typing import Any
 from specforge.importers.axolotl_data import map_datasets
 from specforge.importers.common import (
     Keys,
+    imported,
     map_adam,
     map_deepspeed,
     map_optimizer,
@@ -108,21 +109,8 @@ def import_axolotl(data: dict[str, Any], path: Path) -> ImportResult:
     map_schedule(keys, draft)
     map_eval_save(keys, draft)
     map_launch(keys, draft, path)
-    dropped = keys.finish(BOOKKEEPING, NO_EFFECT_KEYS)
-    notes = []
-    if draft.get("model.trust_remote_code"):
-        notes.append(
-            "model.trust_remote_code is carried over: specforge runs it only with --allow-remote-code"
-        )
-    return ImportResult(
-        tool="axolotl",
-        source=path,
-        name=name,
-        draft=draft,
-        dropped=dropped,
-        notes=notes,
-        carried=keys.carried(),
-    )
+    skipped = {"bookkeeping": BOOKKEEPING, "no_effect": NO_EFFECT_KEYS}
+    return imported("axolotl", path, name, draft, keys, skipped=skipped)
 
 
 def map_method(keys: Keys, draft: Draft) -> str:

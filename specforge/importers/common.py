@@ -16,6 +16,7 @@ from specforge.importers.result import (
     UNSUPPORTED,
     Draft,
     Dropped,
+    ImportResult,
 )
 from specforge.spec.models import NAME_PATTERN, Optimizer, Scheduler
 
@@ -229,3 +230,25 @@ CHATML_JINJA = (
     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
+
+
+def imported(
+    tool: str, source: Path, name: str, draft: Draft, keys: Keys, *, skipped: dict, notes=()
+) -> ImportResult:
+    """A mapped config's result: every key left over reported (`skipped`: bookkeeping and
+    no-effect tables), and a note where the config brings remote code along."""
+    dropped = keys.finish(skipped["bookkeeping"], skipped["no_effect"])
+    notes = list(notes)
+    if draft.get("model.trust_remote_code"):
+        notes.append(
+            "model.trust_remote_code is carried over: specforge runs it only with --allow-remote-code"
+        )
+    return ImportResult(
+        tool=tool,
+        source=source,
+        name=name,
+        draft=draft,
+        dropped=dropped,
+        notes=notes,
+        carried=keys.carried(),
+    )

@@ -8,6 +8,7 @@ from typing import Any
 
 from specforge.importers.common import (
     Keys,
+    imported,
     map_adam,
     map_deepspeed,
     map_optimizer,
@@ -102,20 +103,15 @@ def import_llamafactory(
     map_training(keys, draft)
     map_eval_save(keys, draft)
     map_deepspeed(keys, draft, key="deepspeed", config=path)
-    dropped = keys.finish(BOOKKEEPING, NO_EFFECT_KEYS)
-    notes = [f"datasets defined by {info}"]
-    if draft.get("model.trust_remote_code"):
-        notes.append(
-            "model.trust_remote_code is carried over: specforge runs it only with --allow-remote-code"
-        )
-    return ImportResult(
-        tool="llamafactory",
-        source=path,
-        name=name,
-        draft=draft,
-        dropped=dropped,
-        notes=notes,
-        carried=keys.carried(),
+    skipped = {"bookkeeping": BOOKKEEPING, "no_effect": NO_EFFECT_KEYS}
+    return imported(
+        "llamafactory",
+        path,
+        name,
+        draft,
+        keys,
+        skipped=skipped,
+        notes=[f"datasets defined by {info}"],
     )
 
 
