@@ -5,6 +5,7 @@ these are plain functions and constants, imported by name (a test module never i
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -307,3 +308,25 @@ def conversation_spec(model_dir, prompt=CONVERSATION, **training) -> str:
     text = text[: text.index("prompt:")] + prompt + text[text.index("lora:") :]
     text = text[: text.index("inference:")] + "inference:\n  max_new_tokens: 4\n"
     return text.replace("  validation_fraction: 0.2\n", "")
+
+
+# -- a run started as a terminal starts it
+
+
+def _default_sigint() -> None:
+    # a non-interactive shell starts background jobs with SIGINT ignored, and children inherit
+    # that: a Ctrl-C test run from such a job would see `specforge run` shrug the signal off
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start_in_session(args: list[str], *, cwd: Path, log: Path) -> subprocess.Popen:
+    """`args` in its own session with SIGINT at its default, as a terminal starts a command:
+    `os.killpg(process.pid, SIGINT)` is then what Ctrl-C does."""
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509 - started from the main thread only
+    )

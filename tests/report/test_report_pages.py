@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO, run_cli, tiny_spec
-from tests.helpers import wait_for
+from tests.helpers import start_in_session, wait_for
 from tests.report.browser import ink, needs_chromium, screenshot
 from tests.report.dom import Page, external_references, read
 
@@ -163,21 +162,8 @@ def test_failed_run_gets_a_page_with_the_failing_log(root, good_run):
 def test_run_stopped_halfway_says_where(root, good_run):
     """Ctrl-C in the middle of training: the page names the step and the last logged step."""
     log = root / "halfway.log"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "specforge",
-            "run",
-            "specs/tiny.yaml",
-            "--set",
-            "training.max_steps=400",
-        ],
-        cwd=root,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    args = [sys.executable, "-m", "specforge", "run", "specs/tiny.yaml"]
+    process = start_in_session([*args, "--set", "training.max_steps=400"], cwd=root, log=log)
     before = {p.name for p in (root / "runs/tiny").iterdir()}
 
     def logged_three() -> Path | None:

@@ -18,7 +18,7 @@ import pytest
 from specforge.runs.record import final_losses, process_alive, read_jsonl, throughput
 from specforge.runs.resume import LOSS_FROM, checkpoints, reconcile_metrics, rewind_metrics
 from tests.conftest import REPO, run_cli, tiny_spec
-from tests.helpers import wait_for
+from tests.helpers import start_in_session, wait_for
 
 pytestmark = pytest.mark.train
 
@@ -59,13 +59,7 @@ def reference(scratch) -> Path:
 
 def start_run(root: Path, log: Path, spec: str = "specs/tiny.yaml") -> subprocess.Popen:
     """`specforge run` in its own session, as a terminal would start it: signals go to its group."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "specforge", "run", spec],
-        cwd=root,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return start_in_session([sys.executable, "-m", "specforge", "run", spec], cwd=root, log=log)
 
 
 def new_run(root: Path, before: set[Path], name: str = "tiny") -> Path | None:
