@@ -36,6 +36,7 @@ from specforge.export.merged import export as export_merged
 from specforge.export.run import DEFAULT_THRESHOLD, ExportError, ExportRun
 from specforge.export.verify import EVAL_FILE, agreement, finish, record_export, staged_folder
 from specforge.modelinfo.gguf_meta import TOKENS, read_metadata
+from specforge.modelinfo.gguf_runtime import load_llama
 
 NAME = "gguf"
 PACKAGE = "llama-cpp-python"
@@ -239,7 +240,7 @@ def verify_file(run: ExportRun, *, merged: Path, path: Path, prompts: list[str])
     tokenizer = AutoTokenizer.from_pretrained(merged)
     checks, failures = check_eos(path, stop_token(run) or tokenizer.eos_token, tokenizer)
     expected = [tokenizer(prompt).input_ids for prompt in prompts]
-    llm = load(path, context_size(prompts, max_new_tokens(run)))
+    llm = load_llama(path, context_size(prompts, max_new_tokens(run)))
     try:
         ids = [llm.tokenize(p.encode("utf-8"), add_bos=True, special=True) for p in prompts]
         differ = [i for i, (a, b) in enumerate(zip(ids, expected)) if a != b]
@@ -283,39 +284,6 @@ def check_eos(path: Path, stop: str, tokenizer) -> tuple[dict, list[str]]:
 def context_size(prompts: list[str], max_new: int) -> int:
     """Room for the longest prompt and the answer: a token is at least one byte, + BOS."""
     return max(len(prompt.encode("utf-8")) for prompt in prompts) + 1 + max_new
-
-
-def load(path: Path, n_ctx: int):
-    """The GGUF in llama.cpp, its weights used as stored: extra buffer types (weight repacking)
-    off. Shim: on CPUs with AMX, llama.cpp's AMX repack of Q8_0 segfaults at the first decode
-    (ggml-org/llama.cpp#20824, seen with llama-cpp-python 0.3.36 here; repacks have also given
-    wrong results, #16315), and Llama() has no switch for model_params.use_extra_bufts, so its
-    default params are swapped for the one call. test_amx_repack_still_crashes watches it."""
-    import llama_cpp.llama_cpp as low
-    from llama_cpp import Llama
-
-    defaults = low.llama_model_default_params
-
-    def without_repacking():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    low.llama_model_default_params = without_repacking
-    # half the cores for prompts too (Llama's default takes all for them): on a busy 2-core
-    # machine its OpenMP threads otherwise wait on each other, 10x slower
-    threads = max(1, (os.cpu_count() or 2) // 2)
-    try:
-        return Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-            seed=0,
-        )
-    finally:
-        low.llama_model_default_params = defaults
 
 
 def max_new_tokens(run: ExportRun) -> int:

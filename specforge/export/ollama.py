@@ -28,6 +28,7 @@ from pathlib import Path
 from specforge.export import gguf
 from specforge.export.run import DEFAULT_THRESHOLD, ExportError, ExportRun
 from specforge.export.verify import ExportResult, finish, record_export, staged_folder
+from specforge.modelinfo.gguf_runtime import load_llama
 from specforge.spec.models import template_fields
 
 NAME = "ollama"
@@ -309,7 +310,7 @@ def generate(path: Path, prompts: list[str], commands) -> list[str]:
     stops = [value for name, value in commands if name == "stop"]
     max_new = int(values.get("num_predict", 128))
     penalty = float(values.get("repeat_penalty", 1.0))
-    llm = gguf.load(path, gguf.context_size(prompts, max_new))
+    llm = load_llama(path, gguf.context_size(prompts, max_new))
     try:
         answers = []
         for prompt in prompts:

@@ -11,7 +11,6 @@ The ML stack (torch, transformers, llama_cpp) is imported inside the functions t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -293,33 +292,3 @@ class LlamaCppEngine:
         for count, token in enumerate(self.llm.generate(ids, **sampler), start=1):
             if on_token(int(token)) or count >= params.max_tokens:
                 break
-
-
-def load_gguf(path: str, n_ctx: int) -> Any:
-    """The GGUF in llama.cpp with weight repacking off. Shim, the same one specforge.export.gguf
-    uses (serve may not import export, a sibling): llama.cpp's AMX repack of Q8_0 segfaults at
-    the first decode on AMX CPUs (ggml-org/llama.cpp#20824), and Llama() has no switch for
-    model_params.use_extra_bufts, so its default params are swapped for the one call."""
-    import llama_cpp.llama_cpp as low
-    from llama_cpp import Llama
-
-    defaults = low.llama_model_default_params
-
-    def without_repacking():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    low.llama_model_default_params = without_repacking
-    threads = max(1, (os.cpu_count() or 2) // 2)  # all cores make OpenMP threads wait on a busy box
-    try:
-        return Llama(
-            model_path=path,
-            n_ctx=n_ctx,
-            n_threads=threads,
-            n_threads_batch=threads,
-            verbose=False,
-            seed=0,
-        )
-    finally:
-        low.llama_model_default_params = defaults

@@ -16,9 +16,10 @@ from types import ModuleType
 from typing import Any
 
 from specforge.core.files import file_sha256
+from specforge.modelinfo.gguf_runtime import load_llama
 from specforge.modelinfo.prepare import prepare_model
 from specforge.runs.runner import base_evaluation
-from specforge.serve.engine import Engine, LlamaCppEngine, TransformersEngine, load_gguf
+from specforge.serve.engine import Engine, LlamaCppEngine, TransformersEngine
 from specforge.spec.models import Spec
 
 FORMATS = ("adapter", "merged", "gguf")
@@ -245,5 +246,5 @@ def _load_gguf(served: ServedRun) -> Engine:
         raise ServeError(f"{folder} holds no .gguf file: export it again")
     saved = served.run_dir / ("model" if served.spec.lora is None else "adapter")
     served.tokenizer = AutoTokenizer.from_pretrained(saved)  # for chat templates
-    llm = load_gguf(str(files[0]), GGUF_CONTEXT)
+    llm = load_llama(files[0], GGUF_CONTEXT)
     return LlamaCppEngine(llm, add_bos=not served.conversation, defaults=served.generation)

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from specforge.export import ExportError, gguf, ollama
+from specforge.modelinfo.gguf_runtime import load_llama
 from tests.conftest import load_generated, run_cli
 from tests.helpers import SHORT_TRAINING, export_project
 
@@ -125,7 +126,7 @@ def test_other_types_are_quantised_from_the_f16_file_by_llama_cpp(tied, tmp_path
     gguf.write_gguf(Path("unused"), source=Path("unused"), path=path, outtype="q4_k_m")
     tokenizer = AutoTokenizer.from_pretrained(tied.run / "export/merged")
     assert gguf.check_eos(path, STOP, tokenizer)[1] == []
-    llm = gguf.load(path, 128)
+    llm = load_llama(path, 128)
     try:
         ids = llm.tokenize(
             b"Instruction: Classify.\nInput: Profits rose.\n<response>", special=True
@@ -253,9 +254,9 @@ def amx_cpu() -> bool:
 
 
 @pytest.mark.train
-@pytest.mark.skipif(not amx_cpu(), reason="the shim in gguf.load concerns CPUs with AMX")
+@pytest.mark.skipif(not amx_cpu(), reason="the shim in load_llama concerns CPUs with AMX")
 def test_amx_repack_still_crashes(tied):
-    """gguf.load turns llama.cpp's weight repacking off because its AMX repack of Q8_0
+    """load_llama turns llama.cpp's weight repacking off because its AMX repack of Q8_0
     segfaults (ggml-org/llama.cpp#20824). When this fails, upstream fixed it: drop the shim."""
     path = tied.run / "export/gguf/tiny-Q8_0.gguf"
     code = (
