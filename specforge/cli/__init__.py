@@ -7,10 +7,11 @@ Each verb is a module of this package with two functions:
     register(subparsers) -> None   adds its parser (common.add_verb) with func=run
     run(args) -> int               the verb; returns the exit code
 
-VERBS below lists them in the order `specforge --help` shows them. Adding a verb = one module
-here + its name in the import below and a line in VERBS (a module may register a few related
-verbs). Arguments several verbs take (a spec list, --set, --allow-remote-code)
-and the one-spec preamble (load_one) live in common.py; a UsageError raised anywhere in a verb
+VERBS below lists the modules in the order `specforge --help` shows them, with the verbs each
+registers (a module may register a few related verbs). Adding a verb = one module here + a line
+in VERBS. A command that names its verb imports only that verb's module. Arguments several verbs
+take (a spec list, --set, --allow-remote-code) and the one-spec preamble (load_one) live in
+common.py; a UsageError raised anywhere in a verb
 exits 2 with `specforge: error: ...`, common.Exit(code) exits with that code.
 
 validate, compile, check, diff and schema never import torch, transformers, peft, trl or datasets;
@@ -21,63 +22,66 @@ rich only when writing to a terminal, and a verb module imports its heavy parts 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+from types import ModuleType
 
 from specforge import __version__
-from specforge.cli import (
-    check,
-    compare,
-    compile,
-    diff,
-    explain,
-    export,
-    import_config,
-    prepare,
-    report,
-    run,
-    runs,
-    schema,
-    serve,
-    sweep,
-    validate,
-)
 from specforge.cli.common import Exit
 from specforge.core.errors import UsageError
 
-# The verbs, in `specforge --help` order.
-VERBS = (
-    validate,
-    schema,
-    compile,
-    check,
-    diff,
-    run,
-    explain,
-    sweep,
-    compare,
-    report,
-    prepare,
-    export,
-    import_config,
-    serve,
-    runs,
+# The verb modules, in `specforge --help` order, with the verbs each registers.
+VERBS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("validate", ("validate",)),
+    ("schema", ("schema",)),
+    ("compile", ("compile",)),
+    ("check", ("check",)),
+    ("diff", ("diff",)),
+    ("run", ("run",)),
+    ("explain", ("explain",)),
+    ("sweep", ("sweep",)),
+    ("compare", ("compare",)),
+    ("report", ("report",)),
+    ("prepare", ("prepare",)),
+    ("export", ("export",)),
+    ("import_config", ("import",)),
+    ("serve", ("chat", "serve")),
+    ("runs", ("runs",)),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def verb_module(module: str) -> ModuleType:
+    return importlib.import_module(f"specforge.cli.{module}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command's parser. With `only` (a verb name) just that verb's module is imported and
+    registered: `specforge validate` runs in every pre-commit hook, and importing all fifteen
+    verb modules to parse its arguments was a fifth of its start-up."""
     parser = argparse.ArgumentParser(
         prog="specforge",
         description="Compile a YAML experiment spec into reviewable train.py / infer.py, and run it.",
     )
     parser.add_argument("--version", action="version", version=f"specforge {__version__}")
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
-    for verb in VERBS:
-        verb.register(subparsers)
+    for module, verbs in VERBS:
+        if only is None or only in verbs:
+            verb_module(module).register(subparsers)
     return parser
 
 
+def _named_verb(argv: list[str]) -> str | None:
+    """The verb argv starts with, when it names one (else the whole parser answers: --help,
+    --version, a typo)."""
+    if argv and any(argv[0] in verbs for _, verbs in VERBS):
+        return argv[0]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser(only=_named_verb(argv)).parse_args(argv)
     try:
         return args.func(args)
     except UsageError as err:

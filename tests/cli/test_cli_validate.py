@@ -275,6 +275,39 @@ def test_building_every_verbs_parser_loads_no_spec_models_or_templates():
     assert [m for m in loaded if m.startswith(("specforge.validate", "specforge.export"))] == []
 
 
+VALIDATE_PROBE = """
+import json, os, sys
+from specforge.cli import main
+
+code = main(["validate", "specs/quickstart.yaml"])
+print(json.dumps({"code": code, "modules": sorted(sys.modules),
+                  "plugins_env": os.environ.get("PYDANTIC_DISABLE_PLUGINS")}))
+"""
+
+
+def test_validate_imports_only_its_own_verb_and_leaves_pydantic_plugins_alone():
+    """`specforge validate` (a pre-commit hook) registers only its own verb's parser, builds only
+    Spec's validator, and does not leave pydantic's plugins switched off for the process."""
+    result = subprocess.run(
+        [sys.executable, "-c", VALIDATE_PROBE],
+        cwd=REPO,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=plain_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["code"] == 0
+    verbs = {m for m in report["modules"] if m.startswith("specforge.cli.")}
+    assert verbs == {"specforge.cli.validate", "specforge.cli.common"}
+    assert report["plugins_env"] is None
+    from specforge.spec import models
+
+    assert models.Spec.__pydantic_complete__
+
+
 def test_export_format_choices_match_the_export_package():
     from specforge import export
     from specforge.cli import export as export_verb
