@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from specforge.cli.common import add_overrides, add_remote_code, add_spec, add_verb, load_one
+from specforge.cli.report import report_after_sweep
 
 
 def register(subparsers: Any) -> None:
@@ -50,4 +51,6 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         describe(sweep)
         return 0
-    return submit_array(sweep) if args.launcher == "slurm" else run_sweep(sweep)
+    if args.launcher == "slurm":
+        return submit_array(sweep)
+    return report_after_sweep(run_sweep(sweep), sweep.base.spec.name, sweep.id)

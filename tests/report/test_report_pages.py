@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli, tiny_spec
-from tests.helpers import start_in_session, wait_for
+from tests.helpers import PAIRS, method_spec, start_in_session, wait_for
 from tests.report.browser import ink, needs_chromium, screenshot
 from tests.report.dom import Page, external_references, read
 
@@ -213,6 +213,35 @@ def test_generative_run_page_shows_text_scores(root, good_run):
     assert samples and all("F1" in row.descendants("td")[3].content for row in samples)
 
 
+def test_a_real_dpo_run_on_the_sft_run_shows_its_rewards_parent_and_spec_diff(
+    root, good_run, tiny_model_dir
+):
+    """DPO continuing the SFT run's adapter (the quickstart-dpo chain, on the tiny model): the
+    page `specforge run` writes shows the reward figures run.json holds, the reward curves the
+    trainer logged, the parent, and the spec keys that differ from the parent's."""
+    (root / "data/pairs.jsonl").write_text("\n".join(json.dumps(r) for r in PAIRS[:24]) + "\n")
+    parent = f"runs/tiny/{good_run['dir'].name}"
+    (root / "specs/chain.yaml").write_text(
+        method_spec(tiny_model_dir, "dpo", "chain", adapter=parent)
+    )
+    assert run_cli("compile", "specs/chain.yaml", cwd=root).returncode == 0
+    result = run_cli("run", "specs/chain.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = (root / "runs/chain").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["parent"]["run_id"] == good_run["dir"].name
+    page = read(run_dir / "report.html")
+    rewards = record["results"]["rewards"]
+    shown = page.by_id["headline-rewards"].descendants("div")[1]
+    assert float(shown.attrs["data-value"]) == rewards["eval_reward_accuracy"]
+    charts = {t.attrs.get("data-chart") for t in page.tags if t.tag == "figure"}
+    assert {"loss", "reward accuracy", "reward margin"} <= charts
+    diff = page.by_id["parent-diff"].descendants("tbody")[0].descendants("tr")
+    cells = [[td.content for td in row.descendants("td")] for row in diff]
+    assert ["method", "sft", "dpo"] in cells
+    assert good_run["dir"].name in page.by_id["parents"].content
+
+
 @pytest.fixture(scope="module")
 def sweep(root, good_run) -> dict:
     grid = [
@@ -226,11 +255,21 @@ def sweep(root, good_run) -> dict:
     result = run_cli("sweep", "specs/tiny.yaml", *grid, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     (manifest,) = (root / "runs/tiny/sweeps").glob("*/sweep.json")
-    return {"manifest": json.loads(manifest.read_text()), "dir": manifest.parent}
+    return {
+        "manifest": json.loads(manifest.read_text()),
+        "dir": manifest.parent,
+        "result": result,
+    }
 
 
 def test_sweep_page_ranks_its_points(root, sweep):
     sweep_id = sweep["manifest"]["sweep_id"]
+    # the sweep wrote its page, and each point's, at its end, as `specforge run` does
+    written = sweep["dir"] / "report.html"
+    assert written.is_file()
+    assert f"report: {written.relative_to(root).as_posix()}" in sweep["result"].stderr
+    for point in sweep["manifest"]["points"]:
+        assert (root / "runs/tiny" / point["runs"][-1] / "report.html").is_file()
     result = run_cli("report", sweep_id, cwd=root)
     assert result.returncode == 0, result.stderr
     path = root / result.stdout.strip()
