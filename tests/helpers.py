@@ -330,3 +330,42 @@ def start_in_session(args: list[str], *, cwd: Path, log: Path) -> subprocess.Pop
         start_new_session=True,
         preexec_fn=_default_sigint,  # noqa: PLW1509 - started from the main thread only
     )
+
+
+# -- method: pretrain
+
+
+def pretrain_spec(model_dir, name: str = "pt") -> str:
+    return f"""\
+spec_version: 1
+name: {name}
+method: pretrain
+seed: 7
+model:
+  name: {model_dir}
+  dtype: float32
+dataset:
+  path: data/text.jsonl
+  validation_fraction: 0.2
+prompt:
+  text_column: text
+lora:
+  r: 8
+  alpha: 16
+  dropout: 0.0
+  target_modules: all-linear
+training:
+  per_device_train_batch_size: 4
+  per_device_eval_batch_size: 4
+  max_steps: 6
+  learning_rate: 0.02
+  logging_steps: 1
+  eval_strategy: steps
+  eval_steps: 6
+  max_length: 48
+  packing: true
+inference:
+  max_new_tokens: 4
+  examples:
+    - text: "Shares rose after"
+"""

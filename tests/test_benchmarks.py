@@ -201,5 +201,11 @@ def test_gpu_layout_dry_run_trains_both_layouts_of_the_fingpt_script(tmp_path):
     ) == (2, 4)
     assert auto["plan"]["gradient_accumulation_steps"] == 1
     assert auto["measured"]["losses"] == pytest.approx(recipe["measured"]["losses"], rel=1e-3)
+    # layout tokens: the step's 4 rows in one batch, cut by the dry run's budget several times
+    tokens = results["layouts"]["tokens"]
+    assert tokens["plan"]["per_device_train_batch_size"] == 4
+    assert tokens["plan"]["token_budget"] == 160
+    assert tokens["measured"]["micro_batches_per_step"] > 1
+    assert tokens["measured"]["losses"] == pytest.approx(recipe["measured"]["losses"], rel=1e-3)
     assert auto["measured"]["tokens_per_second"] > 0 and auto["predicted"]["trainable"] > 0
     assert "equal_loss_2pct: PASS" in done.stdout

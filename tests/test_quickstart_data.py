@@ -34,8 +34,8 @@ def test_chat_quickstart_learns_the_assistant_turns_and_scores_tuned_against_bas
     copy_repo_specs(tmp_path)
     done = run_spec(tmp_path, "quickstart-chat", f"training.eval_steps={STEPS}")
     summary = json.loads((done["run"] / "train_summary.json").read_text())
-    # one example per assistant turn; the labelled share is the answers' few tokens
-    assert summary["train"]["examples"] > summary["train"]["rows"]
+    # one example per conversation (each fits max_length); the labelled share is the answers'
+    assert summary["train"]["examples"] == summary["train"]["whole"] == summary["train"]["rows"]
     assert 0 < summary["label_share"] < 0.15
     tuned = done["record"]["results"]["eval_tuned"]
     base = done["record"]["results"]["eval_base"]

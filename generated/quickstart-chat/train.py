@@ -92,7 +92,8 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 0.283  # spec: training.gpu; cpu: measured fp32 matmul
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+# preemption: on these signals the run saves a checkpoint after this optimizer step (or
+# evaluation batch), exits
 PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
@@ -119,8 +120,10 @@ def train(output_dir, checkpoint=None):
     check_conversations(rows, DATASET_PATH)
     split = rows.train_test_split(test_size=VALIDATION_FRACTION, seed=SEED)
     train_rows, eval_rows = split["train"], split["test"]
-    train_data, train_report = to_prompt_completion(train_rows, tokenizer, "train")
-    eval_data, eval_report = to_prompt_completion(eval_rows, tokenizer, "validation")
+    train_data, train_report = to_conversation_examples(train_rows, tokenizer, "train")
+    eval_data, eval_report = to_conversation_examples(
+        eval_rows, tokenizer, "validation"
+    )
 
     # 2) model
     model = AutoModelForCausalLM.from_pretrained(
@@ -152,8 +155,11 @@ def train(output_dir, checkpoint=None):
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
-    if preemption.stopped:
-        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
+    except Preemption.Evaluating:  # evaluation cut short: the checkpoint Trainer writes
+        # after a step (weights, optimizer, RNG, state); transformers 5.23's own method
+        trainer._save_checkpoint(trainer.model, trial=None)
+    if preemption.stopped:  # say which checkpoint --resume continues from, exit
+        sys.exit(preemption.report(trainer))
 
     # 5) save (rank 0): the adapter, the tokenizer, the data report
     if trainer.is_world_process_zero():
@@ -225,25 +231,86 @@ def check_conversations(rows, name):
         sys.exit(f"error: {name} has rows that are not conversations:{''.join(lines)}")
 
 
-def to_prompt_completion(rows, tokenizer, what):
-    """Conversations -> TRL's conversational prompt/completion pairs, one per assistant turn:
-    TRL renders them with the chat template (the template's own BOS, once) and the loss covers
-    the assistant turn only. datasets caches them, keyed by the rows, fit_turns and the tokenizer."""
+def to_conversation_examples(rows, tokenizer, what):
+    """Conversations -> token ids and a mask of the assistant turns' tokens (TRL makes the
+    labels from it), one example per conversation, each token once. datasets caches them,
+    keyed by the rows, fit_conversations and the tokenizer."""
     kwargs = {"tokenizer": tokenizer}
     data = rows.map(
-        fit_turns, batched=True, remove_columns=rows.column_names, fn_kwargs=kwargs
+        fit_conversations,
+        batched=True,
+        remove_columns=rows.column_names,
+        fn_kwargs=kwargs,
     )
     # plain lists: fast to read
-    stats = data.select_columns(["tokens", "truncated"]).to_dict()
+    stats = data.select_columns(["tokens", "truncated", "turns", "whole"]).to_dict()
     if not (lengths := sorted(stats["tokens"])):
         sys.exit(f"error: no {what} assistant turn fits max_length={MAX_LENGTH}")
     n, column = len(lengths), rows[CONVERSATION_COLUMN]
     turns = sum(ROLES[t[ROLE_KEY]] == "assistant" for chat in column for t in chat)
-    report = {"rows": len(rows), "examples": n, "truncated": sum(stats["truncated"])}
-    report |= {"dropped": turns - n, "tokens_p50": lengths[n // 2]}
-    report |= {"tokens_p90": lengths[n * 9 // 10], "tokens_max": lengths[-1]}
+    learned = sum(stats["turns"])  # assistant turns in some example
+    report = {"rows": len(rows), "examples": n, "whole": sum(stats["whole"])}
+    report |= {"truncated": sum(stats["truncated"]), "dropped": turns - learned}
+    report |= {"tokens_p50": lengths[n // 2], "tokens_p90": lengths[n * 9 // 10]}
+    report["tokens_max"] = lengths[-1]
     print(f"{what}: {json.dumps(report)}", flush=True)
-    return data.select_columns(["prompt", "completion"]), report
+    return data.select_columns(["input_ids", "assistant_masks"]), report
+
+
+def whole_conversation(messages, tokenizer):
+    """A conversation's token ids and the mask of its assistant turns' tokens (each turn's end
+    of turn included, as a per-turn example learns it). None when the chat template renders
+    a turn differently once later turns follow (it drops earlier reasoning, say): such a
+    conversation is learned per turn."""
+    ids = tokenizer.apply_chat_template(messages, return_dict=False)
+    mask = [0] * len(ids)
+    for end in [k for k, m in enumerate(messages) if m["role"] == "assistant"]:
+        head = tokenizer.apply_chat_template(
+            messages[:end], add_generation_prompt=True, return_dict=False
+        )
+        upto = tokenizer.apply_chat_template(messages[: end + 1], return_dict=False)
+        prefixes = ids[: len(upto)] == upto and upto[: len(head)] == head
+        if not prefixes or len(head) == len(upto):
+            return None
+        mask[len(head) : len(upto)] = [1] * (len(upto) - len(head))
+    return ids, mask
+
+
+def fit_conversations(batch, tokenizer):
+    """One example per conversation that fits MAX_LENGTH; the others one per assistant turn,
+    as fit_turns cuts them (oldest turns first, never the answer)."""
+    out = {"input_ids": [], "assistant_masks": [], "tokens": [], "truncated": []}
+    out |= {"turns": [], "whole": []}
+    for turns in batch[CONVERSATION_COLUMN]:
+        messages = to_messages({CONVERSATION_COLUMN: turns})
+        whole = whole_conversation(messages, tokenizer)
+        if whole is not None and len(whole[0]) <= MAX_LENGTH:
+            answers = sum(m["role"] == "assistant" for m in messages)
+            examples = [(*whole, False, answers, True)]
+        else:
+            split = fit_turns({CONVERSATION_COLUMN: [turns]}, tokenizer)
+            pairs = zip(split["prompt"], split["completion"], split["truncated"])
+            examples = [
+                (*prompt_completion_ids(prompt, completion, tokenizer), cut, 1, False)
+                for prompt, completion, cut in pairs
+            ]
+        for ids, mask, cut, answers, is_whole in examples:
+            out["input_ids"].append(ids)
+            out["assistant_masks"].append(mask)
+            out["tokens"].append(len(ids))
+            out["truncated"].append(cut)
+            out["turns"].append(answers)  # the assistant turns it learns
+            out["whole"].append(is_whole)
+    return out
+
+
+def prompt_completion_ids(prompt, completion, tokenizer):
+    """A per-turn example as token ids and its completion's mask."""
+    head = tokenizer.apply_chat_template(
+        prompt, add_generation_prompt=True, return_dict=False
+    )
+    ids = tokenizer.apply_chat_template(prompt + completion, return_dict=False)
+    return ids, [0] * len(head) + [1] * (len(ids) - len(head))
 
 
 def fit_turns(batch, tokenizer):
@@ -303,19 +370,25 @@ class MetricsFile(TrainerCallback):
     gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
 
     def __init__(self, model, row_tokens):
-        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        frozen = sum(w.numel() for w in linear if not w.requires_grad)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        # in x out, not the weight's numel: 4-bit weights are packed two to a byte
+        sizes = [(m.in_features * m.out_features, m.weight) for m in linear]
+        frozen = sum(size for size, weight in sizes if not weight.requires_grad)
+        trained = sum(size for size, weight in sizes if weight.requires_grad)
+        rows = 0  # no new token rows
         c, self.last = model.config, None
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
-        self.flops_per_token = 4 * frozen + 6 * trained + attention
+        # QK^T and AV forward; the backward is twice that
+        attention = 4 * c.num_hidden_layers * heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * (trained + rows) + 3 * attention
 
     def on_step_end(self, args, state, control, **kwargs):
-        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
-        # uninterrupted run's, and every run's curve ends where training ended
-        if control.should_save or state.global_step >= state.max_steps:
+        # a checkpoint, an evaluation (a signal during it saves this step) and the last step are
+        # logged: a resumed run's losses then line up with an uninterrupted run's, and every
+        # run's curve ends where training ended
+        last = state.global_step >= state.max_steps
+        if control.should_save or control.should_evaluate or last:
             control.should_log = True
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -336,30 +409,63 @@ class MetricsFile(TrainerCallback):
 
 class Preemption(TrainerCallback):
     """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
-    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+    step, or this evaluation batch, save a checkpoint and stop, every rank at the same step;
+    train() then exits PREEMPTED. Before training starts there is nothing to save: exit at once."""
 
     class Done(Exception):
         """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
 
+    class Evaluating(Exception):
+        """A signal during evaluation: the rest of it is skipped and train() saves the step."""
+
     def __init__(self):
-        self.received = self.stopped = 0
+        self.received = self.stopped = self.started = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(
-                getattr(signal, name), lambda n, _: setattr(self, "received", n)
-            )
+            signal.signal(getattr(signal, name), self.receive)
+
+    def receive(self, number, frame):
+        self.received = number
+        if not self.started:  # loading the model or the data: no step to wait for
+            print(f"got signal {number} before training: no checkpoint", flush=True)
+            sys.exit(PREEMPTED)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
-        if int(flag) and state.global_step < state.max_steps:
+        if self.agreed(args) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
             control.should_log = True  # the checkpoint's step is logged too
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        # Trainer would finish evaluating (and under save_strategy "best" save only a new best)
+        if self.agreed(args):
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number} evaluating; stopping", flush=True)
+            self.stopped = True
+            raise Preemption.Evaluating
+
+    def agreed(self, args):
+        """Whether any rank got a signal: a rank signalled later stops here too."""
+        return bool(self.received)  # one process (no launch section): no other rank
+
+    def report(self, trainer):
+        """PREEMPTED, once rank 0 has said which checkpoint --resume continues from."""
+        step = trainer.state.global_step
+        folder = Path(trainer.args.output_dir, f"checkpoint-{step}")
+        saved = (folder / "trainer_state.json").is_file()  # Trainer writes it last
+        if trainer.is_world_process_zero() and saved:
+            print(f"{folder.name} saved: --resume continues from it", flush=True)
+        elif trainer.is_world_process_zero():
+            print(f"no checkpoint at step {step}: --resume takes the last", flush=True)
+        return PREEMPTED
 
 
 def label_share(trainer, sample=64):

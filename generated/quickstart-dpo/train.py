@@ -12,6 +12,7 @@ run.json names that parent run.
 """
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -91,8 +92,10 @@ TRAINING_ARGS = {
     "loss_weights": [1.0, 1.0],  # spec: preference.sft_weight; the sft one last
 }
 PEAK_TFLOPS = 0.283  # spec: training.gpu; cpu: measured fp32 matmul
+EXTRA_FORWARDS = 1  # spec: method; forward-only passes per token: the reference's
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+# preemption: on these signals the run saves a checkpoint after this optimizer step (or
+# evaluation batch), exits
 PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
@@ -148,6 +151,12 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
     # 4) train against the parent adapter, frozen
     cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
     args = DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
+    # Trainer's checkpoints call save_pretrained() without save_embedding_layers, and peft's
+    # "auto" then copies the whole resized embedding into each one: the new rows are in the
+    # adapter (peft's trainable_tokens_delta holds them whole), as in the final save
+    model.save_pretrained = functools.partial(
+        model.save_pretrained, save_embedding_layers=False
+    )
     trainer = DPOTrainer(
         model=model,
         args=args,
@@ -161,8 +170,11 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
-    if preemption.stopped:
-        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
+    except Preemption.Evaluating:  # evaluation cut short: the checkpoint Trainer writes
+        # after a step (weights, optimizer, RNG, state); transformers 5.23's own method
+        trainer._save_checkpoint(trainer.model, trial=None)
+    if preemption.stopped:  # say which checkpoint --resume continues from, exit
+        sys.exit(preemption.report(trainer))
 
     # 5) save (rank 0): the adapter with its token rows, the tokenizer, the data report
     if trainer.is_world_process_zero():
@@ -335,22 +347,32 @@ class MetricsFile(TrainerCallback):
     """Append every log entry to metrics.jsonl as it happens, so a crash keeps the curve. Train
     entries gain tokens/s and MFU since the previous one (evaluation restarts the clock), FLOPs
     counted as `specforge explain` does: 4 per frozen matmul weight (forward and activation
-    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
+    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens, and
+    2 per weight + 4 L d l for each of EXTRA_FORWARDS forward-only passes."""
 
     def __init__(self, model, row_tokens):
-        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        frozen = sum(w.numel() for w in linear if not w.requires_grad)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        # in x out, not the weight's numel: 4-bit weights are packed two to a byte
+        sizes = [(m.in_features * m.out_features, m.weight) for m in linear]
+        frozen = sum(size for size, weight in sizes if not weight.requires_grad)
+        trained = sum(size for size, weight in sizes if weight.requires_grad)
+        named = model.named_parameters()  # the new token rows train in no Linear
+        rows = sum(p.numel() for n, p in named if "trainable_tokens_delta" in n)
         c, self.last = model.config, None
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
-        self.flops_per_token = 4 * frozen + 6 * trained + attention
+        # QK^T and AV forward; the backward is twice that
+        attention = 4 * c.num_hidden_layers * heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * (trained + rows) + 3 * attention
+        forward = 2 * (frozen + trained) + attention  # each forward-only pass
+        self.flops_per_token += EXTRA_FORWARDS * forward
 
     def on_step_end(self, args, state, control, **kwargs):
-        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
-        # uninterrupted run's, and every run's curve ends where training ended
-        if control.should_save or state.global_step >= state.max_steps:
+        # a checkpoint, an evaluation (a signal during it saves this step) and the last step are
+        # logged: a resumed run's losses then line up with an uninterrupted run's, and every
+        # run's curve ends where training ended
+        last = state.global_step >= state.max_steps
+        if control.should_save or control.should_evaluate or last:
             control.should_log = True
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -371,30 +393,63 @@ class MetricsFile(TrainerCallback):
 
 class Preemption(TrainerCallback):
     """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
-    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+    step, or this evaluation batch, save a checkpoint and stop, every rank at the same step;
+    train() then exits PREEMPTED. Before training starts there is nothing to save: exit at once."""
 
     class Done(Exception):
         """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
 
+    class Evaluating(Exception):
+        """A signal during evaluation: the rest of it is skipped and train() saves the step."""
+
     def __init__(self):
-        self.received = self.stopped = 0
+        self.received = self.stopped = self.started = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(
-                getattr(signal, name), lambda n, _: setattr(self, "received", n)
-            )
+            signal.signal(getattr(signal, name), self.receive)
+
+    def receive(self, number, frame):
+        self.received = number
+        if not self.started:  # loading the model or the data: no step to wait for
+            print(f"got signal {number} before training: no checkpoint", flush=True)
+            sys.exit(PREEMPTED)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
-        if int(flag) and state.global_step < state.max_steps:
+        if self.agreed(args) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
             control.should_log = True  # the checkpoint's step is logged too
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        # Trainer would finish evaluating (and under save_strategy "best" save only a new best)
+        if self.agreed(args):
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number} evaluating; stopping", flush=True)
+            self.stopped = True
+            raise Preemption.Evaluating
+
+    def agreed(self, args):
+        """Whether any rank got a signal: a rank signalled later stops here too."""
+        return bool(self.received)  # one process (no launch section): no other rank
+
+    def report(self, trainer):
+        """PREEMPTED, once rank 0 has said which checkpoint --resume continues from."""
+        step = trainer.state.global_step
+        folder = Path(trainer.args.output_dir, f"checkpoint-{step}")
+        saved = (folder / "trainer_state.json").is_file()  # Trainer writes it last
+        if trainer.is_world_process_zero() and saved:
+            print(f"{folder.name} saved: --resume continues from it", flush=True)
+        elif trainer.is_world_process_zero():
+            print(f"no checkpoint at step {step}: --resume takes the last", flush=True)
+        return PREEMPTED
 
 
 if __name__ == "__main__":

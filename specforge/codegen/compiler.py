@@ -14,6 +14,10 @@ from specforge.validate.load import LoadedSpec
 SCRIPT_NAMES = ("train.py", "infer.py")
 RESOLVED_NAME = "spec.resolved.yaml"
 SBATCH_NAME = "submit.sbatch"
+# the method's train.py template (else train_preference.py.j2: dpo, orpo, kto, reward) and
+# its infer.py's (else infer.py.j2, which generates answers)
+TRAIN_TEMPLATES = {"sft": "train_sft.py.j2", "pretrain": "train_pretrain.py.j2"}
+INFER_TEMPLATES = {"pretrain": "infer_pretrain.py.j2", "reward": "infer_reward.py.j2"}
 
 
 def resolved_spec_text(loaded: LoadedSpec) -> str:
@@ -39,12 +43,11 @@ def compile_files(loaded: LoadedSpec, script_dir: str | None = None) -> dict[str
         overrides=len(loaded.overrides),
         vocab=vocab_tokens(loaded.spec),
     )
+    method = loaded.spec.method
     files = {
         # one script per method family: a DPO train.py reads as DPO, with no SFT branch in it
-        "train.py": render_script(
-            "train_sft.py.j2" if plan.method is None else "train_preference.py.j2", plan
-        ),
-        "infer.py": render_script("infer.py.j2", plan),
+        "train.py": render_script(TRAIN_TEMPLATES.get(method, "train_preference.py.j2"), plan),
+        "infer.py": render_script(INFER_TEMPLATES.get(method, "infer.py.j2"), plan),
         RESOLVED_NAME: resolved_spec_text(loaded),
     }
     if loaded.spec.launch.slurm is not None:

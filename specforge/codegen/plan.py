@@ -16,9 +16,10 @@ from typing import Literal
 
 from specforge import __version__
 from specforge.core.contract import PREEMPTED_EXIT, safe_label, shell_word
-from specforge.modelinfo.layout import compiled_plan, device_of, layout_of
+from specforge.modelinfo import cost
+from specforge.modelinfo.layout import Layout, compiled_plan, device_of, layout_of
 from specforge.modelinfo.prepare import model_key
-from specforge.spec.models import PreferenceSpec, Spec, is_local_path
+from specforge.spec.models import ConversationSpec, PreferenceSpec, Spec, is_local_path
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ class ModelPart:
     # or "local_rank" (each torchrun process on its own GPU: accelerate refuses "auto" under
     # DDP); None: the Trainer places it
     train_device_map: Literal["auto", "local_rank"] | None = None
+    # model.prequantized: PREQUANTIZED, the checkpoint's format, checked after the weights load
+    prequantized: Value | None = None
+    # prepare_model_for_kbit_training runs before the adapter: QLoRA, and GPTQ (which peft
+    # freezes without upcasting; AWQ and compressed-tensors it would upcast: plain LoRA's path)
+    kbit_training: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,13 @@ class PromptPart:
     train: list[Value]  # train.py: the completion and how long rows are fitted
     chat: bool
     conversation: bool = False  # a column of chat turns: every assistant turn is a completion
+    # dpo/orpo/kto conversations: the turns are the prompt, the answers come from their columns
+    preference: bool = False
+    # ... the turns' last is the answer (chosen is the prompt's column; kto without completion)
+    last_turn: bool = False
+    drop_system: bool = False  # prompt.conversation.drop_system: system turns are left out
+    if_empty: bool = False  # prompt.if_empty: a row with an empty column takes another prompt
+    whole: bool = False  # sft conversations: one example per conversation (examples: whole)
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,7 @@ class DataPart:
     write_validation: bool  # keep the validation rows for infer.py (labels, no eval_data)
     mixture: bool = False  # dataset.sources: several sources, sampled and mixed
     weighted: bool = False  # ... in proportion to their weights
+    eval_builder: str | None = None  # validation "path": datasets' builder for a local eval file
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,19 @@ class TrainingPart:
     bf16: bool = False
     # launch runs several processes (torchrun): ranks prepare data in turn, agree on a signal
     distributed: bool = False
+    # layout tokens: TOKEN_BUDGET, and TokenBudgetTrainer cuts each step's batch by it
+    token_budget: Value | None = None
+    early_stopping: Value | None = None  # EARLY_STOPPING: EarlyStoppingCallback's arguments
+    loraplus: Value | None = None  # LORAPLUS: create_loraplus_optimizer's ratio and rates
+    # pissa/olora: the adapter's start is saved, to convert the trained one to a plain LoRA
+    initial_adapter: bool = False
+    modules_to_save: bool = False  # lora.modules_to_save: whole modules train with the adapter
+    unfrozen: Value | None = None  # UNFROZEN_PARAMETERS: full fine-tuning of these names only
+    # EXTRA_FORWARDS: forward-only passes per trained token that MFU counts (dpo, kto)
+    extra_forwards: Value | None = None
+    count_tokens: bool = False  # orpo logs no num_tokens: MetricsFile counts its forwards' own
+    # full fine-tuning of half-precision weights: trains fp32 master copies, saves in DTYPE
+    master_fp32: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,7 +151,7 @@ class InferencePart:
 class MethodPart:
     """The training method: which TRL trainer, the data it takes, and where the adapter starts."""
 
-    name: str  # sft, dpo, orpo, kto
+    name: str  # dpo, orpo, kto, pretrain, reward (sft has no MethodPart)
     title: str  # for the docstring: "DPO"
     module: str  # where trl 1.16 keeps the trainer
     trainer: str
@@ -157,6 +184,10 @@ class Imports:
     trainable_tokens: bool = False  # peft's TrainableTokensWrapper: new rows on a LoRA model
     bitsandbytes: bool = False
     partial_state: bool = False  # accelerate's PartialState: rank 0 prepares the data first
+    loraplus: bool = False  # peft's create_loraplus_optimizer
+    re: bool = False  # training.unfrozen_parameters: parameter names matched by pattern
+    lora_conversion: bool = False  # pissa/olora: the saved adapter's tensors are completed
+    transformers: tuple[str, ...] = ()  # the names `from transformers import` brings
 
 
 @dataclass(frozen=True)
@@ -230,6 +261,11 @@ def _model(spec: Spec) -> ModelPart:
         source = "hub"
         constants.append(Value("MODEL_REVISION", m.revision, "model.revision"))
     constants.append(Value("DTYPE", m.dtype, "model.dtype"))
+    if m.config_overrides:
+        why = "set on the model's config as it loads"
+        constants.append(
+            Value("CONFIG_OVERRIDES", dict(m.config_overrides), "model.config_overrides", why)
+        )
     train_attn = infer_attn = None
     if m.attn_implementation != "auto":
         train_attn = infer_attn = Value(
@@ -240,20 +276,27 @@ def _model(spec: Spec) -> ModelPart:
         # on an H200); sdpa computes the same attention
         infer_attn = Value("ATTN_IMPLEMENTATION", "sdpa", None, "training's flex_attention")
     quantization = None
+    fsdp = spec.launch.strategy == "fsdp"
     if m.quantization is not None:
         q = m.quantization
-        quantization = Value(
-            "QUANTIZATION",
-            {
-                f"load_in_{q.bits}bit": True,
-                "bnb_4bit_quant_type": q.quant_type,
-                "bnb_4bit_use_double_quant": q.double_quant,
-                "bnb_4bit_compute_dtype": q.compute_dtype,
-            },
-            "model.quantization",
-        )
+        settings: dict[str, str | bool] = {
+            f"load_in_{q.bits}bit": True,
+            "bnb_4bit_quant_type": q.quant_type,
+            "bnb_4bit_use_double_quant": q.double_quant,
+            "bnb_4bit_compute_dtype": q.compute_dtype,
+        }
+        storage = None
+        if fsdp:  # SF015: 4 bits and a float model.dtype
+            settings["bnb_4bit_quant_storage"] = m.dtype
+            storage = "4-bit weights stored in DTYPE: FSDP shards them with the rest"
+        quantization = Value("QUANTIZATION", settings, "model.quantization", storage)
+    prequantized = None
+    if m.prequantized is not None:
+        why = "loaded as the checkpoint's own quantization_config says"
+        prequantized = Value("PREQUANTIZED", m.prequantized.method, "model.prequantized", why)
     device_map: Literal["auto", "local_rank"] | None = None
-    if quantization is not None:
+    # a quantized model is not moved by the Trainer: placed as it loads
+    if (quantization is not None or prequantized is not None) and not fsdp:
         device_map = "local_rank" if spec.launch.world_size() > 1 else "auto"
     return ModelPart(
         constants,
@@ -263,7 +306,17 @@ def _model(spec: Spec) -> ModelPart:
         quantization,
         m.trust_remote_code,
         device_map,
+        prequantized=prequantized,
+        # under FSDP not for QLoRA: it would upcast the other weights to float32, and FSDP
+        # shards the 4-bit weights together with them, all in DTYPE (bnb_4bit_quant_storage)
+        kbit_training=(quantization is not None and not fsdp)
+        or prequantized_method(spec) == "gptq",
     )
+
+
+def prequantized_method(spec: Spec) -> str | None:
+    """model.prequantized's format, or None for float (or bitsandbytes) weights."""
+    return spec.model.prequantized.method if spec.model.prequantized else None
 
 
 def _special_tokens_dict(spec: Spec) -> dict:
@@ -315,13 +368,30 @@ def _conversation(spec: Spec) -> PromptPart:
     ]
     if c.chat_template is not None:
         shared.append(Value("CHAT_TEMPLATE", c.chat_template, "prompt.conversation.chat_template"))
-    return PromptPart(shared, [], False, True)
+    preference = spec.method != "sft"
+    last_turn = preference and (
+        c.chosen == c.column if spec.method != "kto" else c.completion in (None, c.column)
+    )
+    if preference:  # the answer infer.py's predictions are scored against, too
+        shared += _gold_column(spec, c)
+    return PromptPart(
+        shared,
+        [],
+        False,
+        True,
+        preference=preference,
+        last_turn=last_turn,
+        drop_system=c.drop_system,
+        whole=not preference and c.examples == "whole",
+    )
 
 
 def _prompt(spec: Spec) -> PromptPart:
     p, stop = spec.prompt, spec.stop_token()
     if p.conversation is not None:
         return _conversation(spec)
+    if p.text_column is not None:  # pretrain: raw text, in both scripts
+        return PromptPart([Value("TEXT_COLUMN", p.text_column, "prompt.text_column")], [], False)
     if p.messages is not None:
         shared = [
             Value(
@@ -333,14 +403,21 @@ def _prompt(spec: Spec) -> PromptPart:
         ]
     else:
         shared = [Value("PROMPT_TEMPLATE", p.template, "prompt.template")]
+    if p.if_empty:
+        why = "a row whose column is empty takes this prompt instead"
+        alternatives = {
+            column: alt if isinstance(alt, str) else [[m.role, m.content] for m in alt]
+            for column, alt in p.if_empty.items()
+        }
+        shared.append(Value("PROMPT_IF_EMPTY", alternatives, "prompt.if_empty", why))
     fields = Value(
         "PROMPT_FIELDS", p.prompt_fields(), "prompt.messages" if p.messages else "prompt.template"
     )
     if p.messages is None:  # a chat prompt's fields are only checked in the data: train.py's
         shared.append(fields)
-    shared.append(
-        Value("STOP_TOKEN", stop or "", "prompt.completion", "rows end with it; generation stops")
-    )
+    if spec.method != "reward":  # a reward model generates nothing: no stop token
+        why = "rows end with it; generation stops"
+        shared.append(Value("STOP_TOKEN", stop or "", "prompt.completion", why))
     train = [
         *([fields] if p.messages is not None else []),
         Value("COMPLETION_TEMPLATE", p.completion, "prompt.completion"),
@@ -352,7 +429,7 @@ def _prompt(spec: Spec) -> PromptPart:
             "cut here, never the answer",
         ),
     ]
-    return PromptPart(shared, train, p.messages is not None)
+    return PromptPart(shared, train, p.messages is not None, if_empty=bool(p.if_empty))
 
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -407,16 +484,23 @@ def _mixture(spec: Spec) -> DataPart:
                 "seeded split of the mixture",
             )
         )
-    constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
     validation = "fraction" if ds.validation_fraction is not None else None
-    write_validation = (
-        validation is not None
-        and spec.inference.labels is not None
-        and spec.inference.eval_data is None
-    )
+    if ds.eval_path is not None:
+        validation = "path"
+        constants += _eval_constants(spec)
+    constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
     weighted = ds.sources[0].weight is not None
     return DataPart(
-        constants, True, None, validation, False, None, write_validation, True, weighted
+        constants,
+        True,
+        None,
+        validation,
+        False,
+        None,
+        _write_validation(spec, validation),
+        True,
+        weighted,
+        eval_builder=_eval_builder(spec),
     )
 
 
@@ -429,6 +513,8 @@ def _data(spec: Spec) -> DataPart:
     suffix = PurePosixPath(ds.path).suffix.lower() if local else ""
     constants = [Value("DATASET_PATH", ds.path, "dataset.path")]
     if not local:
+        if ds.config_name is not None:
+            constants.append(Value("DATASET_CONFIG", ds.config_name, "dataset.config_name"))
         constants.append(Value("DATASET_REVISION", ds.revision, "dataset.revision"))
     if not local or ds.split != "train":
         # a local file is datasets' "train" split; a slice (train[:20%]) applies as on the Hub
@@ -447,16 +533,14 @@ def _data(spec: Spec) -> DataPart:
     elif ds.validation_split is not None:
         validation = "split"
         constants.append(Value("VALIDATION_SPLIT", ds.validation_split, "dataset.validation_split"))
+    elif ds.eval_path is not None:
+        validation = "path"
+        constants += _eval_constants(spec)
     if ds.max_samples is not None:
         constants.append(
             Value("MAX_SAMPLES", ds.max_samples, "dataset.max_samples", "sampled with the seed")
         )
     constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length"))
-    write_validation = (
-        validation is not None
-        and spec.inference.labels is not None
-        and spec.inference.eval_data is None
-    )
     return DataPart(
         constants,
         local,
@@ -464,8 +548,35 @@ def _data(spec: Spec) -> DataPart:
         validation,
         ds.max_samples is not None,
         PEEKABLE.get(suffix),
-        write_validation,
+        _write_validation(spec, validation),
+        eval_builder=_eval_builder(spec),
     )
+
+
+def _write_validation(spec: Spec, validation: str | None) -> bool:
+    """infer.py scores the validation rows after training: against labels, or (pretrain,
+    reward) by perplexity or pairwise accuracy; inference.eval_data replaces them."""
+    scored = spec.inference.labels is not None or spec.method in ("pretrain", "reward")
+    return validation is not None and scored and spec.inference.eval_data is None
+
+
+def _eval_constants(spec: Spec) -> list[Value]:
+    """dataset.eval_path: the rows evaluated during training, apart from the training data."""
+    ds = spec.dataset
+    assert ds.eval_path is not None  # _data and _mixture ask only then
+    constants = [Value("EVAL_PATH", ds.eval_path, "dataset.eval_path")]
+    if not is_local_path(ds.eval_path) or ds.eval_split is not None:
+        split = ds.eval_split or "train"
+        why = None if ds.eval_split else "a dataset's default split"
+        constants.append(Value("EVAL_SPLIT", split, "dataset.eval_split", why))
+    return constants
+
+
+def _eval_builder(spec: Spec) -> str | None:
+    path = spec.dataset.eval_path
+    if path is None or not is_local_path(path):
+        return None
+    return BUILDERS[PurePosixPath(path).suffix.lower()]
 
 
 def _lora(spec: Spec) -> list[Value]:
@@ -480,8 +591,70 @@ def _lora(spec: Spec) -> list[Value]:
         Value("bias", lora.bias, "lora.bias"),
         *([Value("use_dora", True, "lora.use_dora")] if lora.use_dora else []),
         *([Value("use_rslora", True, "lora.use_rslora")] if lora.use_rslora else []),
-        Value("task_type", "CAUSAL_LM", None, "causal language modelling"),
+        *_lora_extras(spec),
+        *_lora_task(spec),
     ]
+
+
+def _lora_task(spec: Spec) -> list[Value]:
+    if spec.method != "reward":
+        return [Value("task_type", "CAUSAL_LM", None, "causal language modelling")]
+    task = Value("task_type", "SEQ_CLS", None, "a sequence score: the reward")
+    if spec.lora is not None and spec.lora.modules_to_save:  # SF070: "score" is among them
+        return [task]
+    why = "the new score head trains and saves with the adapter"
+    return [task, Value("modules_to_save", ["score"], None, why)]
+
+
+def _lora_extras(spec: Spec) -> list[Value]:
+    """The start of the adapter and the modules trained whole beside it."""
+    lora = spec.lora
+    assert lora is not None  # _lora sends only adapters here
+    extras = []
+    if lora.init_lora_weights != "default":
+        why = None
+        if lora.init_lora_weights.startswith(("pissa", "olora")):
+            why = "moves part of the base weights; saved converted to plain LoRA"
+        extras.append(
+            Value("init_lora_weights", lora.init_lora_weights, "lora.init_lora_weights", why)
+        )
+    if lora.modules_to_save:
+        why = "trained whole, saved with the adapter"
+        extras.append(
+            Value("modules_to_save", list(lora.modules_to_save), "lora.modules_to_save", why)
+        )
+        why = "a tied head stays tied to its trained embeddings"
+        extras.append(Value("ensure_weight_tying", True, "lora.modules_to_save", why))
+    return extras
+
+
+def _loraplus(spec: Spec) -> Value | None:
+    lora = spec.lora
+    if lora is None or lora.loraplus_lr_ratio is None:
+        return None
+    settings: dict[str, float] = {"loraplus_lr_ratio": lora.loraplus_lr_ratio}
+    if lora.loraplus_lr_embedding is not None:
+        settings["loraplus_lr_embedding"] = lora.loraplus_lr_embedding
+    settings["loraplus_weight_decay"] = spec.training.weight_decay
+    return Value("LORAPLUS", settings, "lora.loraplus_lr_ratio", "B matrices: lr x the ratio")
+
+
+def _optimizer_args(spec: Spec) -> list[Value]:
+    """The optimiser and its own settings: AdamW's betas and epsilon, GaLore's targets."""
+    t = spec.training
+    args = [Value("optim", t.optim, "training.optim")]
+    for key in ("adam_beta1", "adam_beta2", "adam_epsilon"):
+        if getattr(t, key) is not None:
+            args.append(Value(key, getattr(t, key), f"training.{key}"))
+    if t.optim_target_modules is not None:
+        targets = t.optim_target_modules
+        value = targets if isinstance(targets, str) else list(targets)
+        args.append(Value("optim_target_modules", value, "training.optim_target_modules"))
+    if t.optim_args:
+        # transformers parses one "key=value,key=value" string
+        text = ",".join(f"{key}={value}" for key, value in t.optim_args.items())
+        args.append(Value("optim_args", text, "training.optim_args"))
+    return args
 
 
 def _warmup(spec: Spec) -> Value:
@@ -493,11 +666,12 @@ def _warmup(spec: Spec) -> Value:
 
 @dataclass(frozen=True)
 class LayoutValues:
-    """The three values `training.layout: auto` may change, each naming where it came from."""
+    """The values `training.layout: auto`/`tokens` may change, each naming where it came from."""
 
     batch: Value
     accumulation: Value
     checkpointing: Value
+    token_budget: Value | None = None  # TOKEN_BUDGET: layout tokens' micro-batches
 
 
 def layout_values(spec: Spec) -> LayoutValues:
@@ -522,10 +696,12 @@ def layout_values(spec: Spec) -> LayoutValues:
         "non-reentrant" if ckpt else None,
     )
     recipe = LayoutValues(batch, accumulation, checkpointing)
-    if layout_of(spec) != "auto":
+    if layout_of(spec) == "recipe":
         return recipe
     device = device_of(spec)
     plan = compiled_plan(spec, device)
+    if layout_of(spec) == "tokens":
+        return _token_values(spec, plan, recipe) or recipe
     if plan is None or plan.layout != "auto":  # no shape to plan with, or nothing fits
         return recipe
     rows = plan.rows_per_step
@@ -542,10 +718,50 @@ def layout_values(spec: Spec) -> LayoutValues:
     return LayoutValues(batch, accumulation, checkpointing)
 
 
+def _token_values(spec: Spec, plan: Layout | None, recipe: LayoutValues) -> LayoutValues | None:
+    """Layout tokens: the step's rows as one batch, which TokenBudgetTrainer cuts into
+    micro-batches of TOKEN_BUDGET tokens. None (the recipe) where the plan kept the recipe, or
+    where no model shape to plan with and no training.token_budget leave no budget."""
+    t = spec.training
+    if (plan is None and t.token_budget is None) or (plan and plan.layout != "tokens"):
+        return None
+    key = "training.token_budget" if t.token_budget else "training.layout"
+    checkpointing = recipe.checkpointing
+    if plan is None:  # the spec's budget; no shape to estimate its memory with
+        budget = Value("TOKEN_BUDGET", t.token_budget, key, "a longer row trains alone")
+    else:
+        device = device_of(spec)
+        why = (
+            f"{plan.micro_batches} micro-batch(es) a step expected, {plan.micro_batches_worst} "
+            f"at worst; est. {plan.memory_gib:.0f} of {device.memory_gib:.0f} GiB on {device.name}"
+        )
+        budget = Value("TOKEN_BUDGET", plan.token_budget, key, why)
+        if plan.checkpointing != checkpointing.value:
+            why = "tokens: needed to fit" if plan.checkpointing else "tokens: the budget fits"
+            checkpointing = Value(checkpointing.name, plan.checkpointing, "training.layout", why)
+    rows = t.per_device_train_batch_size * t.gradient_accumulation_steps
+    return LayoutValues(
+        batch=Value(recipe.batch.name, rows, "training.layout", f"tokens: {rows} rows a step"),
+        accumulation=Value(
+            recipe.accumulation.name, 1, "training.layout", "tokens: cut by TOKEN_BUDGET"
+        ),
+        checkpointing=checkpointing,
+        token_budget=budget,
+    )
+
+
 def _peak_flops(spec: Spec) -> Value:
     device = device_of(spec)
     why = "measured fp32 matmul" if device.name == "cpu" else "dense fp16/bf16"
     return Value("PEAK_TFLOPS", device.peak_tflops, "training.gpu", f"{device.name}: {why}")
+
+
+def _extra_forwards(spec: Spec) -> Value | None:
+    passes = cost.extra_forwards(spec)
+    if not passes:
+        return None
+    why = "the reference's" if passes == 1 else "the reference's, and both models' KL passes"
+    return Value("EXTRA_FORWARDS", passes, "method", f"forward-only passes per token: {why}")
 
 
 def _optimisation_args(spec: Spec, layout: LayoutValues) -> list[Value]:
@@ -580,13 +796,25 @@ def _optimisation_args(spec: Spec, layout: LayoutValues) -> list[Value]:
         *args,
         _warmup(spec),
         Value("weight_decay", t.weight_decay, "training.weight_decay"),
-        Value("optim", t.optim, "training.optim"),
+        *_optimizer_args(spec),
         Value("max_grad_norm", t.max_grad_norm, "training.max_grad_norm"),
         Value("fp16", t.precision == "fp16", "training.precision"),
         Value("bf16", t.precision == "bf16", "training.precision"),
         # the transformers 5 name; `gradient_checkpointing` is its deprecated alias
         layout.checkpointing,
+        *_memory_args(spec),
     ]
+
+
+def _memory_args(spec: Spec) -> list[Value]:
+    """TF32 matmuls and activation offloading, written only where the spec sets them."""
+    t, args = spec.training, []
+    if t.tf32 is not None:
+        args.append(Value("tf32", t.tf32, "training.tf32"))
+    if t.activation_offloading:
+        why = "to CPU memory in the forward, back for the backward"
+        args.append(Value("activation_offloading", True, "training.activation_offloading", why))
+    return args
 
 
 def _evaluation_args(spec: Spec) -> list[Value]:
@@ -602,23 +830,35 @@ def _evaluation_args(spec: Spec) -> list[Value]:
     args.append(Value("save_strategy", t.save_strategy, "training.save_strategy"))
     if t.save_steps is not None:
         args.append(Value("save_steps", t.save_steps, "training.save_steps"))
-    if t.save_total_limit is not None:
+    if t.save_total_limit is not None and t.save_strategy != "no":
         args.append(Value("save_total_limit", t.save_total_limit, "training.save_total_limit"))
+    if t.early_stopping_patience is not None:
+        why = "training ends with the best checkpoint's weights"
+        args.append(Value("load_best_model_at_end", True, "training.early_stopping_patience", why))
+    # save_strategy "best" needs a metric too: transformers 5.23 refuses it without one
+    best = t.save_strategy == "best" or t.early_stopping_patience is not None
+    if t.metric_for_best_model is not None or best:
+        metric = t.metric_for_best_model or "eval_loss"
+        note = None if t.metric_for_best_model else "the default: lower is better"
+        args.append(Value("metric_for_best_model", metric, "training.metric_for_best_model", note))
     return args
 
 
 def _sft_args(spec: Spec) -> list[Value]:
     """SFTConfig's own: the loss on completions, how rows are batched, the stop token."""
     t, stop, pf = spec.training, spec.stop_token(), padding_free(spec)
+    if t.packing:  # padding-free inside bfd's bins; wrapped rows attend across documents
+        pf = (t.packing_strategy or "bfd") != "wrapped"
     args = [
         Value("completion_only_loss", True, None, "loss on the completion only"),
         Value(
             "padding_free",
             pf,
-            "training.padding_free",
+            "training.packing" if t.packing else "training.padding_free",
             "exact: masks from position_ids" if pf else None,
         ),
         Value("packing", t.packing, "training.packing"),
+        *_packing_strategy(spec, "bfd"),
         Value(
             "max_length",
             t.max_length if t.packing else None,
@@ -709,9 +949,7 @@ def _training(spec: Spec) -> TrainingPart:
     t, layout = spec.training, layout_values(spec)
     return TrainingPart(
         lora=_lora(spec),
-        args=_training_args(spec, layout)
-        if spec.method == "sft"
-        else _preference_args(spec, layout),
+        args=_method_args(spec, layout),
         resume=t.save_strategy != "no",
         preemption=[
             Value(
@@ -731,7 +969,97 @@ def _training(spec: Spec) -> TrainingPart:
         parent=_parent(spec),
         bf16=t.precision == "bf16",
         distributed=spec.launch.world_size() > 1,
+        token_budget=layout.token_budget,
+        loraplus=_loraplus(spec),
+        initial_adapter=spec.lora is not None
+        and spec.lora.init_lora_weights.startswith(("pissa", "olora")),
+        modules_to_save=spec.lora is not None and bool(spec.lora.modules_to_save),
+        unfrozen=_unfrozen(spec),
+        extra_forwards=_extra_forwards(spec),
+        count_tokens=spec.method == "orpo",
+        master_fp32=spec.lora is None and spec.model.dtype != "float32",
+        early_stopping=_early_stopping(spec),
     )
+
+
+def _method_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """The trainer config's arguments for the spec's method."""
+    if spec.method == "sft":
+        return _training_args(spec, layout)
+    if spec.method == "pretrain":
+        return _pretrain_args(spec, layout)
+    if spec.method == "reward":
+        return _reward_args(spec, layout)
+    return _preference_args(spec, layout)
+
+
+PACKING_WHY = {
+    "bfd": "whole rows binned best-fit-decreasing; a longer row loses its end",
+    "bfd_split": "a row longer than max_length continues in the next sequence, never cut",
+    "wrapped": "one token stream cut every max_length tokens",
+}
+
+
+def _packing_strategy(spec: Spec, default: str) -> list[Value]:
+    """TRL's packing_strategy, where rows are packed: the spec's, else the method's default."""
+    t = spec.training
+    if not t.packing:
+        return []
+    strategy = t.packing_strategy or default
+    return [Value("packing_strategy", strategy, "training.packing_strategy", PACKING_WHY[strategy])]
+
+
+def _pretrain_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """SFTConfig on raw text: the loss on every token, documents packed into max_length rows."""
+    t = spec.training
+    args = [a for a in _training_args(spec, layout) if a.name not in SFT_ONLY_ARGS]
+    args += [
+        Value("completion_only_loss", False, None, "raw text: the loss on every token"),
+        Value("dataset_text_field", spec.prompt.text_column, "prompt.text_column"),
+        Value("packing", t.packing, "training.packing"),
+    ]
+    if t.packing:
+        args += _packing_strategy(spec, "bfd_split")
+        if t.packing_strategy == "wrapped":
+            why = "wrapped rows: a row's tokens attend to the earlier documents in it"
+            args.append(Value("padding_free", False, "training.packing_strategy", why))
+        else:
+            why = "packed rows: masks from position_ids, no attention across documents"
+            args.append(Value("padding_free", True, "training.packing", why))
+    else:
+        pf = padding_free(spec)
+        exact = "exact: masks from position_ids" if pf else None
+        args.append(Value("padding_free", pf, "training.padding_free", exact))
+    why = "rows are packed to this length" if t.packing else "a longer document loses its end"
+    args.append(Value("max_length", t.max_length, "training.max_length", why))
+    return args
+
+
+def _reward_args(spec: Spec, layout: LayoutValues) -> list[Value]:
+    """RewardConfig: the shared arguments; rows that do not fit were dropped already."""
+    args = [a for a in _training_args(spec, layout) if a.name not in SFT_ONLY_ARGS]
+    why = "rows fit already"
+    return [*args, Value("max_length", spec.training.max_length, "training.max_length", why)]
+
+
+def _early_stopping(spec: Spec) -> Value | None:
+    t = spec.training
+    if t.early_stopping_patience is None:
+        return None
+    settings = {
+        "early_stopping_patience": t.early_stopping_patience,
+        "early_stopping_threshold": t.early_stopping_threshold or 0.0,
+    }
+    why = "evaluations without improvement, then stop"
+    return Value("EARLY_STOPPING", settings, "training.early_stopping_patience", why)
+
+
+def _unfrozen(spec: Spec) -> Value | None:
+    patterns = spec.training.unfrozen_parameters
+    if spec.lora is not None or not patterns:
+        return None
+    why = "re.match on parameter names; the rest stay frozen"
+    return Value("UNFROZEN_PARAMETERS", list(patterns), "training.unfrozen_parameters", why)
 
 
 def _parent(spec: Spec) -> Literal["model", "adapter"] | None:
@@ -740,22 +1068,37 @@ def _parent(spec: Spec) -> Literal["model", "adapter"] | None:
     return "model" if spec.lora is None else "adapter"
 
 
-# trl 1.16: DPO and KTO are in trl; ORPO moved to trl.experimental.orpo
+# trl 1.16: DPO and KTO are in trl; ORPO moved to trl.experimental.orpo. pretrain is SFTTrainer
+# on a plain text column (the loss on every token); reward is RewardTrainer (a score head)
 TRAINERS = {
     "dpo": ("DPO", "trl", "DPOTrainer", "DPOConfig"),
     "orpo": ("ORPO", "trl.experimental.orpo", "ORPOTrainer", "ORPOConfig"),
     "kto": ("KTO", "trl", "KTOTrainer", "KTOConfig"),
+    "pretrain": ("continued pretraining", "trl", "SFTTrainer", "SFTConfig"),
+    "reward": ("reward model", "trl", "RewardTrainer", "RewardConfig"),
 }
 DEFAULT_LOSS = {"dpo": "sigmoid", "kto": "kto"}
-SFT_ONLY_ARGS = {"completion_only_loss", "padding_free", "packing", "max_length", "eos_token"}
+SFT_ONLY_ARGS = {
+    "completion_only_loss",
+    "padding_free",
+    "packing",
+    "packing_strategy",
+    "max_length",
+    "eos_token",
+}
 
 
 def _method(spec: Spec) -> MethodPart | None:
     if spec.method == "sft":
         return None
     title, module, trainer, config = TRAINERS[spec.method]
-    p, paired = spec.prompt, spec.method in ("dpo", "orpo")
-    if paired:
+    p, paired = spec.prompt, spec.method in ("dpo", "orpo", "reward")
+    c = p.conversation
+    if spec.method == "pretrain":
+        constants = []  # the text column is the prompt part's: infer.py reads it too
+    elif c is not None:
+        constants = _answer_columns(spec, c)
+    elif paired:
         constants = [
             Value("REJECTED_TEMPLATE", p.rejected, "prompt.rejected", "the dispreferred answer"),
             Value("REJECTED_FIELDS", p.rejected_fields(), "prompt.rejected"),
@@ -767,9 +1110,11 @@ def _method(spec: Spec) -> MethodPart | None:
         why = "training starts from these weights" if full else "training continues this adapter"
         adapter = Value("ADAPTER", spec.model.adapter, "model.adapter", why)
     reference = None
-    if spec.method != "orpo" and full:
+    if spec.method in ("orpo", "pretrain", "reward"):  # no reference model
+        pass
+    elif full:
         reference = "a frozen copy of the start weights"
-    elif spec.method != "orpo":
+    else:
         # trl copies the start adapter into a frozen "ref" one (a fresh one: B = 0, the base)
         reference = "the parent adapter, frozen" if adapter else "a frozen copy of the new adapter"
     return MethodPart(
@@ -784,6 +1129,25 @@ def _method(spec: Spec) -> MethodPart | None:
         reference,
         ref_adapter=reference is not None and not full,
     )
+
+
+def _gold_column(spec: Spec, c: ConversationSpec) -> list[Value]:
+    """A preference conversation's answer column that both scripts read: the preferred one
+    (kto: the answer's; none where it is the conversation's last turn)."""
+    key = "prompt.conversation"
+    if spec.method != "kto":
+        return [Value("CHOSEN_COLUMN", c.chosen, f"{key}.chosen", "the preferred answer")]
+    if c.completion in (None, c.column):  # the conversation's last turn is the answer
+        return []
+    return [Value("COMPLETION_COLUMN", c.completion, f"{key}.completion", "the answer")]
+
+
+def _answer_columns(spec: Spec, c: ConversationSpec) -> list[Value]:
+    """A preference conversation's columns only train.py reads (beside _gold_column's)."""
+    if spec.method != "kto":
+        why = "the dispreferred answer"
+        return [Value("REJECTED_COLUMN", c.rejected, "prompt.conversation.rejected", why)]
+    return [Value("LABEL_FIELD", spec.prompt.label_field, "prompt.label_field", "true: desirable")]
 
 
 def _preference_args(spec: Spec, layout: LayoutValues) -> list[Value]:
@@ -825,11 +1189,14 @@ def _preflight(spec: Spec) -> PreflightPart:
         cuda.append("model.attn_implementation flex_attention (or use sdpa)")
     if t.precision == "fp16":
         cuda.append("training.precision fp16 (or use fp32)")
+    cuda += _cuda_settings(spec) + _optimizer_cuda(spec)
     infer = []
     if m.attn_implementation == "flash_attention_2":
         infer.append("flash_attn")
     if m.quantization is not None:
         infer.append("quantization")
+    if m.prequantized is not None:  # its packages: templates/preflight/gptq.py.j2, ...
+        infer.append(PREQUANTIZED_CHECKS[m.prequantized.method])
     train = list(infer)
     if t.precision == "bf16":
         train.append("bf16")
@@ -845,7 +1212,41 @@ def _preflight(spec: Spec) -> PreflightPart:
         train.append("hub")
     if t.use_liger_kernel:
         train.append("liger")
+    train += _optimizer_checks(spec)
     return PreflightPart(cuda, train, infer, infer_cuda)
+
+
+def _cuda_settings(spec: Spec) -> list[str]:
+    """Training settings transformers or trl refuse (or crash on) without a CUDA GPU."""
+    t, reasons = spec.training, []
+    if t.tf32:
+        reasons.append("training.tf32 (Ampere or newer; or set it null)")
+    if t.activation_offloading:
+        reasons.append("training.activation_offloading (or set it false)")
+    return reasons
+
+
+BNB_OPTIMIZERS = {"adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit"}
+BNB_OPTIMIZERS |= {"galore_adamw_8bit", "galore_adamw_8bit_layerwise"}
+
+
+def _optimizer_cuda(spec: Spec) -> list[str]:
+    """bitsandbytes' paged optimizers page their state through CUDA's unified memory."""
+    optim = spec.training.optim
+    return [f"training.optim {optim} (or adamw_8bit)"] if optim.startswith("paged_") else []
+
+
+def _optimizer_checks(spec: Spec) -> list[str]:
+    """The packages training.optim needs beyond transformers: the Trainer would import them only
+    when it builds the optimizer, after the weights load."""
+    optim, checks = spec.training.optim, []
+    if optim.startswith("galore_"):
+        checks.append("galore")
+    if optim in BNB_OPTIMIZERS and spec.model.quantization is None:  # else that check says it
+        checks.append("optim_bitsandbytes")
+    if optim in ("adamw_torch_4bit", "adamw_torch_8bit"):
+        checks.append("optim_torchao")
+    return checks
 
 
 def _inference(spec: Spec) -> InferencePart:
@@ -868,18 +1269,27 @@ def _inference(spec: Spec) -> InferencePart:
             None if inf.do_sample else "greedy",
         )
     ]
+    if spec.method == "reward":  # it scores the answers, generates none
+        constants = []
     constants.append(Value("EXAMPLES", [dict(e) for e in inf.examples], "inference.examples"))
+    if spec.method == "pretrain":
+        why = "held-out text is scored in windows this long, as training packed it"
+        constants.append(Value("MAX_LENGTH", spec.training.max_length, "training.max_length", why))
     return InferencePart(constants, inf.labels is not None)
 
 
+# model.prequantized's format -> the preflight snippet naming the packages it loads with
+PREQUANTIZED_CHECKS = {"gptq": "gptq", "awq": "awq", "compressed-tensors": "compressed_tensors"}
 # preflight checks that call importlib.util.find_spec
 FIND_SPEC_CHECKS = {"flash_attn", "quantization", "wandb", "mlflow", "tracker", "liger", "trackio"}
+FIND_SPEC_CHECKS |= {"galore", "optim_bitsandbytes", "optim_torchao"}
+FIND_SPEC_CHECKS |= set(PREQUANTIZED_CHECKS.values())
 
 
 def _peft_import(model: ModelPart, training: TrainingPart) -> PeftImport | None:
     if training.full:
         return None
-    kbit = model.quantization is not None
+    kbit = model.kbit_training
     if training.parent is not None:
         return "parent_kbit" if kbit else "parent"
     return "new_kbit" if kbit else "new"
@@ -901,7 +1311,25 @@ def _train_imports(plan: Plan) -> Imports:
         trainable_tokens=bool(plan.tokens.constants) and not t.full,
         bitsandbytes=m.quantization is not None,
         partial_state=t.distributed,
+        loraplus=t.loraplus is not None,
+        re=t.unfrozen is not None,
+        lora_conversion=t.initial_adapter,
+        transformers=_transformers_names(plan, infer=False),
     )
+
+
+def _transformers_names(plan: Plan, *, infer: bool) -> tuple[str, ...]:
+    """What a script imports from transformers: a reward model is a sequence classifier."""
+    reward = plan.method is not None and plan.method.name == "reward"
+    names = ["AutoModelForSequenceClassification" if reward else "AutoModelForCausalLM"]
+    names.append("AutoTokenizer")
+    if plan.model.quantization is not None:
+        names.append("BitsAndBytesConfig")
+    if not infer:
+        if plan.training.early_stopping is not None:
+            names.append("EarlyStoppingCallback")
+        names.append("TrainerCallback")
+    return (*names, "set_seed")
 
 
 def _infer_imports(plan: Plan) -> Imports:
@@ -911,6 +1339,7 @@ def _infer_imports(plan: Plan) -> Imports:
         os=m.source == "gguf",
         peft=None if plan.training.full else "parent",
         bitsandbytes=m.quantization is not None,
+        transformers=_transformers_names(plan, infer=True),
     )
 
 

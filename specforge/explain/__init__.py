@@ -18,6 +18,7 @@ from specforge.modelinfo.layout import (
     compiled_plan,
     device_of,
     estimate,
+    estimate_tokens,
     layout_of,
 )
 from specforge.modelinfo.params import Params, count
@@ -29,7 +30,9 @@ from specforge.spec.models import Spec
 CONVENTION = (
     "F = (4 N_frozen + 6 N_trained) T + 12 L d_attn sum(l^2): frozen base 4N (forward and "
     "activation gradients), trained 6N, attention per row (benchmarks/gpu_check.py); "
-    "checkpointing's recompute is not counted in MFU, nor dpo/kto's reference forward"
+    "checkpointing's recompute is not counted in MFU; each forward-only pass (dpo's "
+    "reference, kto's reference and KL passes) adds 2 N T + 4 L d_attn sum(l^2); N counts "
+    "4-bit weights whole"
 )
 
 
@@ -66,7 +69,11 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
     step_rows = plan.rows_per_step * spec.launch.world_size()
     step_tokens = step_rows * rows.mean_tokens
     flops = cost.step_flops(
-        params, shape, tokens=step_tokens, sum_sq=step_rows * rows.mean_sq_tokens
+        params,
+        shape,
+        tokens=step_tokens,
+        sum_sq=step_rows * rows.mean_sq_tokens,
+        forwards=cost.extra_forwards(spec),
     )
     train_rows, steps_per_epoch, steps = _steps(spec, rows, step_rows)
     memory = {
@@ -104,8 +111,12 @@ def explain(spec: Spec, gpu: str | None = None) -> dict:
             "with_checkpointing": memory[True],
             "micro_batch_tokens_worst_case": plan.budget_tokens,
         },
-        "time": _time_section(device, plan, steps=steps, steps_per_epoch=steps_per_epoch),
+        "time": {
+            **_time_section(device, plan, steps=steps, steps_per_epoch=steps_per_epoch),
+            "tokens_per_second": round(step_tokens / plan.step_seconds),
+        },
         "plan": _plan_section(spec, plan),
+        "layouts": _layouts(spec, shape, params, rows, device),
     }
 
 
@@ -116,6 +127,17 @@ def _layout(spec: Spec, shape: Shape, params: Params, rows: Rows, device: Device
     if plan is None:  # compile keeps the recipe: say why; estimate it with what explain knows
         plan = choose(_as_recipe(spec), shape, params, rows, device)
         plan = replace(plan, why=NO_SHAPE)
+    if plan.token_budget is not None:
+        return estimate_tokens(
+            spec,
+            shape,
+            params,
+            device,
+            rows,
+            token_budget=plan.token_budget,
+            checkpointing=plan.checkpointing,
+            why=plan.why,
+        )
     return estimate(
         spec,
         shape,
@@ -128,6 +150,35 @@ def _layout(spec: Spec, shape: Shape, params: Params, rows: Rows, device: Device
         why=plan.why,
         layout=plan.layout,
     )
+
+
+def _layouts(spec: Spec, shape: Shape, params: Params, rows: Rows, device: Device) -> list[dict]:
+    """Each layout the spec could ask for (recipe, auto, tokens), as compile would plan it on this
+    device, side by side: what `training.layout` buys (SFT only; other methods keep the recipe)."""
+    if spec.method != "sft":
+        return []
+    out = []
+    for name in ("recipe", "auto", "tokens"):
+        training = spec.training.model_copy(update={"layout": name})
+        plan = _layout(spec.model_copy(update={"training": training}), shape, params, rows, device)
+        step_tokens = plan.rows_per_step * spec.launch.world_size() * rows.mean_tokens
+        out.append(
+            {
+                "layout": name,
+                "planned": plan.layout,
+                "per_device_train_batch_size": plan.batch,
+                "gradient_accumulation_steps": plan.accumulation,
+                "token_budget": plan.token_budget,
+                "micro_batches": plan.micro_batches,
+                "micro_batches_worst_case": plan.micro_batches_worst,
+                "gradient_checkpointing": plan.checkpointing,
+                "memory_gib": round(plan.memory_gib, 1),
+                "step_seconds": round(plan.step_seconds, 4),
+                "tokens_per_second": round(step_tokens / plan.step_seconds),
+                "mfu": round(plan.mfu, 4),
+            }
+        )
+    return out
 
 
 def _steps(spec: Spec, rows: Rows, step_rows: int) -> tuple[int | None, int | None, int | None]:
@@ -198,13 +249,16 @@ def _plan_section(spec: Spec, plan: Layout) -> dict:
         "per_device_train_batch_size": plan.batch,
         "gradient_accumulation_steps": plan.accumulation,
         "gradient_checkpointing": plan.checkpointing,
+        "token_budget": plan.token_budget,
+        "micro_batches": {"expected": plan.micro_batches, "worst_case": plan.micro_batches_worst},
         "recipe": {
             "per_device_train_batch_size": t.per_device_train_batch_size,
             "gradient_accumulation_steps": t.gradient_accumulation_steps,
             "gradient_checkpointing": t.gradient_checkpointing,
         },
         "attention": _attention(spec),
-        "fused_cross_entropy": FUSED_LOSS,
+        # a reward model has a score head and no LM head
+        "fused_cross_entropy": "none: a score head" if spec.method == "reward" else FUSED_LOSS,
         "liger_kernel": t.use_liger_kernel,
         "why": plan.why,
     }
@@ -217,7 +271,7 @@ def _as_recipe(spec: Spec) -> Spec:
 
 def _attention(spec: Spec) -> str:
     attn, t = spec.model.attn_implementation, spec.training
-    if spec.method != "sft":  # trl's preference collators pad; padding_free is SFT's
+    if spec.method not in ("sft", "pretrain"):  # the preference and reward collators pad
         pairs = " (chosen and rejected)" if spec.prompt.rejected is not None else ""
         return f"{attn}, rows{pairs} padded to the longest in the batch"
     if t.packing:
@@ -300,16 +354,10 @@ def render_text(report: dict) -> str:
         f"  step       {t['step_seconds']:.3f} s",
         f"  epoch      {_duration(t['epoch_seconds'])} ({t['steps_per_epoch'] or '?'} steps)",
         f"  this run   {_duration(t['run_seconds'])} ({t['steps'] or '?'} steps)",
+        f"  tokens/s   {t['tokens_per_second']:,}",
         "",
         f"plan: layout {plan['layout']} (training.layout: {plan['requested']})",
-        (
-            f"  micro-batch          {plan['per_device_train_batch_size']} rows "
-            f"(recipe {rec['per_device_train_batch_size']})"
-        ),
-        (
-            f"  accumulation         {plan['gradient_accumulation_steps']} "
-            f"(recipe {rec['gradient_accumulation_steps']})"
-        ),
+        *_micro_batch_lines(plan),
         (
             f"  checkpointing        {'on' if plan['gradient_checkpointing'] else 'off'} "
             f"(recipe {'on' if rec['gradient_checkpointing'] else 'off'})"
@@ -318,5 +366,58 @@ def render_text(report: dict) -> str:
         f"  fused cross-entropy  {plan['fused_cross_entropy']}",
         f"  Liger layer kernels  {'on' if plan['liger_kernel'] else 'off'} (training.use_liger_kernel)",
         f"  why                  {plan['why']}",
+        *_layout_lines(report["layouts"], t["device"]),
     ]
     return "\n".join(lines)
+
+
+def _micro_batch_lines(plan: dict) -> list[str]:
+    rec, budget = plan["recipe"], plan["token_budget"]
+    n = plan["micro_batches"]
+    if budget is None:
+        return [
+            (
+                f"  micro-batch          {plan['per_device_train_batch_size']} rows "
+                f"(recipe {rec['per_device_train_batch_size']})"
+            ),
+            (
+                f"  accumulation         {plan['gradient_accumulation_steps']} "
+                f"(recipe {rec['gradient_accumulation_steps']})"
+            ),
+        ]
+    rows = plan["per_device_train_batch_size"]
+    return [
+        (
+            f"  token budget         {budget:,} tokens a micro-batch, cut between rows "
+            f"(the step's {rows} rows, one batch; a longer row alone)"
+        ),
+        (
+            f"  micro-batches        {n['expected']} a step expected, {n['worst_case']} at worst "
+            f"(every row at max_length; recipe: {rec['gradient_accumulation_steps']} of "
+            f"{rec['per_device_train_batch_size']} rows)"
+        ),
+    ]
+
+
+def _layout_lines(layouts: list[dict], device: str) -> list[str]:
+    """The layouts side by side (predicted): what `training.layout` buys."""
+    if not layouts:
+        return []
+    lines = [
+        "",
+        f"layouts (predicted on {device}; training.layout picks one)",
+        "  layout  micro-batch       micro-batches  ckpt  GiB    step s  tokens/s  MFU",
+    ]
+    for x in layouts:
+        if x["token_budget"] is not None:
+            micro = f"<= {x['token_budget']:,} tokens"
+        else:
+            micro = f"{x['per_device_train_batch_size']} rows"
+        count = f"{x['micro_batches']} ({x['micro_batches_worst_case']} worst)"
+        kept = "" if x["planned"] == x["layout"] else f"  (kept {x['planned']})"
+        lines.append(
+            f"  {x['layout']:<7} {micro:<17} {count:<14} {'on' if x['gradient_checkpointing'] else 'off':<5} "
+            f"{x['memory_gib']:<6.1f} {x['step_seconds']:<7.3f} {x['tokens_per_second']:<9,} "
+            f"{x['mfu']:.1%}{kept}"
+        )
+    return lines

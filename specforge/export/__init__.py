@@ -124,6 +124,7 @@ def export_run(
         verify.record_entry(run_dir, "adapter", portable)
         base = portable["base_model_name_or_path"]
         say(f"adapter: {run_dir / 'adapter'} (base {base}, README.md)")
+    refuse_prequantized(run, formats)
     results = []
     for name, folder in out_dirs(run_dir, formats, out).items():
         threshold = (thresholds or {}).get(name, DEFAULT_THRESHOLD)
@@ -139,6 +140,21 @@ def export_run(
         say(f"{name}: {result.summary()}")
         results.append(result)
     return results
+
+
+def refuse_prequantized(run: ExportRun, formats: list[str]) -> None:
+    """Every format merges the adapter into the base first (ollama packs the gguf): a GPTQ, AWQ
+    or compressed-tensors base holds packed integers that a float update cannot be added to."""
+    pre = run.spec.model.prequantized
+    if pre is None or not formats:
+        return
+    raise ExportError(
+        f"{run.run_dir} trained its adapter on a {pre.method} checkpoint "
+        f"({run.spec.model.name}): its packed {pre.bits}-bit weights cannot take the adapter "
+        f"merged in, so --format {', '.join(formats)} cannot be built. The adapter itself is "
+        f"exported ({run.run_dir / 'adapter'}): load it on the same checkpoint with peft, or "
+        "train on the float weights the checkpoint was quantized from to export a merged model"
+    )
 
 
 def main(args) -> int:

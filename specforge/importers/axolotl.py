@@ -3,6 +3,7 @@ The `datasets:` list is mapped in axolotl_data."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,10 @@ def precision(keys: Keys) -> tuple[str, str, str]:
         return "bf16", "bfloat16", f"bf16: {bf16}"
     if fp16 is True:
         return "fp16", "float16", "fp16: true"
+    for key, prec, dtype in (("float16", "fp16", "float16"), ("bfloat16", "bf16", "bfloat16")):
+        if keys.get(key) is True:  # half weights trained without autocast
+            keys.approximated(key, f"the weights in {dtype}, trained with {prec} autocast")
+            return prec, dtype, f"{key}: true"
     return "fp32", "float32", "neither bf16 nor fp16"
 
 
@@ -154,6 +159,13 @@ def map_model(keys: Keys, draft: Draft) -> None:
     map_quantization(keys, draft, dtype, full)
     if keys.get("trust_remote_code") is True:
         draft.set("model.trust_remote_code", True)
+    overrides = keys.peek("model_config")
+    if isinstance(overrides, dict) and all(
+        isinstance(v, (bool, int, float, str)) for v in overrides.values()
+    ):
+        draft.set("model.config_overrides", keys.get("model_config"), "model_config")
+    elif overrides is not None:
+        keys.unsupported("model_config", "config values that are not single numbers or strings")
     draft.set("training.precision", prec, why)
 
 
@@ -180,9 +192,7 @@ def map_attention(keys: Keys, draft: Draft) -> None:
 def map_quantization(keys: Keys, draft: Draft, dtype: str, full: bool) -> None:
     bits = 4 if keys.get("load_in_4bit") is True else 8 if keys.get("load_in_8bit") is True else 0
     if keys.given("gptq"):
-        keys.unsupported(
-            "gptq", "a pre-quantized (GPTQ) base is not loadable yet (issue 25, item 7)"
-        )
+        map_gptq(keys, draft, full)
     if not bits:
         return
     key = f"load_in_{bits}bit"
@@ -200,13 +210,42 @@ def map_quantization(keys: Keys, draft: Draft, dtype: str, full: bool) -> None:
     draft.set("model.quantization", quant, f"{key}: true (bitsandbytes, axolotl's settings)")
 
 
+def map_gptq(keys: Keys, draft: Draft, full: bool) -> None:
+    """`gptq: true`: the base is a GPTQ checkpoint, loaded as its config.json says (both tools
+    read the bits from there; the spec declares them for explain: 4, axolotl's only GPTQ)."""
+    if keys.get("gptq") is not True:
+        return
+    if full:
+        keys.unsupported("gptq", "packed GPTQ weights train only a LoRA adapter (SF082)")
+        return
+    draft.set("model.prequantized", {"method": "gptq", "bits": 4}, "gptq: true (4-bit)")
+    keys.drop(
+        "gptq_disable_exllama",
+        NO_EFFECT,
+        "exllama kernels had no backward; gptqmodel picks a kernel that trains itself",
+    )
+
+
+LORA_EXTRAS: tuple[str, ...] = ("lora_modules_to_save", "loraplus_lr_ratio")
+LORA_EXTRAS += ("loraplus_lr_embedding", "peft_init_lora_weights")
+LORA_INITS = ("gaussian", "pissa", "olora")
+
+
 def map_adapter(keys: Keys, draft: Draft) -> None:
+    for key in [k for k in keys.data if str(k).startswith("relora")]:
+        keys.unsupported(key, "ReLoRA (merging the adapter and restarting it) is out of scope")
     adapter = keys.get("adapter")
     if adapter is None:
         draft.set("lora", None, "no adapter: full fine-tuning")
-        for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
+        for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", *LORA_EXTRAS):
             keys.drop(key, NO_EFFECT, "no adapter is trained (full fine-tuning)")
+        patterns = keys.get("unfrozen_parameters")
+        if patterns:
+            draft.set("training.unfrozen_parameters", [str(p) for p in patterns])
         return
+    keys.unsupported(
+        "unfrozen_parameters", "unfrozen weights beside an adapter: use lora_modules_to_save"
+    )
     if adapter not in ("lora", "qlora"):
         keys.unsupported("adapter", f"adapter {adapter!r}: the spec trains LoRA or full weights")
         return
@@ -225,13 +264,33 @@ def map_adapter(keys: Keys, draft: Draft) -> None:
     for key, field in (("peft_use_dora", "use_dora"), ("peft_use_rslora", "use_rslora")):
         if keys.get(key) is True:
             draft.set(f"lora.{field}", True, key)
-    keys.unsupported("lora_modules_to_save", "extra trainable modules (issue 25, item 3)")
-    keys.unsupported("loraplus_lr_ratio", "LoRA+ (issue 25, item 4)")
+    map_lora_extras(keys, draft)
     if keys.peek("lora_fan_in_fan_out") is True:
         keys.unsupported("lora_fan_in_fan_out", "Conv1D-style weights")
     if keys.given("lora_model_dir"):
         keys.unsupported(
             "lora_model_dir", "start from an adapter folder: model.adapter takes a specforge run"
+        )
+
+
+def map_lora_extras(keys: Keys, draft: Draft) -> None:
+    """Modules trained whole, LoRA+, and how the adapter starts."""
+    saved = keys.get("lora_modules_to_save")
+    if saved:
+        draft.set("lora.modules_to_save", [str(m) for m in saved], "lora_modules_to_save")
+    for key in ("loraplus_lr_ratio", "loraplus_lr_embedding"):
+        if keys.given(key):
+            draft.set(f"lora.{key}", float(keys.get(key)), key)
+    init = keys.peek("peft_init_lora_weights")
+    if init is None or init is True:
+        keys.used.add("peft_init_lora_weights")
+    elif init in LORA_INITS or re.fullmatch(r"pissa_niter_[1-9][0-9]*", str(init)):
+        draft.set("lora.init_lora_weights", keys.get("peft_init_lora_weights"))
+    else:
+        keys.unsupported(
+            "peft_init_lora_weights",
+            f"{init}: the spec starts LoRA as peft's default, gaussian, pissa or olora (eva "
+            "needs activations from a data loader before training, loftq a quantized base)",
         )
 
 
@@ -319,8 +378,12 @@ def map_training(keys: Keys, draft: Draft, method: str) -> None:
     map_optimizer(keys, draft, key="optimizer", default="adamw_torch")
     map_adam(
         keys,
+        draft,
         {"adam_beta1": "adam_beta1", "adam_beta2": "adam_beta2", "adam_epsilon": "adam_epsilon"},
     )
+    # axolotl's key is adam_epsilon; its examples' adam_eps is no setting (strict: false lets
+    # it through, and the optimizer keeps transformers' epsilon)
+    keys.drop("adam_eps", NO_EFFECT, "not an axolotl setting (adam_epsilon is); axolotl ignores it")
     checkpointing = keys.get("gradient_checkpointing", False)
     draft.set(
         "training.gradient_checkpointing",
@@ -338,6 +401,7 @@ def map_training(keys: Keys, draft: Draft, method: str) -> None:
     if keys.given("seed"):
         draft.set("seed", keys.get("seed"))
     map_small_switches(keys)
+    map_tf32_early_stopping(keys, draft)
     map_trackers(keys, draft)
 
 
@@ -372,12 +436,6 @@ def map_small_switches(keys: Keys) -> None:
             APPROXIMATED,
             "rows are batched in seeded random order, not by length",
         ),
-        (
-            "tf32",
-            True,
-            APPROXIMATED,
-            "torch's default (no TF32 matmuls): slower on Ampere+, not less exact",
-        ),
         ("torch_compile", True, APPROXIMATED, "not compiled: the same math, slower"),
     ):
         found = keys.peek(key)
@@ -385,14 +443,16 @@ def map_small_switches(keys: Keys) -> None:
             keys.drop(key, kind, reason)
         elif found is not None:
             keys.drop(key, NO_EFFECT, "the spec's behaviour already")
-    keys.unsupported("early_stopping_patience", "early stopping (issue 25, item 8)")
-    keys.unsupported(
-        "unfrozen_parameters", "training parameters by name pattern (issue 25, item 3)"
-    )
-    keys.unsupported(
-        "test_datasets",
-        "an evaluation dataset separate from the validation split (issue 25, item 8)",
-    )
+
+
+def map_tf32_early_stopping(keys: Keys, draft: Draft) -> None:
+    """tf32 (true or false: axolotl passes either to transformers) and early stopping."""
+    tf32 = keys.get("tf32")
+    if isinstance(tf32, bool):
+        draft.set("training.tf32", tf32)
+    patience = keys.get("early_stopping_patience")
+    if patience is not None:
+        draft.set("training.early_stopping_patience", int(patience))
 
 
 def map_trackers(keys: Keys, draft: Draft) -> None:
@@ -439,7 +499,9 @@ def map_schedule(keys: Keys, draft: Draft) -> None:
 
 
 def map_eval_save(keys: Keys, draft: Draft) -> None:
-    held_out = draft.get("dataset.validation_fraction") is not None
+    held_out = any(
+        draft.get(key) is not None for key in ("dataset.validation_fraction", "dataset.eval_path")
+    )
     if held_out and keys.given("eval_steps"):
         draft.set("training.eval_strategy", "steps", "eval_steps")
         draft.set("training.eval_steps", int(keys.get("eval_steps")))
@@ -458,7 +520,7 @@ def map_eval_save(keys: Keys, draft: Draft) -> None:
         )
     else:
         for key in ("evals_per_epoch", "eval_steps", "eval_strategy"):
-            keys.drop(key, NO_EFFECT, "no validation split (val_set_size is 0)")
+            keys.drop(key, NO_EFFECT, "no validation rows (val_set_size is 0, no test_datasets)")
     if keys.given("save_steps"):
         draft.set("training.save_strategy", "steps", "save_steps")
         draft.set("training.save_steps", int(keys.get("save_steps")))
@@ -493,8 +555,9 @@ def map_launch(keys: Keys, draft: Draft, path: Path) -> None:
     fsdp, config = keys.get("fsdp", []), keys.get("fsdp_config", {})
     if not fsdp and not config:
         return
-    if draft.get("model.quantization") is not None:
-        keys.unsupported("fsdp", "QLoRA under FSDP (issue 25, item 6; SF015): the spec uses ddp")
+    quantization = draft.get("model.quantization")
+    if quantization is not None and quantization.get("bits") != 4:  # SF015
+        keys.unsupported("fsdp", "8-bit QLoRA under FSDP: bitsandbytes cannot shard it")
         keys.drop("fsdp_config", UNSUPPORTED, "see fsdp")
         return
     draft.set("launch.strategy", "fsdp", "fsdp / fsdp_config (FSDP2, full shard)")

@@ -16,15 +16,35 @@ ALPACA = (
     "context. Write a response that appropriately completes the request.\n\n"
     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 )
+ALPACA_NO_INPUT = (  # axolotl's prompt for a row without input
+    "Below is an instruction that describes a task. Write a response that appropriately "
+    "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+)
 # Flat preference types: strategy -> (prompt column, writes the system turn).
 FLAT_DPO = {"intel": ("question", True), "prompt_pairs": ("prompt", False), "icr": ("input", True)}
 FLAT_KTO = {"argilla": ("instruction", False), "intel": ("question", False)}
 FLAT_KTO |= {"prompt_pairs": ("prompt", False), "ultra": ("prompt", False)}
 CHAT_TYPES = ("chat_template", "chat_template.default", "sharegpt")
+# Preference types whose rows hold messages -> (prompt column, answers' columns), None: the
+# entry's field_messages/field_chosen/field_rejected. The prompt column equal to chosen's: the
+# prompt is that conversation's turns before its answer (argilla's and ultrafeedback's rows).
+WHOLE = ("chosen", {"chosen": "chosen", "rejected": "rejected"})
+MESSAGE_DPO: dict[str, tuple[str, dict[str, str]] | None] = {"chat_template.default": None}
+MESSAGE_DPO |= {f"{f}.argilla_chat": WHOLE for f in ("chat_template", *CHAT_FORMATS)}
+MESSAGE_DPO |= {f"{f}.ultra": WHOLE for f in CHAT_FORMATS}
+MESSAGE_ORPO: dict[str, tuple[str, dict[str, str]] | None] = {
+    "orpo.chat_template": WHOLE,
+    "chat_template.argilla": WHOLE,
+}
+MESSAGE_KTO: dict[str, tuple[str, dict[str, str]] | None] = {
+    f"{f}.argilla_chat": ("completion", {"completion": "completion"}) for f in CHAT_FORMATS
+}
+MESSAGE_TYPES = {"dpo": MESSAGE_DPO, "orpo": MESSAGE_ORPO, "kto": MESSAGE_KTO}
 SOURCE_KEYS = ("path", "name", "data_files", "revision", "split")
 HANDLED = {*SOURCE_KEYS, "type", "ds_type", "field_messages", "message_property_mappings"}
 HANDLED |= {"message_field_role", "message_field_content", "roles", "roles_to_train"}
 HANDLED |= {"train_on_eos", "drop_system_message", "chat_template"}
+HANDLED |= {"field_chosen", "field_rejected"}
 
 
 @dataclass
@@ -37,15 +57,63 @@ class Entry:
     notes: list[Dropped] = field(default_factory=list)
 
 
+def map_pretraining(keys: Keys, draft: Draft) -> bool:
+    """pretraining_dataset: one Hub (or local) text source for method pretrain; True if mapped."""
+    found = keys.peek("pretraining_dataset")
+    if found is None:
+        return False
+    items = found if isinstance(found, list) else [found]
+    if len(items) != 1 or not isinstance(items[0], dict) or "path" not in items[0]:
+        keys.unsupported("pretraining_dataset", "one source with a path (a mixture of several)")
+        return False
+    item = items[0]
+    keys.approximated(
+        "pretraining_dataset",
+        "streamed by axolotl; the spec reads the whole split before training (no streaming), "
+        "and packs rows as axolotl's sample_packing does",
+    )
+    draft.set("method", "pretrain", "pretraining_dataset")
+    draft.set("dataset.path", str(item["path"]), "pretraining_dataset[0].path")
+    if item.get("name"):
+        draft.set("dataset.config_name", str(item["name"]), "pretraining_dataset[0].name")
+    if item.get("split"):
+        draft.set("dataset.split", str(item["split"]), "pretraining_dataset[0].split")
+    column = str(item.get("text_column") or "text")
+    draft.data["prompt"] = {"text_column": column}
+    draft.set("training.packing", True, "pretraining_dataset: rows packed")
+    return True
+
+
+def map_test_datasets(keys: Keys, draft: Draft) -> None:
+    """test_datasets: one entry, evaluated instead of a split of the training data."""
+    found = keys.peek("test_datasets")
+    if found is None:
+        return
+    items = found if isinstance(found, list) else [found]
+    if len(items) != 1 or not isinstance(items[0], dict) or "path" not in items[0]:
+        keys.unsupported("test_datasets", "one evaluation dataset with a path (not several)")
+        return
+    keys.approximated(
+        "test_datasets",
+        "read with the training datasets' prompt (its own type is not mapped)",
+    )
+    draft.set("dataset.eval_path", str(items[0]["path"]), "test_datasets[0].path")
+    if items[0].get("split"):
+        draft.set("dataset.eval_split", str(items[0]["split"]), "test_datasets[0].split")
+
+
 def map_datasets(keys: Keys, draft: Draft, method: str) -> None:
-    keys.unsupported("pretraining_dataset", "continued pretraining on raw text (issue 25, item 10)")
-    entries = keys.get("datasets", [])
     size = float(keys.peek("val_set_size", 0))
     if size >= 1:
         keys.unsupported("val_set_size", f"{size:g} rows held out: the spec holds out a fraction")
     elif size > 0:
         draft.set("dataset.validation_fraction", size, "val_set_size")
     keys.used.add("val_set_size")
+    map_test_datasets(keys, draft)
+    if map_pretraining(keys, draft):
+        keys.drop("datasets", NO_EFFECT, "pretraining_dataset is trained on instead")
+        return
+    entries = keys.get("datasets", [])
     if not isinstance(entries, list) or not entries:
         if not keys.given("pretraining_dataset"):
             keys.missing("datasets", "no datasets: list to train on")
@@ -124,10 +192,12 @@ def entry(
         found = alpaca(where, draft)
     elif kind in CHAT_TYPES and method == "sft":
         found = conversation(item, where, chat)
+    elif method in MESSAGE_TYPES and kind in MESSAGE_TYPES[method]:
+        found = message_preference(item, where, method=method, chat=chat)
     elif isinstance(kind, str) and "." in kind and method in ("dpo", "kto"):
         found = flat_preference(kind, where, method)
     else:
-        why = "rows whose chosen/rejected or completion are message lists (issue 25, item 1)"
+        why = "a preference format the importer does not read"
         if method == "sft":
             why = "no spec prompt for this type"
         found = Entry(
@@ -152,24 +222,20 @@ def unknown_keys(item: dict, where: str, mapped: bool) -> list[Dropped]:
 
 
 def alpaca(where: str, draft: Draft) -> Entry:
+    """axolotl's alpaca prompter: its no-input preamble for a row whose input is empty
+    (prompt.if_empty), the trainer appending the tokenizer's eos where the spec names none."""
     eos = draft.get("tokenizer.special_tokens.eos")
-    prompt = {"template": ALPACA, "completion": "{output}" + (eos or "")}
-    notes = [
-        Dropped(
-            f"{where}.type",
-            "alpaca: rows with an empty input get the with-input preamble and an empty "
-            "### Input: section (axolotl switches preamble; conditional prompts are issue 25, "
-            "item 2)"
-            + ("" if eos else "; the trainer appends the tokenizer's eos, as axolotl does"),
-            APPROXIMATED,
-        )
-    ]
-    return Entry({}, prompt, notes=notes)
+    prompt = {
+        "template": ALPACA,
+        "if_empty": {"input": ALPACA_NO_INPUT},
+        "completion": "{output}" + (eos or ""),
+    }
+    return Entry({}, prompt)
 
 
-def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) -> Entry:
+def conversation_keys(item: dict, column: str, chat: tuple[str | None, str | None]) -> dict:
+    """prompt.conversation's keys, role names and template from an entry's mappings."""
     sharegpt = item["type"] == "sharegpt"
-    column = item.get("field_messages") or ("conversations" if sharegpt else "messages")
     props = item.get("message_property_mappings") or {}
     role = props.get("role") or item.get("message_field_role") or ("from" if sharegpt else "role")
     content = (
@@ -178,6 +244,8 @@ def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) ->
         or ("value" if sharegpt else "content")
     )
     roles = {"human": "user", "gpt": "assistant", "system": "system"} if sharegpt else {}
+    if not item.get("roles"):  # axolotl's chat_template reads ShareGPT's names by default
+        roles |= {"human": "user", "gpt": "assistant"}
     for target, names in (item.get("roles") or {}).items():
         for name in names if isinstance(names, list) else [names]:
             if name != target and target in ("system", "user", "assistant"):
@@ -187,6 +255,15 @@ def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) ->
         spec["roles"] = roles
     if chat[0] is not None:
         spec["chat_template"] = chat[0]
+    if item.get("drop_system_message"):
+        spec["drop_system"] = True
+    return spec
+
+
+def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) -> Entry:
+    sharegpt = item["type"] == "sharegpt"
+    column = item.get("field_messages") or ("conversations" if sharegpt else "messages")
+    spec = conversation_keys(item, column, chat)
     notes = [
         Dropped(
             f"{where}.type",
@@ -195,10 +272,13 @@ def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) ->
             APPROXIMATED,
         )
     ]
-    if item.get("drop_system_message"):
-        notes.append(
-            Dropped(f"{where}.drop_system_message", "the spec keeps system turns", UNSUPPORTED)
-        )
+    notes += turn_settings(item, where)
+    return Entry({}, {"conversation": spec}, column=column, notes=notes)
+
+
+def turn_settings(item: dict, where: str) -> list[Dropped]:
+    """An entry's settings of which turns train, and its own template: not expressible."""
+    notes = []
     if item.get("roles_to_train") not in (None, ["assistant"]):
         notes.append(
             Dropped(f"{where}.roles_to_train", "the spec trains assistant turns only", UNSUPPORTED)
@@ -215,7 +295,40 @@ def conversation(item: dict, where: str, chat: tuple[str | None, str | None]) ->
                 UNSUPPORTED,
             )
         )
-    return Entry({}, {"conversation": spec}, column=column, notes=notes)
+    return notes
+
+
+def message_preference(
+    item: dict, where: str, *, method: str, chat: tuple[str | None, str | None]
+) -> Entry:
+    """A dpo/orpo/kto type whose rows hold messages -> a conversation with answer columns."""
+    kind = str(item["type"])
+    family = kind.partition(".")[0]
+    fixed = MESSAGE_TYPES[method][kind]
+    if fixed is None:  # chat_template.default: the entry names its fields
+        column = str(item.get("field_messages") or "messages")
+        answers = {
+            "chosen": str(item.get("field_chosen") or "chosen"),
+            "rejected": str(item.get("field_rejected") or "rejected"),
+        }
+    else:
+        column, answers = fixed
+    if family == "chatml" and chat[0] is None:
+        chat = (CHATML_JINJA, f"type: {kind}")
+    spec = conversation_keys({**item, "type": "chat_template"}, column, chat) | answers
+    prompt: dict[str, Any] = {"conversation": spec}
+    if method == "kto":
+        prompt["label_field"] = "label"
+    notes = turn_settings(item, where)
+    if fixed is not None:
+        why = (
+            f"{kind}: the prompt is {column}'s turns before its answer; a row's separate "
+            "system column, where axolotl reads one, is left out (issue 25, item 2)"
+        )
+        if family == "llama3" and chat[0] is None:
+            why += "; the tokenizer's own chat template (llama3's)"
+        notes.append(Dropped(f"{where}.type", why, APPROXIMATED))
+    return Entry({}, prompt, column=column, notes=notes)
 
 
 def flat_preference(kind: str, where: str, method: str) -> Entry:

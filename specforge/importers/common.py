@@ -123,16 +123,16 @@ def map_optimizer(keys: Keys, draft: Draft, *, key: str, default: str) -> None:
         keys.unsupported(key, f"optimizer {name!r} is not one of {', '.join(sorted(OPTIMIZERS))}")
 
 
-def map_adam(keys: Keys, names: dict[str, str]) -> None:
-    """Adam betas/epsilon: the spec has none, so only the defaults carry over."""
-    for key, default_key in names.items():
+def map_adam(keys: Keys, draft: Draft, names: dict[str, str]) -> None:
+    """Adam betas/epsilon: training.adam_beta1/adam_beta2/adam_epsilon where not the default."""
+    for key, spec_key in names.items():
         value = keys.peek(key)
         if value is None:
             keys.used.add(key)
-        elif float(value) == ADAM_DEFAULTS[default_key]:
+        elif float(value) == ADAM_DEFAULTS[spec_key]:
             keys.drop(key, NO_EFFECT, "transformers' default, which specforge uses")
         else:
-            keys.unsupported(key, "the spec has no Adam betas/epsilon (issue 25, item 4)")
+            draft.set(f"training.{spec_key}", float(keys.get(key)), key)
 
 
 def map_scheduler(keys: Keys, draft: Draft, *, key: str, default: str) -> None:

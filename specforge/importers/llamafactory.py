@@ -94,7 +94,7 @@ def import_llamafactory(
     method = map_stage(keys, draft)
     full = map_finetuning(keys, draft)
     map_model(keys, draft, full)
-    stop = map_template(keys, draft)
+    stop = map_template(keys, draft, method)
     media = map_dataset(keys, draft, method=method, info_path=info, stop=stop)
     if media:
         why = f"multimodal (vision-language) training is out of scope (dataset columns {', '.join(media)})"
@@ -120,10 +120,20 @@ def map_stage(keys: Keys, draft: Draft) -> str:
     if keys.get("do_train", True) is not True:
         keys.unsupported("do_train", "not a training run (evaluation or prediction only)")
     if stage == "pt":
-        keys.unsupported("stage", "pt: continued pretraining on raw text (issue 25, item 10)")
+        draft.set("method", "pretrain", "stage: pt")
+        # LLaMA-Factory joins pt's texts (each ending in eos) and cuts cutoff_len blocks
+        draft.set("training.packing", True, "stage: pt (packed by default)")
+        draft.set(
+            "training.packing_strategy",
+            "wrapped",
+            "stage: pt: texts joined and cut into cutoff_len blocks, as LLaMA-Factory does",
+        )
         return "pt"
-    if stage in ("rm", "ppo"):
-        keys.unsupported("stage", f"{stage}: reward modelling / PPO (issue 25, item 10)")
+    if stage == "rm":
+        draft.set("method", "reward", "stage: rm")
+        return "reward"
+    if stage == "ppo":
+        keys.unsupported("stage", "ppo: online RL with a reward model has no spec method")
         return "sft"
     if stage == "kto":
         draft.set("method", "kto", "stage: kto")
@@ -143,12 +153,19 @@ def map_stage(keys: Keys, draft: Draft) -> str:
 def map_finetuning(keys: Keys, draft: Draft) -> bool:
     """The lora section (or null for full); True for full fine-tuning."""
     kind = keys.get("finetuning_type", "lora")
-    lora_keys = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target")
+    lora_keys = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", *LORA_EXTRAS)
     if kind == "full":
         draft.set("lora", None, "finetuning_type: full")
         for key in lora_keys:
             keys.drop(key, NO_EFFECT, "no adapter is trained (full fine-tuning)")
         return True
+    if kind == "freeze":
+        keys.unsupported(
+            "finetuning_type",
+            "freeze: `lora: null` with training.unfrozen_parameters naming the layers it trains "
+            "(freeze_trainable_layers counts from the end, which needs the model's layer count)",
+        )
+        return False
     if kind != "lora":
         keys.unsupported("finetuning_type", f"{kind}: the spec trains LoRA or all weights")
         return False
@@ -178,14 +195,80 @@ def map_finetuning(keys: Keys, draft: Draft) -> bool:
     for key in ("use_dora", "use_rslora"):
         if keys.get(key) is True:
             draft.set(f"lora.{key}", True)
-    keys.unsupported("additional_target", "extra trainable modules (issue 25, item 3)")
-    keys.unsupported("loraplus_lr_ratio", "LoRA+ (issue 25, item 4)")
-    if keys.peek("pissa_init") is True:
-        keys.unsupported("pissa_init", "PiSSA initialisation (issue 25, item 5)")
+    map_lora_extras(keys, draft)
     keys.unsupported(
         "adapter_name_or_path", "start from an adapter folder: model.adapter takes a specforge run"
     )
     return False
+
+
+LORA_EXTRAS: tuple[str, ...] = ("additional_target", "loraplus_lr_ratio", "pissa_init")
+LORA_EXTRAS += ("loraplus_lr_embedding",)
+LORA_EXTRAS += ("pissa_iter", "pissa_convert")
+
+
+def map_lora_extras(keys: Keys, draft: Draft) -> None:
+    """Modules trained whole (additional_target), LoRA+, and a PiSSA start."""
+    extra = keys.get("additional_target")
+    if extra:
+        names = [t.strip() for t in str(extra).split(",") if t.strip()]
+        draft.set("lora.modules_to_save", names, "additional_target")
+    for key in ("loraplus_lr_ratio", "loraplus_lr_embedding"):
+        if keys.given(key):
+            draft.set(f"lora.{key}", float(keys.get(key)), key)
+    if keys.get("pissa_init") is not True:
+        for key in ("pissa_iter", "pissa_convert"):
+            keys.drop(key, NO_EFFECT, "pissa_init is off")
+        return
+    iterations = int(keys.get("pissa_iter", 16))
+    init = f"pissa_niter_{iterations}" if iterations > 0 else "pissa"
+    why = f"pissa_init, pissa_iter: {iterations}" + ("" if iterations > 0 else " (a full SVD)")
+    draft.set("lora.init_lora_weights", init, why)
+    if keys.peek("pissa_convert") is not True:
+        keys.drop(
+            "pissa_convert",
+            NO_EFFECT,
+            "specforge always saves the PiSSA adapter converted to a plain LoRA on the base",
+        )
+    keys.used.add("pissa_convert")
+
+
+GALORE_DEFAULTS = {"galore_rank": 16, "galore_update_interval": 200, "galore_scale": 2.0}
+GALORE_ARGS = {"galore_rank": "rank", "galore_update_interval": "update_proj_gap"}
+GALORE_ARGS |= {"galore_scale": "scale", "galore_proj_type": "proj_type"}
+
+
+def map_galore(keys: Keys, draft: Draft, full: bool) -> None:
+    """use_galore: transformers' GaLore optimizers, with LLaMA-Factory's defaults written out."""
+    galore_keys = ["galore_target", "galore_layerwise", *GALORE_ARGS]
+    if keys.get("use_galore") is not True:
+        for key in galore_keys:
+            keys.drop(key, NO_EFFECT, "use_galore is off")
+        return
+    if not full:
+        keys.unsupported("use_galore", "GaLore projects whole-weight gradients: full fine-tuning")
+        for key in galore_keys:
+            keys.drop(key, UNSUPPORTED, "see use_galore")
+        return
+    optim = {"adamw_torch": "galore_adamw", "adamw_8bit": "galore_adamw_8bit"}
+    base = draft.get("training.optim", "adamw_torch")
+    if base not in optim:
+        keys.unsupported("use_galore", f"GaLore with {base}: the spec's GaLore is AdamW")
+        return
+    layerwise = keys.get("galore_layerwise") is True
+    name = optim[base] + ("_layerwise" if layerwise else "")
+    draft.set("training.optim", name, "use_galore" + (", galore_layerwise" if layerwise else ""))
+    target = str(keys.get("galore_target", "all"))
+    targets: str | list[str] = "all-linear"
+    if target != "all":
+        targets = [t.strip() for t in target.split(",") if t.strip()]
+    draft.set("training.optim_target_modules", targets, "galore_target")
+    settings = {
+        GALORE_ARGS[key]: keys.get(key, GALORE_DEFAULTS.get(key))
+        for key in GALORE_ARGS
+        if keys.given(key) or key in GALORE_DEFAULTS
+    }
+    draft.set("training.optim_args", settings, "galore_*: LLaMA-Factory's values, defaults too")
 
 
 def precision(keys: Keys, full: bool) -> tuple[str, str, str]:
@@ -217,6 +300,10 @@ def map_model(keys: Keys, draft: Draft, full: bool) -> None:
         draft.set("model.revision", str(keys.get("model_revision")), "model_revision")
     keys.get("model_revision")
     prec, dtype, why = precision(keys, full)
+    prequantized = map_prequantized(keys, draft, str(base or ""), full)
+    if prequantized == "awq" and prec == "bf16":  # SF084
+        prec, dtype, why = "fp16", "float16", "bf16: true, as fp16: AWQ's kernels run in float16"
+        keys.approximated("bf16", "fp16: transformers loads AWQ weights in float16 (SF084)")
     draft.set("model.dtype", dtype, why)
     kernels = {"fa2": "flash_attention_2", "sdpa": "sdpa", "disabled": "eager"}
     attn = keys.get("flash_attn", "auto")
@@ -226,13 +313,39 @@ def map_model(keys: Keys, draft: Draft, full: bool) -> None:
         keys.unsupported("flash_attn", f"{attn}: not a kernel the spec offers")
     if keys.get("trust_remote_code") is True:
         draft.set("model.trust_remote_code", True)
-    map_quantization(keys, draft, dtype, full)
+    if prequantized and keys.given("quantization_bit"):
+        keys.drop("quantization_bit", NO_EFFECT, "LLaMA-Factory ignores it on a PTQ model")
+    elif not prequantized:
+        map_quantization(keys, draft, dtype, full)
     draft.set("training.precision", prec, why)
     keys.unsupported("rope_scaling", "RoPE scaling of the base model")
     if keys.peek("use_unsloth") is True:
         keys.approximated("use_unsloth", "transformers' own kernels: the same training, slower")
     if keys.get("enable_liger_kernel") is True:
         draft.set("training.use_liger_kernel", True, "enable_liger_kernel")
+
+
+# a model id's suffix that names a pre-quantized format (TechxGenus/Meta-Llama-3-8B-Instruct-AWQ)
+PREQUANTIZED_SUFFIXES = {"-gptq": "gptq", "-awq": "awq"}
+
+
+def map_prequantized(keys: Keys, draft: Draft, base: str, full: bool) -> str | None:
+    """LLaMA-Factory loads a pre-quantized (PTQ) model as its config.json's quantization_config
+    says; that file is not read here, so the format comes from the model id's suffix."""
+    found = [m for end, m in PREQUANTIZED_SUFFIXES.items() if base.lower().endswith(end)]
+    if not found:
+        return None
+    method = found[0]
+    if full:
+        keys.unsupported("model_name_or_path", f"{method} weights train only a LoRA adapter")
+        return None
+    inferred = "inferred from the model id; LLaMA-Factory reads the checkpoint's config.json"
+    draft.set("model.prequantized", {"method": method, "bits": 4}, inferred)
+    keys.approximated(
+        "model_name_or_path",
+        f"model.prequantized {{method: {method}, bits: 4}} {inferred} (check its bits there)",
+    )
+    return method
 
 
 def map_quantization(keys: Keys, draft: Draft, dtype: str, full: bool) -> None:
@@ -265,18 +378,22 @@ def map_quantization(keys: Keys, draft: Draft, dtype: str, full: bool) -> None:
     )
 
 
-def map_template(keys: Keys, draft: Draft) -> str | None:
+def map_template(keys: Keys, draft: Draft, method: str = "sft") -> str | None:
     """The answer's stop token from the chat template's name; LLaMA-Factory makes it the eos."""
     name = keys.peek("template")
     if name is None:
         keys.used.add("template")
         return None
     stop = TEMPLATE_STOPS.get(name)
+    if method == "reward":  # a score head: no answer to end, the tokenizer's eos unchanged
+        stop = None
     how = (
         f"ends answers with {stop}, which LLaMA-Factory makes the eos"
         if stop
         else "the trainer ends answers with the tokenizer's eos"
     )
+    if method == "reward":
+        how = "a score head reads the end of each answer; no stop token to set"
     keys.approximated(
         "template",
         f"{name}: rendered by the tokenizer's own chat template (LLaMA-Factory's {name} template "
@@ -290,7 +407,7 @@ def map_template(keys: Keys, draft: Draft) -> str | None:
 
 def map_preference(keys: Keys, draft: Draft, method: str) -> None:
     pref_keys = ("pref_beta", "pref_ftx", "pref_loss", "kto_chosen_weight", "kto_rejected_weight")
-    if method in ("sft", "pt"):
+    if method in ("sft", "pt", "reward"):
         for key in pref_keys:
             keys.drop(key, NO_EFFECT, "a preference setting; this is not a preference stage")
         return
@@ -351,8 +468,10 @@ def map_training(keys: Keys, draft: Draft) -> None:
     draft.set("training.weight_decay", float(keys.get("weight_decay", 0.0)))
     draft.set("training.max_grad_norm", float(keys.get("max_grad_norm", 1.0)))
     map_optimizer(keys, draft, key="optim", default="adamw_torch")
+    map_galore(keys, draft, full=draft.get("lora", "lora") is None)
     map_adam(
         keys,
+        draft,
         {"adam_beta1": "adam_beta1", "adam_beta2": "adam_beta2", "adam_epsilon": "adam_epsilon"},
     )
     off = keys.get("disable_gradient_checkpointing", False) is True
@@ -419,10 +538,6 @@ def map_switches(keys: Keys, draft: Draft) -> None:
             keys.drop(key, kind, reason)
         elif found is not None:
             keys.drop(key, NO_EFFECT, "the spec's behaviour already")
-    keys.unsupported(
-        "eval_dataset",
-        "an evaluation dataset separate from the validation split (issue 25, item 8)",
-    )
     report = keys.get("report_to", "none")
     trackers = [
         t for t in ([report] if isinstance(report, str) else report) if t not in ("none", None)
@@ -451,7 +566,8 @@ def map_eval_save(keys: Keys, draft: Draft) -> None:
     elif size is not None and float(size) >= 1:
         keys.unsupported("val_size", f"{size} rows held out: the spec holds out a fraction")
     strategy = keys.get("eval_strategy") or keys.get("evaluation_strategy")
-    if strategy in ("steps", "epoch") and draft.get("dataset.validation_fraction") is not None:
+    held_out = ("dataset.validation_fraction", "dataset.eval_path")
+    if strategy in ("steps", "epoch") and any(draft.get(key) is not None for key in held_out):
         draft.set(
             "training.eval_strategy",
             strategy,
@@ -461,7 +577,7 @@ def map_eval_save(keys: Keys, draft: Draft) -> None:
             draft.set("training.eval_steps", int(keys.get("eval_steps", 500)))
     elif strategy in ("steps", "epoch"):
         keys.unsupported(
-            "eval_strategy", "evaluation without val_size (an eval_dataset is not carried over)"
+            "eval_strategy", "evaluation without val_size or eval_dataset: no rows to evaluate"
         )
     keys.used.add("eval_steps")
     save = keys.get("save_strategy", "steps")

@@ -140,26 +140,17 @@ def alpaca(name: str, attr: dict, columns: dict, *, method: str, stop: str | Non
     ):
         if role in cols:
             notes.append(Dropped(f"{where}.columns.{role}", why, UNSUPPORTED))
-    if method == "pt":
-        return Shape({}, None, notes=notes)
+    if method == "pt":  # raw text in the prompt column, every token trained
+        text = cols.get("prompt", "instruction")
+        return Shape({}, {"text_column": text}, fields={"prompt": text}, notes=notes)
     end = stop or ""
-    user = "{" + cols.get("prompt", "instruction") + "}"
-    if "query" in cols:
-        user += "\n{" + cols["query"] + "}"
-        notes.append(
-            Dropped(
-                where,
-                f"alpaca: a row with an empty {cols['query']} (query) keeps the newline after "
-                f"{cols.get('prompt', 'instruction')} (LLaMA-Factory joins only a non-empty "
-                "query; conditional prompts are issue 25, item 2)",
-                APPROXIMATED,
-            )
-        )
-    messages = (
-        [{"role": "system", "content": "{" + cols["system"] + "}"}] if "system" in cols else []
-    )
-    messages.append({"role": "user", "content": user})
-    prompt: dict[str, Any] = {"messages": messages}
+    instruction = "{" + cols.get("prompt", "instruction") + "}"
+    system = [{"role": "system", "content": "{" + cols["system"] + "}"}] if "system" in cols else []
+    prompt: dict[str, Any] = {"messages": [*system, {"role": "user", "content": instruction}]}
+    if "query" in cols:  # LLaMA-Factory joins the query on a new line only where it is given
+        query = "\n{" + cols["query"] + "}"
+        prompt["messages"] = [*system, {"role": "user", "content": instruction + query}]
+        prompt["if_empty"] = {cols["query"]: [*system, {"role": "user", "content": instruction}]}
     if attr.get("ranking"):
         prompt |= {
             "completion": "{" + cols.get("chosen", "chosen") + "}" + end,
@@ -175,12 +166,12 @@ def alpaca(name: str, attr: dict, columns: dict, *, method: str, stop: str | Non
 def sharegpt(name: str, attr: dict, columns: dict, *, method: str) -> Shape:
     where = f"dataset ({name})"
     notes = []
-    if method != "sft" or attr.get("ranking") or "kto_tag" in columns:
-        why = (
-            "preference/KTO rows as conversations (issue 25, item 1)"
-            if method != "pt"
-            else "continued pretraining (issue 25, item 10)"
-        )
+    preference = bool(attr.get("ranking")) or "kto_tag" in columns
+    if method == "pt" or (method == "sft") == preference:
+        why = {
+            "pt": "continued pretraining reads alpaca's text column, not conversations",
+            "sft": "preference rows (ranking/kto_tag) for sft",
+        }.get(method, f"rows without ranking or kto_tag for {method}")
         return Shape({}, None, notes=[Dropped(where, why, UNSUPPORTED)])
     for role, why in (
         ("system", "a system column beside the conversation"),
@@ -199,6 +190,8 @@ def sharegpt(name: str, attr: dict, columns: dict, *, method: str) -> Shape:
     spec |= {"role_key": tags["role_tag"], "content_key": tags["content_tag"]}
     if roles:
         spec["roles"] = roles
+    if preference:
+        return preference_conversation(spec, attr, columns, notes=notes)
     notes.append(
         Dropped(
             where,
@@ -207,6 +200,22 @@ def sharegpt(name: str, attr: dict, columns: dict, *, method: str) -> Shape:
         )
     )
     return Shape({}, {"conversation": spec}, fields={"messages": spec["column"]}, notes=notes)
+
+
+def preference_conversation(
+    spec: dict[str, Any], attr: dict, columns: dict, *, notes: list[Dropped]
+) -> Shape:
+    """sharegpt with ranking (chosen/rejected messages after the conversation) or a kto_tag
+    (the conversation's last turn is the answer, the tag says whether it is desirable)."""
+    prompt: dict[str, Any] = {"conversation": spec}
+    fields = {"messages": spec["column"]}
+    if attr.get("ranking"):
+        answers = {k: str(columns.get(k, k)) for k in ("chosen", "rejected")}
+        spec |= answers
+        fields |= answers
+    if "kto_tag" in columns:
+        prompt["label_field"] = fields["kto_tag"] = str(columns["kto_tag"])
+    return Shape({}, prompt, fields=fields, notes=notes)
 
 
 def map_dataset(
@@ -244,7 +253,27 @@ def map_dataset(
         return media
     draft.data["prompt"] = shapes[0].prompt
     write_sources(keys, draft, shapes)
+    map_eval_dataset(keys, draft, info, info_path)
     return media
+
+
+def map_eval_dataset(keys: Keys, draft: Draft, info: dict[str, Any], info_path: Path) -> None:
+    """eval_dataset: one dataset of dataset_info.json, evaluated instead of a split (its rows
+    read with the training datasets' prompt)."""
+    names = [n.strip() for n in str(keys.get("eval_dataset", "")).split(",") if n.strip()]
+    if not names:
+        return
+    attr = info.get(names[0])
+    if len(names) > 1 or not isinstance(attr, dict):
+        keys.unsupported("eval_dataset", "one evaluation dataset defined in dataset_info.json")
+        return
+    source, notes = source_of(names[0], attr, info_path.parent)
+    if not source or notes:
+        keys.unsupported("eval_dataset", f"{names[0]}: a Hub id or local file, whole")
+        return
+    draft.set("dataset.eval_path", source["path"], f"eval_dataset: {names[0]}")
+    if "split" in source:
+        draft.set("dataset.eval_split", source["split"], f"eval_dataset: {names[0]}")
 
 
 def structure(prompt: dict | None, fields: dict[str, str]) -> Any:

@@ -1,10 +1,15 @@
 """FLOPs, memory and time of one optimiser step: the arithmetic `explain` and the layout plan share.
 
 FLOP convention (benchmarks/gpu_check.py's; recompute from checkpointing is not counted, as MFU
-is defined): F = (4 * N_frozen + 6 * N_trained) * T + 12 * L * d_attn * sum(l_i ** 2).
+is defined): F = (4 * N_frozen + 6 * N_trained) * T + 12 * L * d_attn * sum(l_i ** 2), plus
+(2 * N * T + 4 * L * d_attn * sum(l_i ** 2)) for each forward-only pass over the same tokens
+(dpo's reference model; kto's reference and the KL pass of both models: `extra_forwards`).
 4N: the frozen base's forward (2N) and activation gradients (2N), no weight gradients; 6N: the
 trained LoRA and token rows; attention: QK^T and AV (PaLM appendix B), per sequence, so padding and
-cross-row attention are not useful work. T counts non-pad tokens.
+cross-row attention are not useful work. T counts non-pad tokens. N counts a matmul weight by its
+shape (in x out), so 4-bit weights, which bitsandbytes packs two to a byte (and GPTQ/AWQ
+checkpoints eight to an int32), count whole. train.py's
+MetricsFile measures MFU with the same counts.
 """
 
 from __future__ import annotations
@@ -45,18 +50,44 @@ LOSS_TILE = 4096  # trl/kernels/chunked_logprob.py TOKEN_CHUNK_SIZE
 CPU_OVERHEAD_GIB = 1.0  # the Python process with torch, transformers, peft and trl loaded
 
 
-def step_flops(params: Params, shape: Shape, *, tokens: float, sum_sq: float) -> float:
-    """Model FLOPs of one optimiser step: `tokens` non-pad tokens, `sum_sq` = sum of l_i**2."""
+# kto's loss that estimates no KL term (trl 1.16: calculate_kl is off for it alone)
+KTO_WITHOUT_KL = "apo_zero_unpaired"
+
+
+def extra_forwards(spec: Spec) -> int:
+    """Forward-only passes over each trained token beside the trained one: dpo's reference model;
+    kto's reference, and (unless its loss estimates no KL term) the KL pass of the policy and of
+    the reference over mismatched completions, about as many tokens again."""
+    if spec.method == "dpo":
+        return 1
+    if spec.method == "kto":
+        loss = spec.preference.loss_type if spec.preference else None
+        return 1 if loss == KTO_WITHOUT_KL else 3
+    return 0
+
+
+def step_flops(
+    params: Params, shape: Shape, *, tokens: float, sum_sq: float, forwards: int = 0
+) -> float:
+    """Model FLOPs of one optimiser step: `tokens` non-pad tokens, `sum_sq` = sum of l_i**2,
+    `forwards` forward-only passes over the same tokens besides the trained one."""
+    attention = 4 * shape.layers * shape.heads * shape.dim * sum_sq  # forward: 1/3 of it
     if params.full:  # every matmul weight trains: forward, activation and weight gradients
-        dense = 6 * params.matmul * tokens
+        dense, matmul = 6 * params.matmul * tokens, params.matmul
     else:
         dense = (4 * params.matmul + 6 * params.trainable) * tokens
-    return float(dense + 12 * shape.layers * shape.heads * shape.dim * sum_sq)
+        matmul = params.matmul + sum(params.lora.values())
+    extra = forwards * (2 * matmul * tokens + attention)
+    return float(dense + 3 * attention + extra)
 
 
-def flops_per_token(params: Params, shape: Shape, seq_len: float) -> float:
+def flops_per_token(params: Params, shape: Shape, seq_len: float, forwards: int = 0) -> float:
     """step_flops per token for sequences of `seq_len` tokens."""
-    return step_flops(params, shape, tokens=1.0, sum_sq=seq_len)
+    return step_flops(params, shape, tokens=1.0, sum_sq=seq_len, forwards=forwards)
+
+
+# GPTQ/AWQ keep a float16 scale and a packed zero point per group of (usually) 128 weights
+PREQUANTIZED_CONSTANTS = 2.5 / 128
 
 
 def weight_bytes(spec: Spec) -> float:
@@ -64,6 +95,11 @@ def weight_bytes(spec: Spec) -> float:
     q = spec.model.quantization
     if q is not None:
         return 0.5 + 0.0625 if q.bits == 4 else 1.0 + 0.03  # + quantisation constants
+    pre = spec.model.prequantized
+    # compressed-tensors decompresses its weights at the first forward (transformers 5.23's
+    # route without dequantize=True): they take model.dtype's bytes, below
+    if pre is not None and pre.method != "compressed-tensors":
+        return pre.bits / 8 + PREQUANTIZED_CONSTANTS
     if spec.model.dtype in ("float16", "bfloat16"):
         return 2.0
     if spec.model.dtype == "auto":
@@ -77,13 +113,17 @@ def weight_bytes(spec: Spec) -> float:
 OPTIMIZER_STATES = {"adamw_8bit": None, "paged_adamw_8bit": None, "sgd": 0.0, "adafactor": 0.1}
 
 
+# Full fine-tuning trains fp32 master weights whatever model.dtype is (train.py upcasts what it
+# loads, training.precision autocasts the compute, and the model is saved in model.dtype):
+# AdamW's updates below a bfloat16 weight's rounding step (1/256 of it) would otherwise be lost.
+MASTER_BYTES = 4.0
+
+
 def full_state_bytes(spec: Spec) -> float:
-    """Bytes per weight that full fine-tuning holds beyond the weights: the gradient (in the
-    weights' dtype: bf16 weights train in bf16, fp32 weights under bf16/fp16 autocast keep fp32
-    gradients) and the optimizer's state (training.optim)."""
-    w = weight_bytes(spec)
+    """Bytes per weight that full fine-tuning holds beyond the fp32 master weights: their fp32
+    gradient and the optimizer's state (training.optim)."""
     states = OPTIMIZER_STATES.get(spec.training.optim, 2.0)
-    return w + (2.0 if states is None else states * w)
+    return MASTER_BYTES + (2.0 if states is None else states * MASTER_BYTES)
 
 
 def reference_copies(spec: Spec) -> int:
@@ -93,13 +133,15 @@ def reference_copies(spec: Spec) -> int:
 
 
 def full_states(spec: Spec, params: Params) -> tuple[float, float]:
-    """(weights + gradients + optimizer states, reference weights) of full fine-tuning, in bytes."""
-    weights = params.base * weight_bytes(spec)
-    return weights + params.base * full_state_bytes(spec), weights * reference_copies(spec)
+    """(master weights + gradients + optimizer states, reference weights) of full fine-tuning,
+    in bytes; the frozen reference copy stays in model.dtype."""
+    states = params.base * (MASTER_BYTES + full_state_bytes(spec))
+    return states, params.base * weight_bytes(spec) * reference_copies(spec)
 
 
 def activation_bytes(spec: Spec) -> float:
-    return 4.0 if spec.training.precision == "fp32" and spec.model.dtype != "float16" else 2.0
+    fp32_weights = spec.model.dtype != "float16" or spec.lora is None  # full: fp32 masters
+    return 4.0 if spec.training.precision == "fp32" and fp32_weights else 2.0
 
 
 def layer_activations(spec: Spec, shape: Shape) -> float:
@@ -160,7 +202,8 @@ def memory(
     # fp32 trainable weights, their gradients, AdamW's two moments: 16 bytes each
     adapter = params.trainable * 16.0
     reference = 0.0
-    if params.full:  # the weights train in place: their gradients and optimizer states
+    if params.full:  # fp32 master weights train in place: their gradients and optimizer states
+        weights = params.base * MASTER_BYTES
         adapter = params.base * full_state_bytes(spec)
         reference = full_states(spec, params)[1]
     per_layer = layer_activations(spec, shape)

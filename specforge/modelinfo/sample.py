@@ -72,7 +72,8 @@ def sequences_per_row(spec: Spec) -> int:
 def _texts(spec: Spec, row: dict) -> list[str]:
     p = spec.prompt
     values = {k: "" if v is None else str(v) for k, v in row.items()}
-    prompts = [p.template] if p.template is not None else [m.content for m in p.messages or []]
+    chosen = p.prompt_for(row)  # the alpaca-style prompt without its empty input, too
+    prompts = [chosen] if isinstance(chosen, str) else [m.content for m in chosen or []]
     prompt = "".join(t.format_map(values) for t in prompts)
     if p.completion is None:  # a conversation row: no completion template to sample with
         raise ValueError("no completion template")

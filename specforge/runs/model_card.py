@@ -135,10 +135,33 @@ def _generative_rows(results: dict, labels) -> list[str]:
     ]
 
 
+def _unlabelled_rows(results: dict, labels) -> list[str]:
+    """The table for continued pretraining (perplexity) or a reward model (pairwise accuracy)."""
+    if "perplexity" in (results.get("eval_tuned") or {}):
+        head = ["| model | perplexity | tokens | texts |", "|---|---|---|---|"]
+        rows = [
+            f"| {label} | {found['perplexity']:.3f} | {found['tokens']} | {found['n']} |"
+            for key, label in labels
+            if (found := results.get(key))
+        ]
+        return head + rows
+    head = ["| model | pairwise accuracy | mean margin | pairs |", "|---|---|---|---|"]
+    rows = [
+        f"| {label} | {found['pairwise_accuracy']:.1%} | {found['mean_margin']:.3f} | "
+        f"{found['n']} |"
+        for key, label in labels
+        if (found := results.get(key))
+    ]
+    return head + rows
+
+
 def _metrics_rows(record: dict) -> list[str]:
     results, labels = record.get("results", {}), _labels(record)
-    if "rouge_l" in (results.get("eval_tuned") or {}):
+    tuned = results.get("eval_tuned") or {}
+    if "rouge_l" in tuned:
         return _generative_rows(results, labels)
+    if "perplexity" in tuned or "pairwise_accuracy" in tuned:
+        return _unlabelled_rows(results, labels)
     rows = []
     for key, label in labels:
         found = results.get(key)

@@ -178,10 +178,13 @@ def spec_evaluation_rows(spec: Spec, run_dir: Path) -> str | None:
     """evaluation_rows() from the spec alone (`specforge export` has run.json's, not a file)."""
     if spec.inference.eval_data:
         return spec.inference.eval_data
-    has_validation = (
-        spec.dataset.validation_fraction is not None or spec.dataset.validation_split is not None
+    ds = spec.dataset
+    has_validation = any(
+        key is not None for key in (ds.validation_fraction, ds.validation_split, ds.eval_path)
     )
-    if spec.inference.labels and has_validation:
+    # pretrain and reward score held-out rows without labels (perplexity, pairwise accuracy)
+    scored = spec.inference.labels or spec.method in ("pretrain", "reward")
+    if scored and has_validation:
         return str(run_dir / VALIDATION_ROWS)
     return None
 
@@ -548,7 +551,17 @@ def _summarise(record: RunRecord, run_dir: Path) -> None:
     base = "parent" if (data.get("base_evaluation") or {}).get("model") == "parent" else "base"
     for key, label in (("eval_tuned", "tuned"), ("eval_base", base)):
         result = data["results"].get(key)
-        if result and "rouge_l" in result:
+        if result and "perplexity" in result:
+            say(
+                f"{label:>5} model: perplexity {result['perplexity']:.3f} on {result['tokens']} "
+                f"tokens of {result['n']} held-out texts"
+            )
+        elif result and "pairwise_accuracy" in result:
+            say(
+                f"{label:>5} model: pairwise accuracy {result['pairwise_accuracy']:.1%}, mean "
+                f"margin {result['mean_margin']:.3f} on {result['n']} held-out pairs"
+            )
+        elif result and "rouge_l" in result:
             say(
                 f"{label:>5} model: exact match {result['exact_match']:.1%}, token-F1 "
                 f"{result['token_f1']:.3f}, ROUGE-L {result['rouge_l']:.3f}"

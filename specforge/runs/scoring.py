@@ -13,6 +13,10 @@ or "The" is not a miss; it is written out here (a dozen lines) rather than taken
 package, whose tokenisers differ from version to version and would move the figures silently.
 With `inference.answer_format: json` the answers are also parsed as JSON objects: the share that
 parse, and per gold field the share of rows whose answer holds the same value.
+
+Two methods score without answers: continued pretraining's infer.py writes each held-out text's
+negative log-likelihood and token count (perplexity over all of them), and a reward model's
+writes the scores of each row's preferred and dispreferred answer (pairwise accuracy).
 """
 
 from __future__ import annotations
@@ -167,7 +171,12 @@ def score_predictions(
     rows: list[dict], labels: list[str] | None, answer_column: str, answer_format: str = "text"
 ) -> dict | None:
     """Metrics for infer.py's rows: against the labels when the spec has them, else generative
-    scores; None when the rows carry no gold answers to score against."""
+    scores (or a pretrain run's perplexity, a reward model's pairwise accuracy); None when the
+    rows carry no gold answers to score against."""
+    if rows and all("nll" in row and "tokens" in row for row in rows):
+        return score_perplexity(rows)
+    if rows and all("chosen_score" in row and "rejected_score" in row for row in rows):
+        return score_pairs(rows)
     if not rows or any(answer_column not in row for row in rows):
         return None
     answers = [str(row.get("prediction", "")) for row in rows]
@@ -175,6 +184,32 @@ def score_predictions(
     if labels:
         return score_labels(answers, expected, labels)
     return score_text(answers, expected, answer_format)
+
+
+def score_perplexity(rows: list[dict]) -> dict:
+    """Held-out text: perplexity over every scored token, exp(total NLL / total tokens), so a
+    long text counts by its tokens, not as one row."""
+    tokens = sum(int(row["tokens"]) for row in rows)
+    per_token = sum(float(row["nll"]) for row in rows) / tokens if tokens else 0.0
+    return {
+        "n": len(rows),
+        "tokens": tokens,
+        "nll_per_token": per_token,
+        "perplexity": math.exp(per_token),
+    }
+
+
+def score_pairs(rows: list[dict]) -> dict:
+    """Held-out preference pairs: the share whose preferred answer scores higher (a tie is a
+    miss), and the mean margin between the two scores."""
+    margins = [float(row["chosen_score"]) - float(row["rejected_score"]) for row in rows]
+    n = len(margins)
+    return {
+        "n": n,
+        "pairwise_accuracy": sum(m > 0 for m in margins) / n if n else 0.0,
+        "mean_margin": sum(margins) / n if n else 0.0,
+        "ties": sum(m == 0 for m in margins),
+    }
 
 
 def gold_text(value) -> str:

@@ -12,7 +12,14 @@ import re
 import string
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from specforge.spec import schedulers
 
@@ -57,6 +64,23 @@ class Quantization(Strict):
     )
 
 
+class Prequantized(Strict):
+    """A checkpoint whose weights are already quantized (GPTQ, AWQ, compressed-tensors): its
+    config.json's quantization_config says how, and they load as they are; a LoRA adapter trains
+    on them."""
+
+    method: Literal["gptq", "awq", "compressed-tensors"] = Field(
+        description=(
+            "The checkpoint's format (its quantization_config's `quant_method`): `gptq` and `awq` "
+            "need gptqmodel>=7 and optimum>=1.24 (peft's LoRA layers for them); "
+            "`compressed-tensors` needs compressed-tensors>=0.15."
+        )
+    )
+    bits: Literal[2, 3, 4, 8] = Field(
+        4, description="Bits a weight in the checkpoint (what explain counts memory by)."
+    )
+
+
 class ModelSpec(Strict):
     """The base model."""
 
@@ -97,9 +121,24 @@ class ModelSpec(Strict):
     quantization: Quantization | None = Field(
         None, description="k-bit loading (QLoRA); null for none."
     )
+    prequantized: Prequantized | None = Field(
+        None,
+        description=(
+            "The weights are a pre-quantized checkpoint (GPTQ, AWQ, compressed-tensors), "
+            "loaded as they are; null: float weights."
+        ),
+    )
     trust_remote_code: bool = Field(
         False,
         description="Run model code from the Hub. Refused unless `--allow-remote-code` is given.",
+    )
+    config_overrides: dict[str, int | float | str | bool] = Field(
+        default_factory=dict,
+        description=(
+            "Values set on the model's config as it loads (`from_pretrained` keywords), e.g. "
+            "`output_router_logits: true` for a mixture-of-experts router's loss; each must be "
+            "a config attribute."
+        ),
     )
     adapter: str | None = Field(
         None,
@@ -202,11 +241,28 @@ class DatasetSpec(Strict):
         min_length=2,
     )
     revision: str | None = Field(None, description="Hub revision to pin.")
+    config_name: str | None = Field(
+        None,
+        description="Hub config (subset) of `path` (`load_dataset(path, name)`, e.g. c4's `en`).",
+        min_length=1,
+    )
     split: str = Field("train", description="Split to train on.", min_length=1)
     validation_fraction: float | None = Field(
         None, description="Hold out this fraction of `split` for evaluation (seeded).", gt=0, lt=1
     )
     validation_split: str | None = Field(None, description="Evaluate on this named split instead.")
+    eval_path: str | None = Field(
+        None,
+        description=(
+            "Evaluate during training on another dataset instead of a split of this one: a Hub "
+            "id or a local .jsonl/.json/.csv/.parquet file with the same columns (axolotl's "
+            "`test_datasets`, LLaMA-Factory's `eval_dataset`)."
+        ),
+        min_length=1,
+    )
+    eval_split: str | None = Field(
+        None, description="The split of `eval_path` to read; null: `train` (a local file's)."
+    )
     max_samples: int | None = Field(
         None, description="Use only N rows, sampled with the seed.", gt=0
     )
@@ -219,7 +275,7 @@ class DatasetSpec(Strict):
             weighted = [s.weight is not None for s in self.sources]
             if any(weighted) and not all(weighted):
                 raise ValueError("set `weight` on every source or on none")
-            for key in ("revision", "max_samples", "validation_split"):
+            for key in ("revision", "max_samples", "validation_split", "config_name"):
                 if getattr(self, key) is not None:
                     raise ValueError(
                         f"`{key}` does not apply to a mixture: "
@@ -236,7 +292,11 @@ class DatasetSpec(Strict):
         if self.sources is not None:
             return list(self.sources)
         assert self.path is not None  # _one_form: exactly one of path and sources
-        return [SourceSpec(path=self.path, revision=self.revision, split=self.split)]
+        return [
+            SourceSpec(
+                path=self.path, name=self.config_name, revision=self.revision, split=self.split
+            )
+        ]
 
 
 class Message(Strict):
@@ -267,11 +327,49 @@ class ConversationSpec(Strict):
         description="Jinja chat template to render turns with; default: the tokenizer's own.",
         min_length=1,
     )
+    drop_system: bool = Field(
+        False,
+        description=(
+            "Leave the data's system turns out (axolotl's drop_system_message): for a model "
+            "whose chat template refuses them (Gemma), or to train without them."
+        ),
+    )
+    examples: Literal["whole", "per_turn"] = Field(
+        "whole",
+        description=(
+            "sft: `whole`: one example per conversation with every assistant turn in its loss "
+            "(each token once); a conversation longer than training.max_length, or whose chat "
+            "template renders a turn differently once later turns follow, is split per turn. "
+            "`per_turn`: one example per assistant turn, the turns before it its prompt (each "
+            "turn weighs the same in the loss; earlier turns are computed again for each)."
+        ),
+    )
+    # dpo/orpo/kto: the answers' columns; the turns of `column` are the prompt
+    chosen: str | None = Field(
+        None,
+        description=(
+            "dpo/orpo: the column of the preferred answer: a message (`{role, content}`, "
+            "named by role_key/content_key), a list of messages (its last is the answer) or "
+            "text. Equal to `column`: the prompt is that list's turns before its last."
+        ),
+    )
+    rejected: str | None = Field(
+        None,
+        description="dpo/orpo: the column of the dispreferred answer, in the forms `chosen` takes.",
+    )
+    completion: str | None = Field(
+        None,
+        description=(
+            "kto: the column of the answer, in the forms `chosen` takes; null (or `column`): "
+            "the conversation's last turn (an assistant turn) is the answer, the turns before "
+            "it the prompt."
+        ),
+    )
 
-    @field_validator("column", "role_key", "content_key")
+    @field_validator("column", "role_key", "content_key", "chosen", "rejected", "completion")
     @classmethod
-    def _plain_name(cls, value: str) -> str:
-        if not value.isidentifier():
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.isidentifier():
             raise ValueError("must be a plain column or key name")
         return value
 
@@ -302,6 +400,16 @@ class PromptSpec(Strict):
         description="Target text with {column} fields; end it with a stop token so the model learns to stop.",
         min_length=1,
     )
+    if_empty: dict[str, str | list[Message]] | None = Field(
+        None,
+        description=(
+            'The prompt for a row whose column is empty (missing, null or ""), by column: '
+            'the alpaca format\'s prompt without its input, e.g. `{input: "{instruction}\\n"}`. '
+            "Each is written as `template` (a string) or `messages` (a list) is; the first listed "
+            "column a row leaves empty picks it, else the row takes the main prompt."
+        ),
+        min_length=1,
+    )
     truncate_field: str | None = Field(
         None,
         description=(
@@ -325,6 +433,14 @@ class PromptSpec(Strict):
         ),
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
     )
+    text_column: str | None = Field(
+        None,
+        description=(
+            "pretrain: the column of raw text the model learns, every token (instead of "
+            "`template`/`completion`)."
+        ),
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    )
 
     @field_validator("template", "completion", "rejected")
     @classmethod
@@ -335,10 +451,21 @@ class PromptSpec(Strict):
 
     @model_validator(mode="after")
     def _one_prompt_form(self) -> PromptSpec:
-        forms = [self.template, self.messages, self.conversation]
+        forms = [self.template, self.messages, self.conversation, self.text_column]
         if sum(form is not None for form in forms) != 1:
-            raise ValueError("set exactly one of `template`, `messages` and `conversation`")
+            raise ValueError(
+                "set exactly one of `template`, `messages`, `conversation` and `text_column`"
+            )
+        if self.text_column is not None:
+            keys = ("completion", "truncate_field", "rejected", "label_field", "if_empty")
+            if given := [k for k in keys if getattr(self, k) is not None]:
+                raise ValueError(
+                    f"`text_column` is raw text, trained on whole: remove {', '.join(given)}"
+                )
+            return self
         if self.conversation is not None:
+            if self.if_empty is not None:
+                raise ValueError("`if_empty` is for `template`/`messages` prompts, not turns")
             if self.completion is not None or self.truncate_field is not None:
                 raise ValueError(
                     "a conversation's assistant turns are the completions: "
@@ -358,9 +485,47 @@ class PromptSpec(Strict):
             )
         return self
 
+    @field_validator("if_empty")
+    @classmethod
+    def _alternatives_fit(
+        cls, value: dict[str, str | list[Message]] | None, info: ValidationInfo
+    ) -> dict[str, str | list[Message]] | None:
+        """Each alternative: the main prompt's form, only the main prompt's other fields."""
+        template, messages = info.data.get("template"), info.data.get("messages")
+        if value is None or (template is None and messages is None):
+            return value  # no template/messages prompt: _one_prompt_form says what is wrong
+        main = cls._fields_of(template if template is not None else messages)
+        for column, alternative in value.items():
+            where = f"for an empty {column!r}"
+            if column not in main:
+                raise ValueError(f"{column!r} is not a field of the prompt")
+            if isinstance(alternative, str) != (template is not None):
+                form = "a string, as `template`" if template else "messages, as `messages`"
+                raise ValueError(f"{where}: write the alternative prompt as {form}")
+            used = cls._fields_of(alternative)
+            if column in used:
+                raise ValueError(f"{where}: the prompt uses {{{column}}}")
+            if extra := [f for f in used if f not in main]:
+                raise ValueError(f"{where}: uses {', '.join(extra)}, not in the main prompt")
+        return value
+
+    @staticmethod
+    def _fields_of(prompt: str | list[Message] | None) -> list[str]:
+        texts = [prompt] if isinstance(prompt, str) else [m.content for m in prompt or []]
+        return list(dict.fromkeys(f for text in texts for f in template_fields(text)))
+
+    def prompt_for(self, row: dict) -> str | list[Message] | None:
+        """The prompt a row takes (train.py's and infer.py's prompt_template())."""
+        for column, alternative in (self.if_empty or {}).items():
+            if not row.get(column):
+                return alternative
+        return self.template if self.template is not None else self.messages
+
     def prompt_fields(self) -> list[str]:
         if self.conversation is not None:
             return [self.conversation.column]
+        if self.text_column is not None:
+            return [self.text_column]
         if self.template is not None:
             texts = [self.template]
         else:  # _one_prompt_form: template, messages or conversation
@@ -368,15 +533,25 @@ class PromptSpec(Strict):
         return list(dict.fromkeys(f for text in texts for f in template_fields(text)))
 
     def completion_fields(self) -> list[str]:
+        if self.conversation is not None:  # dpo/orpo/kto: the answer's column
+            c = self.conversation
+            return [column for column in (c.chosen, c.completion) if column is not None]
         if self.completion is None:
             return []
         return list(dict.fromkeys(template_fields(self.completion)))
 
     def rejected_fields(self) -> list[str]:
+        if self.conversation is not None:
+            return [self.conversation.rejected] if self.conversation.rejected else []
         return list(dict.fromkeys(template_fields(self.rejected or "")))
 
 
 LORA_ALL_LINEAR = "all-linear"
+
+
+LoraInit = Literal["default", "gaussian", "pissa", "olora"]
+# pissa with a fast SVD of N subspace iterations
+PissaIterations = Annotated[str, Field(pattern=r"^pissa_niter_[1-9][0-9]*$")]
 
 
 class LoraSpec(Strict):
@@ -396,6 +571,38 @@ class LoraSpec(Strict):
     bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train.")
     use_dora: bool = Field(False, description="Weight-decomposed LoRA (DoRA).")
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/sqrt(r) (rsLoRA).")
+    init_lora_weights: LoraInit | PissaIterations = Field(
+        "default",
+        description=(
+            "How the adapter starts (peft `init_lora_weights`): `default` (B = 0: the base model), "
+            "`gaussian`, `pissa` (the weights' principal singular vectors; `pissa_niter_N`: a fast "
+            "SVD of N iterations) or `olora` (a QR decomposition). pissa and olora move that part "
+            "out of the base weights; the saved adapter is converted back to a plain LoRA on the "
+            "unchanged base (rank 2r). EVA is not offered: it initialises from activations over a "
+            "data loader before training."
+        ),
+    )
+    modules_to_save: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.]+$")]] = Field(
+        default_factory=list,
+        description=(
+            "Modules trained whole and saved with the adapter (peft `modules_to_save`), e.g. "
+            "`[embed_tokens, lm_head]`; their new-token rows come with them. A tied head and "
+            "embedding stay tied."
+        ),
+    )
+    loraplus_lr_ratio: float | None = Field(
+        None,
+        description=(
+            "LoRA+: the B matrices learn at learning_rate x this ratio (peft "
+            "`create_loraplus_optimizer`; 16 in the paper); null: one learning rate."
+        ),
+        gt=0,
+    )
+    loraplus_lr_embedding: float | None = Field(
+        None,
+        description="LoRA+: learning rate of LoRA on embedding layers; null: peft's 1e-6.",
+        gt=0,
+    )
 
     @field_validator("target_modules")
     @classmethod
@@ -425,6 +632,12 @@ Optimizer = Literal[
     "adamw_8bit",
     "paged_adamw_8bit",
     "paged_adamw_32bit",
+    "adamw_torch_4bit",
+    "adamw_torch_8bit",
+    "galore_adamw",
+    "galore_adamw_8bit",
+    "galore_adamw_layerwise",
+    "galore_adamw_8bit_layerwise",
 ]
 Reporter = Literal["wandb", "tensorboard", "mlflow", "trackio"]
 
@@ -465,7 +678,45 @@ class TrainingSpec(Strict):
         ge=0,
     )
     weight_decay: float = Field(0.0, description="AdamW weight decay.", ge=0)
-    optim: Optimizer = Field("adamw_torch", description="Optimiser.")
+    optim: Optimizer = Field(
+        "adamw_torch",
+        description=(
+            "Optimiser (transformers `optim`). `adamw_8bit`, `paged_adamw_8bit`/`_32bit` need "
+            "bitsandbytes; `adamw_torch_4bit`/`_8bit` need torchao; `galore_*` need galore-torch "
+            "and `optim_target_modules` (full fine-tuning only)."
+        ),
+    )
+    adam_beta1: float | None = Field(
+        None, description="AdamW's beta1; null: transformers' 0.9.", ge=0, lt=1
+    )
+    adam_beta2: float | None = Field(
+        None, description="AdamW's beta2; null: transformers' 0.999.", ge=0, lt=1
+    )
+    adam_epsilon: float | None = Field(
+        None, description="AdamW's epsilon; null: transformers' 1e-8.", gt=0
+    )
+    optim_target_modules: list[str] | Literal["all-linear"] | None = Field(
+        None,
+        description=(
+            "GaLore: the linear modules whose gradients are projected (names or regular "
+            "expressions, as transformers matches them), or `all-linear`."
+        ),
+    )
+    optim_args: dict[str, int | float | str] = Field(
+        default_factory=dict,
+        description=(
+            "The optimiser's own settings (transformers `optim_args`); GaLore: `rank` (128), "
+            "`scale` (0.25), `update_proj_gap` (200), `proj_type` (std)."
+        ),
+    )
+    unfrozen_parameters: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Full fine-tuning (`lora: null`) of only the parameters whose names match one of these "
+            "regular expressions (`re.match`: from the name's start), e.g. `^lm_head.weight$`; "
+            "every other weight stays frozen. Empty: every weight trains."
+        ),
+    )
     max_grad_norm: float = Field(1.0, description="Gradient clipping norm.", gt=0)
     precision: Precision = Field("fp32", description="Mixed precision: fp32 | fp16 | bf16.")
     gradient_checkpointing: bool = Field(
@@ -478,7 +729,14 @@ class TrainingSpec(Strict):
         "no", description="When to write checkpoints."
     )
     save_steps: int | None = Field(None, description="Checkpoint every N steps.", gt=0)
-    save_total_limit: int | None = Field(None, description="Keep at most N checkpoints.", gt=0)
+    save_total_limit: int | None = Field(
+        2,
+        description=(
+            "Keep at most N checkpoints: the newest (and under save_strategy 'best' the best one "
+            "as well); null keeps every one. Resuming needs only the newest."
+        ),
+        gt=0,
+    )
     max_length: int = Field(
         1024,
         description="Longest prompt+completion in tokens; longer rows lose text from `prompt.truncate_field`.",
@@ -495,17 +753,74 @@ class TrainingSpec(Strict):
         False,
         description="Pack rows into max_length sequences; worthwhile only with flash attention on GPU.",
     )
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] | None = Field(
+        None,
+        description=(
+            "With packing: `bfd` bins whole rows best-fit-decreasing, each row attending to "
+            "itself only, a longer row losing its end; `bfd_split` continues such a row in the "
+            "next sequence; `wrapped` cuts one token stream every max_length tokens, rows "
+            "attending to the earlier rows in their sequence (continued pretraining's usual "
+            "way). null: bfd, bfd_split for method pretrain. See docs/packing.md."
+        ),
+    )
     use_liger_kernel: bool = Field(
         False, description="Liger fused kernels (GPU, needs liger-kernel)."
     )
-    layout: Literal["auto", "recipe"] | None = Field(
+    tf32: bool | None = Field(
+        None,
+        description=(
+            "TF32 matmuls on Ampere or newer GPUs (transformers `tf32`; true needs CUDA). "
+            "null: the library default (on for fp32/bf16 training where the GPU has it)."
+        ),
+    )
+    activation_offloading: bool = Field(
+        False,
+        description=(
+            "Offload activations to CPU memory during the forward pass and bring them back "
+            "for the backward (trl's `activation_offloading`; CUDA only): less GPU memory, "
+            "slower steps."
+        ),
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        description=(
+            "Stop after N evaluations in a row without improvement of `metric_for_best_model`, "
+            "and end with the best checkpoint's weights (transformers `EarlyStoppingCallback`, "
+            "`load_best_model_at_end`). Needs evaluation and checkpoints."
+        ),
+        gt=0,
+    )
+    early_stopping_threshold: float | None = Field(
+        None,
+        description="How much the metric must improve to count; null: any improvement.",
+        ge=0,
+    )
+    metric_for_best_model: str | None = Field(
+        None,
+        description=(
+            "Evaluation metric that picks the best checkpoint (`eval_loss`, reward's "
+            "`eval_accuracy`, ...); higher is better unless it ends in `loss`. null: eval_loss."
+        ),
+        pattern=r"^[A-Za-z_][A-Za-z0-9_/]*$",
+    )
+    layout: Literal["auto", "recipe", "tokens"] | None = Field(
         None,
         description=(
             "How each optimiser step's rows are laid out on the device. `recipe`: the batch size, "
             "accumulation and checkpointing as written. `auto`: the same rows per step in as few "
             "micro-batches as memory allows, checkpointing off where it fits (`specforge explain` "
-            "shows the plan). null: auto for specs that need a CUDA GPU, recipe otherwise."
+            "shows the plan). `tokens` (SFT, padding-free): the same rows per step, cut into "
+            "micro-batches by a token budget that memory allows (`token_budget`), not by rows. "
+            "null: auto for specs that need a CUDA GPU, recipe otherwise."
         ),
+    )
+    token_budget: int | None = Field(
+        None,
+        description=(
+            "`layout: tokens`: the most tokens in one micro-batch (a longer row trains alone). "
+            "null: the planner's, from the memory model for `gpu`."
+        ),
+        gt=0,
     )
     gpu: Literal["H200", "H100", "A100-80GB", "cpu"] | None = Field(
         None,
@@ -531,7 +846,7 @@ class TrainingSpec(Strict):
         return float(self.warmup_ratio or 0.0)
 
 
-Method = Literal["sft", "dpo", "orpo", "kto"]
+Method = Literal["sft", "dpo", "orpo", "kto", "pretrain", "reward"]
 DPO_LOSSES: tuple[str, ...] = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair")
 DPO_LOSSES += ("bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down")
 DPO_LOSSES += ("discopop", "sigmoid_norm")
@@ -750,7 +1065,9 @@ class Spec(Strict):
         description=(
             "Training method: sft (prompt/completion), dpo or orpo (preference pairs: "
             "`completion` preferred over `prompt.rejected`), kto (unpaired rows labelled by "
-            "`prompt.label_field`)."
+            "`prompt.label_field`), pretrain (raw text in `prompt.text_column`, the loss on "
+            "every token, rows packed), reward (a scalar score head trained on the pairs of "
+            "dpo: the completion must score above `prompt.rejected`)."
         ),
     )
     seed: int = Field(42, description="Seed for data split, init and training.", ge=0, lt=2**32)
@@ -786,6 +1103,8 @@ class Spec(Strict):
         (first) field."""
         if self.prompt.conversation is not None:
             return REFERENCE
+        if self.prompt.text_column is not None:  # pretrain: the held-out text itself
+            return self.prompt.text_column
         return self.inference.answer_column or self.prompt.completion_fields()[0]
 
     def stop_token(self) -> str | None:

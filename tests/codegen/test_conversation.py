@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from tests.conftest import load_generated, run_cli
-from tests.helpers import ROWS, SYSTEM, chat, conversation_spec, write_jsonl
+from tests.helpers import CONVERSATION, ROWS, SYSTEM, chat, conversation_spec, write_jsonl
 
 pytestmark = pytest.mark.train
 
@@ -35,38 +35,97 @@ def compile_and_load(root, monkeypatch, name="conv"):
     return train, infer
 
 
-def test_only_assistant_tokens_carry_labels_and_bos_is_not_doubled(conv_project, monkeypatch):
+PER_TURN = CONVERSATION + "    examples: per_turn\n"
+
+
+def labelled_spans(ids, labels) -> list[list[int]]:
+    """The runs of tokens that carry labels."""
+    spans, run = [], []
+    for token, label in zip(ids, labels):
+        if label != -100:
+            run.append(token)
+        elif run:
+            spans, run = [*spans, run], []
+    return [*spans, run] if run else spans
+
+
+@pytest.mark.parametrize("examples", ["whole", "per_turn"])
+def test_only_assistant_tokens_carry_labels_and_bos_is_not_doubled(
+    conv_project, monkeypatch, tiny_model_dir, examples
+):
+    """Whole conversations (the default) and per-turn examples learn the same tokens: every
+    assistant answer with its end of turn, once each way, and nothing of the prompts."""
+    if examples == "per_turn":
+        spec = conversation_spec(tiny_model_dir, prompt=PER_TURN)
+        (conv_project / "specs/conv.yaml").write_text(spec)
     train, _ = compile_and_load(conv_project, monkeypatch)
     trainer = train.train(conv_project / "runs/conv/t")
     tokenizer = trainer.processing_class
     data = trainer.train_dataset
     assistant_turns = sum(m["role"] == "assistant" for row in ROWS for m in row["messages"])
-    assert len(data) == assistant_turns  # one example per assistant turn
-    answers = {m["content"] for row in ROWS for m in row["messages"] if m["role"] == "assistant"}
+    expected = len(ROWS) if examples == "whole" else assistant_turns
+    assert len(data) == expected  # one example per conversation, or per assistant turn
+    answers = [m["content"] for row in ROWS for m in row["messages"] if m["role"] == "assistant"]
     bos = tokenizer.bos_token_id
+    learned = []
     for example in data:
         ids = example["input_ids"]  # TRL folded the completion mask into labels (-100 elsewhere)
-        labelled = tokenizer.decode(
-            [i for i, label in zip(ids, example["labels"]) if label != -100]
-        )
-        # the answer, its end-of-turn token and the template's newline: nothing of the prompt
-        assert labelled.removesuffix("<|im_end|>\n") in answers, labelled
+        for span in labelled_spans(ids, example["labels"]):
+            # the answer, its end-of-turn token and the template's newline: nothing of the prompt
+            learned.append(tokenizer.decode(span).removesuffix("<|im_end|>\n"))
         assert ids[:2] != [bos, bos]
-        assert tokenizer.decode(ids).count("<|im_start|>system") == 1
+        assert tokenizer.decode(ids).count("<|im_start|>system") <= 1
+    assert sorted(learned) == sorted(answers)
     batch = trainer.data_collator([data[i] for i in range(len(data))])
     labels = batch["labels"][batch["labels"] != -100]
     assert 0 < labels.numel() < batch["input_ids"].numel() / 4
     summary = json.loads((conv_project / "runs/conv/t/train_summary.json").read_text())
     assert summary["train"]["rows"] == len(ROWS)
-    assert summary["train"]["examples"] == assistant_turns
+    assert summary["train"]["examples"] == expected
+
+
+def test_whole_and_per_turn_examples_give_a_single_turn_conversation_the_same_loss(
+    conv_project, monkeypatch, tiny_model_dir
+):
+    """A conversation with one assistant turn is the same example either way: same tokens,
+    same labels, so the same loss."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    single = [row for row in ROWS if sum(m["role"] == "assistant" for m in row["messages"]) == 1]
+    rows = Dataset.from_list(single)
+    found = {}
+    for mode, prompt in (("whole", CONVERSATION), ("per_turn", PER_TURN)):
+        (conv_project / "specs/conv.yaml").write_text(conversation_spec(tiny_model_dir, prompt))
+        train, _ = compile_and_load(conv_project, monkeypatch)
+        tokenizer = AutoTokenizer.from_pretrained(train.MODEL_NAME)
+        if mode == "whole":
+            data, _ = train.to_conversation_examples(rows, tokenizer, "train")
+            found[mode] = [(e["input_ids"], e["assistant_masks"]) for e in data]
+        else:
+            data, _ = train.to_prompt_completion(rows, tokenizer, "train")
+            found[mode] = [
+                train_ids(tokenizer, e["prompt"], e["completion"]) for e in data.to_list()
+            ]
+    assert found["whole"] == found["per_turn"]
+    assert torch.tensor(found["whole"][0][1]).sum() > 0
+
+
+def train_ids(tokenizer, prompt, completion):
+    """What TRL makes of a conversational prompt/completion pair: ids and completion mask."""
+    head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_dict=False)
+    ids = tokenizer.apply_chat_template(prompt + completion, return_dict=False)
+    return ids, [0] * len(head) + [1] * (len(ids) - len(head))
 
 
 def test_long_conversations_lose_their_oldest_turns_whole_never_the_answer(
-    conv_project, monkeypatch
+    conv_project, monkeypatch, tiny_model_dir
 ):
     from datasets import Dataset
     from transformers import AutoTokenizer
 
+    (conv_project / "specs/conv.yaml").write_text(conversation_spec(tiny_model_dir, PER_TURN))
     train, _ = compile_and_load(conv_project, monkeypatch)
     tokenizer = AutoTokenizer.from_pretrained(train.MODEL_NAME)
     monkeypatch.setattr(train, "MAX_LENGTH", 60)
@@ -82,6 +141,22 @@ def test_long_conversations_lose_their_oldest_turns_whole_never_the_answer(
         assert filler not in json.dumps(prompt)  # the long first turn went, whole
         chat_ids = tokenizer.apply_chat_template(prompt + example["completion"], return_dict=False)
         assert len(chat_ids) <= 60
+
+
+def test_a_conversation_too_long_to_learn_whole_is_learned_per_turn(conv_project, monkeypatch):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    train, _ = compile_and_load(conv_project, monkeypatch)
+    tokenizer = AutoTokenizer.from_pretrained(train.MODEL_NAME)
+    monkeypatch.setattr(train, "MAX_LENGTH", 60)
+    filler = "The note goes on about the weather and the food for a long while. " * 3
+    long = chat((filler + "Which city?", "Oslo"), ("Day?", "Monday"), ("Who?", "Maria"))
+    rows = Dataset.from_list([long, ROWS[1]])
+    data, report = train.to_conversation_examples(rows, tokenizer, "train")
+    assert report == {**report, "rows": 2, "examples": 3, "whole": 1, "dropped": 1}
+    for example in data.to_list():
+        assert len(example["input_ids"]) <= 60 and 1 in example["assistant_masks"]
 
 
 def test_sharegpt_columns_and_roles_map_through_the_spec(conv_project, monkeypatch, tiny_model_dir):

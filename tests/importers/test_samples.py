@@ -5,6 +5,7 @@ and every source key is carried or reported."""
 from __future__ import annotations
 
 import ast
+import json
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from specforge.cli import main
 from specforge.codegen.compiler import compile_files
 from specforge.importers import import_config
 from specforge.validate.load import load_spec
-from tests.conftest import REPO
+from tests.conftest import REPO, load_generated
 
 CONFIGS = REPO / "tests/importers/configs"
 # config -> the keys that block (exit 1); an empty set: exit 0. None: refused (multimodal).
@@ -29,35 +30,33 @@ EXPECTED: dict[str, set[str] | None] = {
     "axolotl/qlora-1b-kto.yaml": set(),
     "axolotl/mistral-config.yml": set(),
     "axolotl/rlhf-chatml-intel.yml": set(),
-    "axolotl/bigstral-ds-zero3.yaml": {"unfrozen_parameters", "model_config"},
-    "axolotl/gemma2-qlora.yml": {"datasets[0].drop_system_message"},
-    "axolotl/instruct-dpo-lora-8b.yml": {"datasets[0].type"},
-    "axolotl/mistral-dpo-qlora.yml": {"datasets[0].type", "lora_modules_to_save"},
-    "axolotl/mistral-qlora-orpo.yml": {"datasets[0].type"},
-    "axolotl/qlora-fsdp-70b.yaml": {"fsdp", "fsdp_config"},
-    "axolotl/qwen2-dpo.yaml": {"datasets[0].type"},
-    "axolotl/tiny-llama-pretrain.yml": {"pretraining_dataset"},
+    "axolotl/bigstral-ds-zero3.yaml": set(),
+    "axolotl/gemma2-qlora.yml": set(),
+    "axolotl/instruct-dpo-lora-8b.yml": set(),
+    "axolotl/mistral-dpo-qlora.yml": set(),
+    "axolotl/mistral-qlora-orpo.yml": set(),
+    "axolotl/qlora-fsdp-70b.yaml": set(),
+    "axolotl/qwen2-dpo.yaml": set(),
+    "axolotl/tiny-llama-pretrain.yml": set(),
     "axolotl/gemma-3-4b-vision-qlora.yml": None,
+    # gptq: true is carried (model.prequantized); these three of the example are not
+    "axolotl/gptq-lora.yml": {"lr_quadratic_warmup"},
     "llamafactory/llama3_lora_sft.yaml": set(),
     "llamafactory/llama3_lora_sft_ds3.yaml": set(),
     "llamafactory/llama3_lora_sft_otfq.yaml": set(),
+    "llamafactory/llama3_lora_sft_awq.yaml": set(),
+    "llamafactory/llama3_lora_sft_gptq.yaml": set(),
     "llamafactory/llama3_full_sft.yaml": set(),
     "llamafactory/qwen3_lora_sft.yaml": set(),
     "llamafactory/fsdp_qlora_llama3_lora_sft.yaml": set(),
-    "llamafactory/llama3_lora_dpo.yaml": {"dataset (dpo_en_demo)"},
-    "llamafactory/qwen3_lora_dpo.yaml": {"dataset (dpo_en_demo)"},
-    "llamafactory/llama3_lora_kto.yaml": {"dataset (kto_en_demo)"},
-    "llamafactory/llama3_lora_pretrain.yaml": {"stage"},
-    "llamafactory/llama3_lora_reward.yaml": {"stage", "dataset (dpo_en_demo)"},
-    "llamafactory/loraplus_llama3_lora_sft.yaml": {"loraplus_lr_ratio"},
-    "llamafactory/pissa_llama3_lora_sft.yaml": {"pissa_init", "pissa_iter", "pissa_convert"},
-    "llamafactory/galore_llama3_full_sft.yaml": {
-        "use_galore",
-        "galore_layerwise",
-        "galore_target",
-        "galore_rank",
-        "galore_scale",
-    },
+    "llamafactory/llama3_lora_dpo.yaml": set(),
+    "llamafactory/qwen3_lora_dpo.yaml": set(),
+    "llamafactory/llama3_lora_kto.yaml": set(),
+    "llamafactory/llama3_lora_pretrain.yaml": set(),
+    "llamafactory/llama3_lora_reward.yaml": set(),
+    "llamafactory/loraplus_llama3_lora_sft.yaml": set(),
+    "llamafactory/pissa_llama3_lora_sft.yaml": set(),
+    "llamafactory/galore_llama3_full_sft.yaml": set(),
     "llamafactory/qwen2vl_lora_sft.yaml": None,
 }
 CLEAN = [name for name, blocking in EXPECTED.items() if blocking == set()]
@@ -125,6 +124,8 @@ CPU += ["--set", "model.attn_implementation=sdpa"]
     ("name", "extra"),
     [
         ("llamafactory/llama3_lora_sft.yaml", CPU),
+        ("llamafactory/pissa_llama3_lora_sft.yaml", CPU),  # init_lora_weights: pissa_niter_16
+        ("llamafactory/loraplus_llama3_lora_sft.yaml", CPU),
         ("llamafactory/fsdp_qlora_llama3_lora_sft.yaml", []),  # as imported: fp16 QLoRA
         ("axolotl/qlora-1b-kto.yaml", [*CPU, "--set", "model.quantization.compute_dtype=float32"]),
     ],
@@ -173,3 +174,36 @@ def test_dry_run_of_an_imported_spec_builds_its_configs(name, extra, tmp_path):
     imported = yaml.safe_load(spec.read_text())
     assert printed["lora_config"]["r"] == imported["lora"]["r"]
     assert printed["training_args"]["learning_rate"] == imported["training"]["learning_rate"]
+
+
+@pytest.mark.train  # imports the ML stack once, then builds every spec's configs
+def test_every_clean_sample_s_dry_run_builds_its_configs(tmp_path, monkeypatch, capsys):
+    """Each config that imports with exit 0: its train.py's dry_run() (what --dry-run calls)
+    builds the adapter's and the trainer's configs from the imported values, on this CPU
+    (bf16 and flash attention set to what a CPU has; a pre-quantized base keeps its dtype)."""
+    shutil.copytree(
+        CONFIGS / "llamafactory", tmp_path / "data", ignore=shutil.ignore_patterns("*.yaml")
+    )
+    monkeypatch.chdir(tmp_path)
+    for i, name in enumerate(CLEAN):
+        config = CONFIGS / name
+        if name.startswith("llamafactory/"):  # the demo files beside dataset_info.json
+            config = Path(shutil.copy(config, tmp_path / "data" / config.name))
+        spec = tmp_path / f"specs/{i}.yaml"
+        assert main(["import", str(config), "-o", str(spec)]) == 0, name
+        imported = yaml.safe_load(spec.read_text())
+        extra = ["--set", "model.attn_implementation=sdpa"]
+        if not imported["model"].get("prequantized"):
+            extra += ["--set", "training.precision=fp32", "--set", "model.dtype=float32"]
+        if imported["model"].get("quantization"):
+            extra += ["--set", "model.quantization.compute_dtype=float32"]
+        out = f"out{i}"
+        assert main(["compile", str(spec), "--allow-remote-code", "--out", out, *extra]) == 0
+        script = next((tmp_path / out).glob("*/train.py"))
+        capsys.readouterr()
+        load_generated(script, f"imported_{i}").dry_run(tmp_path / f"run{i}")
+        printed = json.loads(capsys.readouterr().out)
+        args = printed["training_args"]
+        assert args["learning_rate"] == imported["training"]["learning_rate"], name
+        if imported.get("lora"):
+            assert printed["lora_config"]["r"] == imported["lora"]["r"], name

@@ -27,6 +27,7 @@ TRAINING = {
     "max_steps": 8,
     "save_strategy": "steps",
     "save_steps": 2,
+    "save_total_limit": None,  # every checkpoint kept: a test resumes from an older one
     "logging_steps": 1,
     "eval_strategy": "no",
 }
@@ -170,7 +171,7 @@ def test_sigterm_checkpoints_at_the_next_step_and_resume_matches(scratch, refere
     spec = spec.replace('save_strategy: "steps"', 'save_strategy: "no"')
     (root / "specs/pre.yaml").write_text(spec.replace("  save_steps: 2\n", ""))
     assert run_cli("compile", "specs/pre.yaml", cwd=root).returncode == 0
-    assert "checkpoint-" not in (root / "generated/pre/train.py").read_text()
+    assert "def last_checkpoint" not in (root / "generated/pre/train.py").read_text()
 
     process = start_run(root, root / "preempted.log", "specs/pre.yaml")
     run_dir = wait_for(lambda: new_run(root, set(), "pre"), process, "the run folder")

@@ -92,9 +92,11 @@ def test_unknown_key_did_you_mean(write_spec):
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys(write_spec):
     diag = only_error(write_spec(spec_text(lora={"zzz": 1})))
     assert diag.message == "unknown key"
-    assert diag.hints == (
-        "allowed keys here: alpha, bias, dropout, r, target_modules, use_dora, use_rslora",
+    allowed = (
+        "allowed keys here: alpha, bias, dropout, init_lora_weights, loraplus_lr_embedding, "
+        "loraplus_lr_ratio, modules_to_save, r, target_modules, use_dora, use_rslora"
     )
+    assert diag.hints == (allowed,)
 
 
 def test_unknown_top_level_key(write_spec):

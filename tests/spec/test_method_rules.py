@@ -146,8 +146,8 @@ def test_truncate_field_is_for_sft(write_spec):
 
 
 def test_mixtures_and_conversations_are_for_sft(write_spec):
-    """train_preference.py reads one source of flat rows: a mixture or a conversation column on a
-    dpo spec is a located error, not a script that fails later."""
+    """train_preference.py reads one source: a mixture on a dpo spec is a located error, not a
+    script that fails later (conversations: tests/spec/test_preference_data_rules.py)."""
     sources = [{"path": "org/a"}, {"path": "org/b"}]
     prompt = {**PAIR, "rejected": "{rejected}<eos>"}
     dataset = {"path": DROP, "sources": sources}

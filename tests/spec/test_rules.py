@@ -446,6 +446,13 @@ def test_sf011_answer_column_resolves_it(write_spec):
 # --- SF012 / SF013: batching and sampling ---------------------------------------------------------
 
 
+def test_a_strategy_without_packing_is_refused_where_it_is_written(write_spec):
+    text = spec_text(training={"packing_strategy": "wrapped"})
+    diag = only_rule(diagnose(write_spec(text)), "SF012")
+    assert "training.packing is false" in diag.message
+    assert (diag.location.line, diag.location.col) == line_col(text, "wrapped")
+
+
 def test_sf012_packing_and_padding_free(write_spec):
     path = write_spec(
         model={"dtype": "bfloat16", "attn_implementation": "flash_attention_2"},

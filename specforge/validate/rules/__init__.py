@@ -19,6 +19,7 @@ from specforge.validate.rules import (  # noqa: F401  (imported to register thei
     launch,
     method,
     model,
+    modes,
     sweep,
     tokens,
     training,

@@ -155,8 +155,8 @@ def conversations_are_learnable(ctx: Context) -> Iterator[Finding]:
     """The first rows of a local .jsonl of conversations are conversations to learn from: the
     checks train.py makes on every row, made early."""
     conversation = ctx.spec.prompt.conversation
-    if conversation is None:
-        return
+    if conversation is None or ctx.spec.method != "sft":
+        return  # dpo/orpo/kto: their answers are columns (SF021)
     for source in ctx.local_sources:
         if (
             source.data is None

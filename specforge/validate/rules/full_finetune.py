@@ -3,7 +3,9 @@ gradients and the optimizer's state fit the target device (SF033, a warning).
 
 The memory estimate is explain's torch-free arithmetic: the parameter count from the model's
 shape (a local config.json, a GGUF header, the Hub cache or specforge's table) times the bytes
-per weight under the spec's dtype and optimizer. No shape, no estimate: no warning.
+per weight of fp32 master weights, their gradients and the optimizer's state (train.py trains
+those whatever model.dtype is, and saves in model.dtype), plus a dpo/kto reference copy in
+model.dtype. No shape, no estimate: no warning.
 """
 
 from __future__ import annotations
@@ -21,25 +23,18 @@ from specforge.validate.registry import Context, Finding, error, rule, warning
 
 @rule("SF032")
 def what_only_lora_does(ctx: Context) -> Iterator[Finding]:
-    """Quantized weights, fp16 gradients of fp16 weights, and a LoRA adapter to start from need
-    LoRA."""
+    """Quantized weights and a LoRA adapter to start from need LoRA. (Half-precision weights do
+    not: full fine-tuning trains fp32 master copies of them, saved back in model.dtype.)"""
     spec = ctx.spec
     if spec.lora is not None:
         return
-    m, t = spec.model, spec.training
+    m = spec.model
     if m.quantization is not None:
         yield error(
             ("model", "quantization"),
             "full fine-tuning trains every weight; k-bit weights cannot take gradient steps "
             "(QLoRA trains a LoRA adapter on them)",
             "remove model.quantization, or configure a `lora:` section for QLoRA",
-        )
-    if t.precision == "fp16" and m.dtype == "float16":
-        yield error(
-            ("model", "dtype"),
-            "fp16 mixed precision cannot train float16 weights: its gradient scaler refuses "
-            "fp16 gradients",
-            "load the weights as float32 (model.dtype: float32), or use bf16 with bfloat16",
         )
     if m.adapter is not None and is_lora_adapter(Path(m.adapter).expanduser()):
         yield error(
@@ -67,9 +62,9 @@ def full_states_fit(ctx: Context) -> Iterator[Finding]:
     need = (states + reference) / shards / cost.GIB + cost.OVERHEAD_GIB
     if need <= device.memory_gib:
         return
-    per_weight = cost.weight_bytes(spec) + cost.full_state_bytes(spec)
+    per_weight = cost.MASTER_BYTES + cost.full_state_bytes(spec)
     what = f"{params.base / 1e9:.2f} B weights x {per_weight:g} bytes"
-    what += " (weights, gradients, optimizer states)"
+    what += " (fp32 master weights, gradients, optimizer states)"
     if reference:
         what += f" + a {spec.method} reference copy"
     if shards > 1:

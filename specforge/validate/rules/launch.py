@@ -58,9 +58,17 @@ def fsdp_settings(ctx: Context) -> Iterator[Finding]:
             ("training", "gradient_checkpointing"),
             "use launch.fsdp.activation_checkpointing alone under FSDP (both recompute twice)",
         )
-    if fsdp and spec.model.quantization is not None:
+    q = spec.model.quantization
+    if fsdp and q is not None and q.bits != 4:
         yield error(
-            ("launch", "strategy"),
-            "FSDP with a quantized base model is not supported here",
-            "use strategy: ddp for QLoRA",
+            ("model", "quantization", "bits"),
+            "FSDP shards 4-bit QLoRA weights only (bitsandbytes' 8-bit weights cannot be sharded)",
+            "use bits: 4, or strategy: ddp",
+        )
+    elif fsdp and q is not None and spec.model.dtype == "auto":
+        yield error(
+            ("model", "dtype"),
+            "QLoRA under FSDP stores the 4-bit weights in model.dtype (bnb_4bit_quant_storage), "
+            "so FSDP shards them with the rest: name it",
+            "dtype: bfloat16 (with precision: bf16)",
         )

@@ -31,6 +31,8 @@ def completion_ends_in_a_stop_token(ctx: Context) -> Iterator[Finding]:
     tokens = ctx.spec.tokenizer.special_tokens
     stops = [tokens.eos, *tokens.additional]
     completion = ctx.spec.prompt.completion
+    if ctx.spec.method == "reward":  # a score head learns no answer, so no stop either
+        return
     if completion is not None and not any(tok and completion.endswith(tok) for tok in stops):
         yield warning(
             ("prompt", "completion"),

@@ -86,8 +86,10 @@ TRAINING_ARGS = {
     "loss_type": "sigmoid",  # spec: preference.loss_type
 }
 PEAK_TFLOPS = 989.0  # spec: training.gpu; H100: dense fp16/bf16
+EXTRA_FORWARDS = 1  # spec: method; forward-only passes per token: the reference's
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+# preemption: on these signals the run saves a checkpoint after this optimizer step (or
+# evaluation batch), exits
 PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
@@ -131,6 +133,10 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
         dtype=DTYPE,
         attn_implementation=ATTN_IMPLEMENTATION,
     )
+    # fp32 master weights: AdamW's updates below a half-precision weight's rounding step would
+    # be lost; training.precision's autocast still computes in half precision. Saved as loaded.
+    saved_dtype = model.dtype
+    model.float()
 
     # 3) full fine-tuning (lora: null): every weight trains, new rows too
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -139,7 +145,8 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
     # 4) train against a frozen copy of the start weights
     # trl would reload the reference from the model's path: without new rows or revision
     # (a second copy of the weights in memory)
-    reference = copy.deepcopy(model).requires_grad_(False)
+    # frozen, so in the dtype it loaded in (the trained model holds fp32 master weights)
+    reference = copy.deepcopy(model).to(saved_dtype).requires_grad_(False)
     cpu = not torch.cuda.is_available()  # under torchrun that also selects gloo
     args = DPOConfig(output_dir=str(output_dir), use_cpu=cpu, **TRAINING_ARGS)
     trainer = DPOTrainer(
@@ -155,13 +162,17 @@ def train(output_dir, checkpoint=None, adapter=ADAPTER):
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
-    if preemption.stopped:
-        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
+    except Preemption.Evaluating:  # evaluation cut short: the checkpoint Trainer writes
+        # after a step (weights, optimizer, RNG, state); transformers 5.23's own method
+        trainer._save_checkpoint(trainer.model, trial=None)
+    if preemption.stopped:  # say which checkpoint --resume continues from, exit
+        sys.exit(preemption.report(trainer))
 
     # 5) save (rank 0): the whole model, the tokenizer, the data report
     if trainer.is_world_process_zero():
         model_dir = output_dir / "model"
-        trainer.model.save_pretrained(model_dir)
+        # the fp32 master weights in the dtype they loaded in
+        trainer.model.to(saved_dtype).save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
         summary = {
@@ -288,22 +299,31 @@ class MetricsFile(TrainerCallback):
     """Append every log entry to metrics.jsonl as it happens, so a crash keeps the curve. Train
     entries gain tokens/s and MFU since the previous one (evaluation restarts the clock), FLOPs
     counted as `specforge explain` does: 4 per frozen matmul weight (forward and activation
-    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
+    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens, and
+    2 per weight + 4 L d l for each of EXTRA_FORWARDS forward-only passes."""
 
     def __init__(self, model, row_tokens):
-        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        frozen = sum(w.numel() for w in linear if not w.requires_grad)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        # in x out, not the weight's numel: 4-bit weights are packed two to a byte
+        sizes = [(m.in_features * m.out_features, m.weight) for m in linear]
+        frozen = sum(size for size, weight in sizes if not weight.requires_grad)
+        trained = sum(size for size, weight in sizes if weight.requires_grad)
+        rows = 0  # no new token rows
         c, self.last = model.config, None
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
-        self.flops_per_token = 4 * frozen + 6 * trained + attention
+        # QK^T and AV forward; the backward is twice that
+        attention = 4 * c.num_hidden_layers * heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * (trained + rows) + 3 * attention
+        forward = 2 * (frozen + trained) + attention  # each forward-only pass
+        self.flops_per_token += EXTRA_FORWARDS * forward
 
     def on_step_end(self, args, state, control, **kwargs):
-        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
-        # uninterrupted run's, and every run's curve ends where training ended
-        if control.should_save or state.global_step >= state.max_steps:
+        # a checkpoint, an evaluation (a signal during it saves this step) and the last step are
+        # logged: a resumed run's losses then line up with an uninterrupted run's, and every
+        # run's curve ends where training ended
+        last = state.global_step >= state.max_steps
+        if control.should_save or control.should_evaluate or last:
             control.should_log = True
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -324,30 +344,63 @@ class MetricsFile(TrainerCallback):
 
 class Preemption(TrainerCallback):
     """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
-    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+    step, or this evaluation batch, save a checkpoint and stop, every rank at the same step;
+    train() then exits PREEMPTED. Before training starts there is nothing to save: exit at once."""
 
     class Done(Exception):
         """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
 
+    class Evaluating(Exception):
+        """A signal during evaluation: the rest of it is skipped and train() saves the step."""
+
     def __init__(self):
-        self.received = self.stopped = 0
+        self.received = self.stopped = self.started = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(
-                getattr(signal, name), lambda n, _: setattr(self, "received", n)
-            )
+            signal.signal(getattr(signal, name), self.receive)
+
+    def receive(self, number, frame):
+        self.received = number
+        if not self.started:  # loading the model or the data: no step to wait for
+            print(f"got signal {number} before training: no checkpoint", flush=True)
+            sys.exit(PREEMPTED)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # one process (no launch section): no rank to agree with
         # at the last step: just finish
-        if int(flag) and state.global_step < state.max_steps:
+        if self.agreed(args) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
             control.should_log = True  # the checkpoint's step is logged too
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        # Trainer would finish evaluating (and under save_strategy "best" save only a new best)
+        if self.agreed(args):
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number} evaluating; stopping", flush=True)
+            self.stopped = True
+            raise Preemption.Evaluating
+
+    def agreed(self, args):
+        """Whether any rank got a signal: a rank signalled later stops here too."""
+        return bool(self.received)  # one process (no launch section): no other rank
+
+    def report(self, trainer):
+        """PREEMPTED, once rank 0 has said which checkpoint --resume continues from."""
+        step = trainer.state.global_step
+        folder = Path(trainer.args.output_dir, f"checkpoint-{step}")
+        saved = (folder / "trainer_state.json").is_file()  # Trainer writes it last
+        if trainer.is_world_process_zero() and saved:
+            print(f"{folder.name} saved: --resume continues from it", flush=True)
+        elif trainer.is_world_process_zero():
+            print(f"no checkpoint at step {step}: --resume takes the last", flush=True)
+        return PREEMPTED
 
 
 if __name__ == "__main__":

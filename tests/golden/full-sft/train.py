@@ -95,7 +95,8 @@ TRAINING_ARGS = {
 }
 PEAK_TFLOPS = 989.0  # spec: training.gpu; H100: dense fp16/bf16
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+# preemption: on these signals the run saves a checkpoint after this optimizer step (or
+# evaluation batch), exits
 PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
@@ -141,6 +142,10 @@ def train(output_dir, checkpoint=None):
         attn_implementation=ATTN_IMPLEMENTATION,
     )
     init_new_rows(model, tokenizer, new_tokens)
+    # fp32 master weights: AdamW's updates below a half-precision weight's rounding step would
+    # be lost; training.precision's autocast still computes in half precision. Saved as loaded.
+    saved_dtype = model.dtype
+    model.float()
 
     # 3) full fine-tuning (lora: null): every weight trains, new rows too
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -165,15 +170,22 @@ def train(output_dir, checkpoint=None):
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
-    if preemption.stopped:
-        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
+    except Preemption.Evaluating:  # evaluation cut short: the checkpoint Trainer writes
+        # after a step (weights, optimizer, RNG, state); transformers 5.23's own method
+        trainer._save_checkpoint(trainer.model, trial=None)
+    if preemption.stopped:  # say which checkpoint --resume continues from, exit
+        sys.exit(preemption.report(trainer))
 
     # 5) save (rank 0): the whole model, the tokenizer, the data report
     # FSDP shards the weights: every rank joins the gather, then rank 0 writes
     state_dict = trainer.accelerator.get_state_dict(trainer.model)
     if trainer.is_world_process_zero():
         model_dir = output_dir / "model"
+        # the fp32 master weights in the dtype they loaded in, and config.json saying so
+        state_dict = {name: w.to(saved_dtype) for name, w in state_dict.items()}
         trainer.model.save_pretrained(model_dir, state_dict=state_dict)
+        trainer.model.config.dtype = saved_dtype
+        trainer.model.config.save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
         shutil.copy(Path(__file__).with_name("spec.resolved.yaml"), output_dir)
         summary = {
@@ -326,19 +338,25 @@ class MetricsFile(TrainerCallback):
     gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
 
     def __init__(self, model, row_tokens):
-        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        frozen = sum(w.numel() for w in linear if not w.requires_grad)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        # in x out, not the weight's numel: 4-bit weights are packed two to a byte
+        sizes = [(m.in_features * m.out_features, m.weight) for m in linear]
+        frozen = sum(size for size, weight in sizes if not weight.requires_grad)
+        trained = sum(size for size, weight in sizes if weight.requires_grad)
+        rows = 0  # no new token rows
         c, self.last = model.config, None
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
-        self.flops_per_token = 4 * frozen + 6 * trained + attention
+        # QK^T and AV forward; the backward is twice that
+        attention = 4 * c.num_hidden_layers * heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * (trained + rows) + 3 * attention
 
     def on_step_end(self, args, state, control, **kwargs):
-        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
-        # uninterrupted run's, and every run's curve ends where training ended
-        if control.should_save or state.global_step >= state.max_steps:
+        # a checkpoint, an evaluation (a signal during it saves this step) and the last step are
+        # logged: a resumed run's losses then line up with an uninterrupted run's, and every
+        # run's curve ends where training ended
+        last = state.global_step >= state.max_steps
+        if control.should_save or control.should_evaluate or last:
             control.should_log = True
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -359,34 +377,67 @@ class MetricsFile(TrainerCallback):
 
 class Preemption(TrainerCallback):
     """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
-    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+    step, or this evaluation batch, save a checkpoint and stop, every rank at the same step;
+    train() then exits PREEMPTED. Before training starts there is nothing to save: exit at once."""
 
     class Done(Exception):
         """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
 
+    class Evaluating(Exception):
+        """A signal during evaluation: the rest of it is skipped and train() saves the step."""
+
     def __init__(self):
-        self.received = self.stopped = 0
+        self.received = self.stopped = self.started = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(
-                getattr(signal, name), lambda n, _: setattr(self, "received", n)
-            )
+            signal.signal(getattr(signal, name), self.receive)
+
+    def receive(self, number, frame):
+        self.received = number
+        if not self.started:  # loading the model or the data: no step to wait for
+            print(f"got signal {number} before training: no checkpoint", flush=True)
+            sys.exit(PREEMPTED)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         # at the last step: just finish
-        if int(flag) and state.global_step < state.max_steps:
+        if self.agreed(args) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
             control.should_log = True  # the checkpoint's step is logged too
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        # Trainer would finish evaluating (and under save_strategy "best" save only a new best)
+        if self.agreed(args):
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number} evaluating; stopping", flush=True)
+            self.stopped = True
+            raise Preemption.Evaluating
+
+    def agreed(self, args):
+        """Whether any rank got a signal: a rank signalled later stops here too."""
+        flag = self.received  # a Python int: one process needs no device sync per step
+        if torch.distributed.is_initialized():
+            flag = torch.tensor(flag, device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(int(flag))
+
+    def report(self, trainer):
+        """PREEMPTED, once rank 0 has said which checkpoint --resume continues from."""
+        step = trainer.state.global_step
+        folder = Path(trainer.args.output_dir, f"checkpoint-{step}")
+        saved = (folder / "trainer_state.json").is_file()  # Trainer writes it last
+        if trainer.is_world_process_zero() and saved:
+            print(f"{folder.name} saved: --resume continues from it", flush=True)
+        elif trainer.is_world_process_zero():
+            print(f"no checkpoint at step {step}: --resume takes the last", flush=True)
+        return PREEMPTED
 
 
 def label_share(trainer, sample=64):

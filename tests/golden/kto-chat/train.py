@@ -10,6 +10,7 @@
 """
 
 import argparse
+import functools
 import importlib.util
 import json
 import os
@@ -103,6 +104,7 @@ TRAINING_ARGS = {
     "logging_steps": 10,  # spec: training.logging_steps
     "save_strategy": "steps",  # spec: training.save_strategy
     "save_steps": 50,  # spec: training.save_steps
+    "save_total_limit": 2,  # spec: training.save_total_limit
     "report_to": ["trackio"],  # spec: training.report_to
     # local-first: no Space unless TRACKIO_SPACE_ID names one
     "trackio_static_space_id": False,
@@ -115,8 +117,11 @@ TRAINING_ARGS = {
     "undesirable_weight": 1.5,  # spec: preference.undesirable_weight
 }
 PEAK_TFLOPS = 312.0  # spec: training.gpu; A100-80GB: dense fp16/bf16
+# spec: method; forward-only passes per token: the reference's, and both models' KL passes
+EXTRA_FORWARDS = 3
 
-# preemption: on these signals the run saves a checkpoint at the next optimizer step, exits
+# preemption: on these signals the run saves a checkpoint after this optimizer step (or
+# evaluation batch), exits
 PREEMPTION_SIGNALS = ["SIGTERM", "SIGUSR1"]  # spec: launch.preemption_signal; + SIGTERM
 PREEMPTED = 75  # exit code then (EX_TEMPFAIL): run --resume
 
@@ -188,6 +193,12 @@ def train(output_dir, checkpoint=None):
     project = os.environ.get("TRACKIO_PROJECT", NAME)
     tracking = {"run_name": output_dir.name, "project": project}
     args = KTOConfig(output_dir=str(output_dir), **TRAINING_ARGS, **tracking)
+    # Trainer's checkpoints call save_pretrained() without save_embedding_layers, and peft's
+    # "auto" then copies the whole resized embedding into each one: the new rows are in the
+    # adapter (peft's trainable_tokens_delta holds them whole), as in the final save
+    model.save_pretrained = functools.partial(
+        model.save_pretrained, save_embedding_layers=False
+    )
     trainer = KTOTrainer(
         model=model,
         args=args,
@@ -204,8 +215,11 @@ def train(output_dir, checkpoint=None):
         metrics = trainer.train(resume_from_checkpoint=checkpoint).metrics
     except Preemption.Done:  # resumed from the last step's checkpoint: weights final
         metrics = {}
-    if preemption.stopped:
-        sys.exit(PREEMPTED)  # its checkpoint is complete: --resume continues from it
+    except Preemption.Evaluating:  # evaluation cut short: the checkpoint Trainer writes
+        # after a step (weights, optimizer, RNG, state); transformers 5.23's own method
+        trainer._save_checkpoint(trainer.model, trial=None)
+    if preemption.stopped:  # say which checkpoint --resume continues from, exit
+        sys.exit(preemption.report(trainer))
 
     # 5) save (rank 0): the adapter with its token rows, the tokenizer, the data report
     if trainer.is_world_process_zero():
@@ -424,22 +438,32 @@ class MetricsFile(TrainerCallback):
     """Append every log entry to metrics.jsonl as it happens, so a crash keeps the curve. Train
     entries gain tokens/s and MFU since the previous one (evaluation restarts the clock), FLOPs
     counted as `specforge explain` does: 4 per frozen matmul weight (forward and activation
-    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens."""
+    gradients), 6 per trained one, attention 12 L d l at the median row's l tokens, and
+    2 per weight + 4 L d l for each of EXTRA_FORWARDS forward-only passes."""
 
     def __init__(self, model, row_tokens):
-        linear = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        frozen = sum(w.numel() for w in linear if not w.requires_grad)
-        trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        linear = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        # in x out, not the weight's numel: 4-bit weights are packed two to a byte
+        sizes = [(m.in_features * m.out_features, m.weight) for m in linear]
+        frozen = sum(size for size, weight in sizes if not weight.requires_grad)
+        trained = sum(size for size, weight in sizes if weight.requires_grad)
+        named = model.named_parameters()  # the new token rows train in no Linear
+        rows = sum(p.numel() for n, p in named if "trainable_tokens_delta" in n)
         c, self.last = model.config, None
         heads = c.num_attention_heads
         head_dim = getattr(c, "head_dim", None) or c.hidden_size // heads
-        attention = 12 * c.num_hidden_layers * heads * head_dim * row_tokens
-        self.flops_per_token = 4 * frozen + 6 * trained + attention
+        # QK^T and AV forward; the backward is twice that
+        attention = 4 * c.num_hidden_layers * heads * head_dim * row_tokens
+        self.flops_per_token = 4 * frozen + 6 * (trained + rows) + 3 * attention
+        forward = 2 * (frozen + trained) + attention  # each forward-only pass
+        self.flops_per_token += EXTRA_FORWARDS * forward
 
     def on_step_end(self, args, state, control, **kwargs):
-        # a checkpoint and the last step are logged: a resumed run's losses then line up with an
-        # uninterrupted run's, and every run's curve ends where training ended
-        if control.should_save or state.global_step >= state.max_steps:
+        # a checkpoint, an evaluation (a signal during it saves this step) and the last step are
+        # logged: a resumed run's losses then line up with an uninterrupted run's, and every
+        # run's curve ends where training ended
+        last = state.global_step >= state.max_steps
+        if control.should_save or control.should_evaluate or last:
             control.should_log = True
 
     def on_evaluate(self, args, state, control, **kwargs):
@@ -460,34 +484,67 @@ class MetricsFile(TrainerCallback):
 
 class Preemption(TrainerCallback):
     """SIGTERM or a scheduler's notice before its kill (PREEMPTION_SIGNALS): finish this optimizer
-    step, save a checkpoint and stop, every rank at the same step; train() then exits PREEMPTED."""
+    step, or this evaluation batch, save a checkpoint and stop, every rank at the same step;
+    train() then exits PREEMPTED. Before training starts there is nothing to save: exit at once."""
 
     class Done(Exception):
         """Resumed from the last step's checkpoint: transformers 5.23 would train one step more."""
 
+    class Evaluating(Exception):
+        """A signal during evaluation: the rest of it is skipped and train() saves the step."""
+
     def __init__(self):
-        self.received = self.stopped = 0
+        self.received = self.stopped = self.started = 0
         for name in PREEMPTION_SIGNALS:
-            signal.signal(
-                getattr(signal, name), lambda n, _: setattr(self, "received", n)
-            )
+            signal.signal(getattr(signal, name), self.receive)
+
+    def receive(self, number, frame):
+        self.received = number
+        if not self.started:  # loading the model or the data: no step to wait for
+            print(f"got signal {number} before training: no checkpoint", flush=True)
+            sys.exit(PREEMPTED)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = True
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             raise Preemption.Done
 
     def on_step_end(self, args, state, control, **kwargs):
-        flag = self.received  # a Python int: one process needs no device sync per step
-        # a rank signalled later stops at this step too
-        if torch.distributed.is_initialized():
-            flag = torch.tensor(flag, device=args.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         # at the last step: just finish
-        if int(flag) and state.global_step < state.max_steps:
+        if self.agreed(args) and state.global_step < state.max_steps:
             rank, number = args.process_index, self.received
             print(f"rank {rank}: got signal {number}; stopping", flush=True)
             control.should_save = control.should_training_stop = self.stopped = True
             control.should_log = True  # the checkpoint's step is logged too
+
+    def on_prediction_step(self, args, state, control, **kwargs):
+        # Trainer would finish evaluating (and under save_strategy "best" save only a new best)
+        if self.agreed(args):
+            rank, number = args.process_index, self.received
+            print(f"rank {rank}: got signal {number} evaluating; stopping", flush=True)
+            self.stopped = True
+            raise Preemption.Evaluating
+
+    def agreed(self, args):
+        """Whether any rank got a signal: a rank signalled later stops here too."""
+        flag = self.received  # a Python int: one process needs no device sync per step
+        if torch.distributed.is_initialized():
+            flag = torch.tensor(flag, device=args.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(int(flag))
+
+    def report(self, trainer):
+        """PREEMPTED, once rank 0 has said which checkpoint --resume continues from."""
+        step = trainer.state.global_step
+        folder = Path(trainer.args.output_dir, f"checkpoint-{step}")
+        saved = (folder / "trainer_state.json").is_file()  # Trainer writes it last
+        if trainer.is_world_process_zero() and saved:
+            print(f"{folder.name} saved: --resume continues from it", flush=True)
+        elif trainer.is_world_process_zero():
+            print(f"no checkpoint at step {step}: --resume takes the last", flush=True)
+        return PREEMPTED
 
 
 class TrackioProvenance(TrainerCallback):
