@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from specforge.modelinfo import cost
-from specforge.modelinfo.folders import is_lora_adapter
-from specforge.modelinfo.layout import device_of
-from specforge.modelinfo.params import count
-from specforge.modelinfo.shape import find_shape
 from specforge.validate.registry import Context, Finding, error, rule, warning
+
+# modelinfo is imported inside the two rules, for start-up time: only a full fine-tune
+# (lora: null) needs its folder checks, shape tables and memory model, and `specforge validate`
+# runs in every pre-commit hook (its start-up is held near 2x the import floor; these were 5 ms).
 
 
 @rule("SF032")
@@ -28,6 +27,8 @@ def what_only_lora_does(ctx: Context) -> Iterator[Finding]:
     spec = ctx.spec
     if spec.lora is not None:
         return
+    from specforge.modelinfo.folders import is_lora_adapter  # start-up time: see the top
+
     m = spec.model
     if m.quantization is not None:
         yield error(
@@ -51,6 +52,12 @@ def full_states_fit(ctx: Context) -> Iterator[Finding]:
     spec = ctx.spec
     if spec.lora is not None:
         return
+    # start-up time: see the top
+    from specforge.modelinfo import cost
+    from specforge.modelinfo.layout import device_of
+    from specforge.modelinfo.params import count
+    from specforge.modelinfo.shape import find_shape
+
     shape = find_shape(spec)
     if shape is None:
         return
