@@ -39,7 +39,9 @@ def _default(field) -> str:
         return "**required**"
     if field.default_factory is not None:
         value = field.default_factory()
-        return "" if isinstance(value, BaseModel) else f"`{json.dumps(value)}`"
+        # a section left out is `{}`, filled with its own defaults: they are listed under it
+        section = value == {} and _nested(field.annotation) is not None
+        return "" if section or isinstance(value, BaseModel) else f"`{json.dumps(value)}`"
     return f"`{json.dumps(field.default)}`"
 
 

@@ -107,9 +107,14 @@ def preference_only_sections(ctx: Context) -> Iterator[Finding]:
                     f"{'.'.join(key)} is for dpo/orpo/kto, not sft",
                     "set method: dpo (or orpo, kto), or remove it",
                 )
-    # a lora section equal to the defaults says nothing (a resolved spec writes it out)
-    written = "lora" in spec.model_fields_set and spec.lora != LoraSpec()
-    if spec.model.adapter is not None and spec.lora is not None and written:
+    # a lora section equal to the defaults says nothing (a resolved spec writes it out);
+    # LoraSpec() is built only when there is an adapter (its validator costs start-up)
+    if (
+        spec.model.adapter is not None
+        and spec.lora is not None
+        and "lora" in spec.model_fields_set
+        and spec.lora != LoraSpec()
+    ):
         yield warning(
             ("lora",),
             "lora is not used: training continues model.adapter's LoRA (its adapter_config.json)",
