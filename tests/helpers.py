@@ -11,6 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from gguf import GGUFWriter
 from hypothesis import settings
 
@@ -54,6 +55,42 @@ def compiled_project(root: Path, model_dir: Path, name: str, **training) -> Path
     result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
     assert result.returncode == 0, result.stderr
     return root
+
+
+def compiled_layout(root: Path, model_dir: Path, layout: str, max_length: int, **extra) -> Path:
+    """specs/tiny-<layout>.yaml compiled in root (its specs/ and data/ written already): the
+    recipe's 4 rows x 2 accumulation steps in `layout`, 5 steps, the loss logged every step,
+    eval off, on CPU. Returns the path of its train.py."""
+    name = f"tiny-{layout}"
+    spec = tiny_spec(
+        model_dir,
+        name=name,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+        max_steps=5,
+        logging_steps=1,
+        eval_strategy="no",
+        max_length=max_length,
+        layout=layout,
+        gpu="cpu",
+        **extra,
+    ).replace("  eval_steps: 6\n", "")
+    (root / f"specs/{name}.yaml").write_text(spec)
+    result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
+    assert result.returncode == 0, result.stderr
+    return root / f"generated/{name}/train.py"
+
+
+def train_in(root: Path, module, run: Path) -> list[dict]:
+    """Run a loaded train.py's train() from root (its paths are the project's) into run; the
+    metrics it logged."""
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    try:
+        module.train(run)
+    finally:
+        mp.undo()
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 # a few steps at a low rate: answers are non-empty text (longer training answers only the stop

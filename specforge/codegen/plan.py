@@ -212,10 +212,13 @@ def default_token_init(token: str) -> str:
 
 
 def padding_free(spec: Spec) -> bool:
-    """Padding-free batches are exact with sdpa/eager/flex/flash attention and faster than padding;
-    packing replaces them when asked for."""
+    """Batches without padding, masks from position_ids: exact with sdpa/eager/flex/flash attention
+    and faster than padding, so the default. Packed rows are too (no attention across documents),
+    except `wrapped` ones: one token stream cut every max_length tokens."""
     t = spec.training
-    return (not t.packing) if t.padding_free is None else t.padding_free
+    if t.packing:
+        return t.packing_strategy != "wrapped"
+    return True if t.padding_free is None else t.padding_free
 
 
 # -- sections --------------------------------------------------------------------------------
@@ -847,8 +850,6 @@ def _evaluation_args(spec: Spec) -> list[Value]:
 def _sft_args(spec: Spec) -> list[Value]:
     """SFTConfig's own: the loss on completions, how rows are batched, the stop token."""
     t, stop, pf = spec.training, spec.stop_token(), padding_free(spec)
-    if t.packing:  # padding-free inside bfd's bins; wrapped rows attend across documents
-        pf = (t.packing_strategy or "bfd") != "wrapped"
     args = [
         Value("completion_only_loss", True, None, "loss on the completion only"),
         Value(
@@ -1018,16 +1019,15 @@ def _pretrain_args(spec: Spec, layout: LayoutValues) -> list[Value]:
         Value("dataset_text_field", spec.prompt.text_column, "prompt.text_column"),
         Value("packing", t.packing, "training.packing"),
     ]
-    if t.packing:
-        args += _packing_strategy(spec, "bfd_split")
-        if t.packing_strategy == "wrapped":
-            why = "wrapped rows: a row's tokens attend to the earlier documents in it"
-            args.append(Value("padding_free", False, "training.packing_strategy", why))
-        else:
-            why = "packed rows: masks from position_ids, no attention across documents"
-            args.append(Value("padding_free", True, "training.packing", why))
+    args += _packing_strategy(spec, "bfd_split")
+    pf = padding_free(spec)
+    if t.packing_strategy == "wrapped":
+        why = "wrapped rows: a row's tokens attend to the earlier documents in it"
+        args.append(Value("padding_free", pf, "training.packing_strategy", why))
+    elif t.packing:
+        why = "packed rows: masks from position_ids, no attention across documents"
+        args.append(Value("padding_free", pf, "training.packing", why))
     else:
-        pf = padding_free(spec)
         exact = "exact: masks from position_ids" if pf else None
         args.append(Value("padding_free", pf, "training.padding_free", exact))
     why = "rows are packed to this length" if t.packing else "a longer document loses its end"

@@ -8,41 +8,18 @@ the loss curves agree within float tolerance.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.conftest import REPO, load_generated, run_cli, tiny_spec
+from tests.conftest import REPO, load_generated
+from tests.helpers import compiled_layout, train_in
 
 pytestmark = pytest.mark.train
 
 
 def train_layout(root, tiny_model_dir, layout: str):
-    name = f"tiny-{layout}"
-    spec = tiny_spec(
-        tiny_model_dir,
-        name=name,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=5,
-        logging_steps=1,
-        eval_strategy="no",
-        max_length=96,
-        layout=layout,
-        gpu="cpu",
-    ).replace("  eval_steps: 6\n", "")
-    (root / f"specs/{name}.yaml").write_text(spec)
-    result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
-    assert result.returncode == 0, result.stderr
-    script = root / f"generated/{name}/train.py"
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    try:
-        load_generated(script, f"train_{layout}").train(root / f"runs/{name}/test")
-    finally:
-        mp.undo()
-    metrics = (root / f"runs/{name}/test/metrics.jsonl").read_text().splitlines()
-    return script.read_text(), [json.loads(line) for line in metrics]
+    script = compiled_layout(root, tiny_model_dir, layout, max_length=96)
+    module = load_generated(script, f"train_{layout}")
+    return script.read_text(), train_in(root, module, root / f"runs/tiny-{layout}/test")
 
 
 def test_auto_and_recipe_layouts_give_the_same_loss_curve(tmp_path, tiny_model_dir):

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, load_generated, run_cli, tiny_spec
+from tests.conftest import REPO, load_generated, run_cli
+from tests.helpers import compiled_layout, train_in
 
 pytestmark = pytest.mark.train
 
@@ -25,24 +26,7 @@ BUDGET = 120  # tokens: two of the sample's rows (45-71 tokens each), not its lo
 
 
 def train_layout(root, tiny_model_dir, layout: str, **extra):
-    name = f"tiny-{layout}"
-    spec = tiny_spec(
-        tiny_model_dir,
-        name=name,
-        per_device_train_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=5,
-        logging_steps=1,
-        eval_strategy="no",
-        max_length=160,
-        layout=layout,
-        gpu="cpu",
-        **extra,
-    ).replace("  eval_steps: 6\n", "")
-    (root / f"specs/{name}.yaml").write_text(spec)
-    result = run_cli("compile", f"specs/{name}.yaml", cwd=root)
-    assert result.returncode == 0, result.stderr
-    script = root / f"generated/{name}/train.py"
+    script = compiled_layout(root, tiny_model_dir, layout, max_length=160, **extra)
     module = load_generated(script, f"train_{layout}")
     pieces = []  # (rows, tokens, longest row) of every micro-batch the trainer ran
     if hasattr(module, "micro_batches"):
@@ -56,14 +40,8 @@ def train_layout(root, tiny_model_dir, layout: str, **extra):
             return out
 
         module.micro_batches = recording
-    mp = pytest.MonkeyPatch()
-    mp.chdir(root)
-    try:
-        module.train(root / f"runs/{name}/test")
-    finally:
-        mp.undo()
-    metrics = (root / f"runs/{name}/test/metrics.jsonl").read_text().splitlines()
-    return script.read_text(), [json.loads(line) for line in metrics], pieces
+    metrics = train_in(root, module, root / f"runs/tiny-{layout}/test")
+    return script.read_text(), metrics, pieces
 
 
 def test_token_budget_and_recipe_layouts_give_the_same_loss_curve(tmp_path, tiny_model_dir):
