@@ -82,6 +82,8 @@ class PromptPart:
     drop_system: bool = False  # prompt.conversation.drop_system: system turns are left out
     if_empty: bool = False  # prompt.if_empty: a row with an empty column takes another prompt
     whole: bool = False  # sft conversations: one example per conversation (examples: whole)
+    # the completion ends in a declared token (STOP_TOKEN); else TRL appends the tokenizer's eos
+    stop: bool = False
 
 
 @dataclass(frozen=True)
@@ -390,7 +392,8 @@ def _conversation(spec: Spec) -> PromptPart:
 
 
 def _prompt(spec: Spec) -> PromptPart:
-    p, stop = spec.prompt, spec.stop_token()
+    # a reward model generates nothing: no stop token
+    p, stop = spec.prompt, None if spec.method == "reward" else spec.stop_token()
     if p.conversation is not None:
         return _conversation(spec)
     if p.text_column is not None:  # pretrain: raw text, in both scripts
@@ -418,9 +421,9 @@ def _prompt(spec: Spec) -> PromptPart:
     )
     if p.messages is None:  # a chat prompt's fields are only checked in the data: train.py's
         shared.append(fields)
-    if spec.method != "reward":  # a reward model generates nothing: no stop token
+    if stop is not None:  # else TRL ends each completion with the tokenizer's eos
         why = "rows end with it; generation stops"
-        shared.append(Value("STOP_TOKEN", stop or "", "prompt.completion", why))
+        shared.append(Value("STOP_TOKEN", stop, "prompt.completion", why))
     train = [
         *([fields] if p.messages is not None else []),
         Value("COMPLETION_TEMPLATE", p.completion, "prompt.completion"),
@@ -432,7 +435,8 @@ def _prompt(spec: Spec) -> PromptPart:
             "cut here, never the answer",
         ),
     ]
-    return PromptPart(shared, train, p.messages is not None, if_empty=bool(p.if_empty))
+    chat, stops = p.messages is not None, stop is not None
+    return PromptPart(shared, train, chat, if_empty=bool(p.if_empty), stop=stops)
 
 
 BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}

@@ -59,10 +59,10 @@ def export(run: ExportRun, out_dir: Path, threshold: float) -> ExportResult:
 def probe_texts(run: ExportRun) -> list[str]:
     """The first held-out prompts, and one with the adapter's answer and the stop token inside
     (the stop token's embedding row is read only when it is an input)."""
-    infer = run.infer()
     prompts = run.prompts()[:PROBES]
     second = prompts[1] if len(prompts) > 1 else prompts[0]
-    return [*prompts, prompts[0] + run.reference[0] + (infer.STOP_TOKEN or "") + second]
+    stop = run.spec.stop_token() or ""  # infer.py's STOP_TOKEN, where the spec declares one
+    return [*prompts, prompts[0] + run.reference[0] + stop + second]
 
 
 def merge(model):
@@ -211,7 +211,6 @@ def answer_in_fresh_process(folder: Path, prompts: list[str], probes: list[str])
 
 def compare(run: ExportRun, report: dict, *, logits, expected) -> tuple[dict, list[str]]:
     """The fresh process's evidence against the adapter's: (checks, failures)."""
-    infer = run.infer()
     failures = []
     diff = (logits - expected).abs().max().item()
     scale = max(1.0, expected.abs().max().item())
@@ -221,7 +220,8 @@ def compare(run: ExportRun, report: dict, *, logits, expected) -> tuple[dict, li
             f"the reloaded folder's logits differ from the adapter's by {diff:.3g} "
             f"(tolerance {tolerance:.3g}) on {len(expected)} probe prompts"
         )
-    if infer.STOP_TOKEN and report["tokenizer_eos_token"] != infer.STOP_TOKEN:
+    stop = run.spec.stop_token()
+    if stop and report["tokenizer_eos_token"] != stop:
         failures.append(
             f"the tokenizer's eos is {report['tokenizer_eos_token']!r}, not the stop token"
         )
@@ -240,7 +240,7 @@ def compare(run: ExportRun, report: dict, *, logits, expected) -> tuple[dict, li
         "logits_max_abs_diff": diff,
         "logits_tolerance": tolerance,
         "probes": len(expected),
-        "stop_token": infer.STOP_TOKEN,
+        "stop_token": stop,
         "tokenizer_eos_token": report["tokenizer_eos_token"],
         "generation_eos_token_id": report["generation_eos_token_id"],
         "padding_side": report["padding_side"],

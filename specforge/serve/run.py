@@ -200,10 +200,12 @@ def _model_folder(served: ServedRun, base: bool) -> Path | None:
 
 
 def _stop_id(served: ServedRun, tokenizer) -> int:
-    """infer.py's stop token: the spec's (prompt.completion), or the chat template's end of turn."""
-    if served.conversation or not hasattr(served.infer, "STOP_TOKEN"):
+    """infer.py's stop token: the spec's (prompt.completion), else the tokenizer's eos (TRL ended
+    each training completion with it; a conversation's chat template ends its turns with it)."""
+    stop = None if served.conversation else getattr(served.infer, "STOP_TOKEN", None)
+    if stop is None:
         return int(tokenizer.eos_token_id)
-    return int(tokenizer.convert_tokens_to_ids(served.infer.STOP_TOKEN))
+    return int(tokenizer.convert_tokens_to_ids(stop))
 
 
 def _export_folder(served: ServedRun, fmt: str) -> Path:

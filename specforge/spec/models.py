@@ -405,7 +405,10 @@ class PromptSpec(Strict):
     )
     completion: str | None = Field(
         None,
-        description="Target text with {column} fields; end it with a stop token so the model learns to stop.",
+        description=(
+            "Target text with {column} fields. End it with a declared token to make that the "
+            "stop token; else training appends the tokenizer's eos, and generation stops at it."
+        ),
         min_length=1,
     )
     if_empty: dict[str, str | list[Message]] | None = Field(

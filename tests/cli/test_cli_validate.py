@@ -83,11 +83,11 @@ def test_one_bad_spec_among_good_ones_fails_and_reports_the_rest(tmp_path):
 
 def test_warnings_alone_exit_0(tmp_path):
     path = tmp_path / "warn.yaml"
-    path.write_text(spec_text(prompt={"completion": "{answer}"}))
+    path.write_text(spec_text(inference={"temperature": 0.7}))
     result = specforge("validate", str(path))
     assert result.returncode == 0, result.stderr
-    assert "warning: prompt.completion:" in result.stderr
-    assert "[SF006]" in result.stderr
+    assert "warning: inference.do_sample:" in result.stderr
+    assert "[SF013]" in result.stderr
 
 
 def test_scheduler_without_its_argument_fails_before_training(tmp_path):

@@ -119,6 +119,32 @@ def test_chat_generation_stops_at_the_end_of_turn_and_every_eos(script, tiny_mod
     assert set(calls[0]["eos_token_id"]) == expected
 
 
+@pytest.mark.train  # loads a tiny tokenizer and the generated infer.py
+def test_a_completion_without_a_stop_token_stops_at_the_tokenizers_eos(tiny_model_dir):
+    """Defect: a completion ending in no declared token compiled to STOP_TOKEN = "", so
+    generation ran past the eos that TRL appended to every training completion, and the answer
+    kept it and what followed."""
+    from transformers import AutoTokenizer
+
+    infer = load_generated(GOLDEN / "fsdp-flex/infer.py", "eos_infer")  # completion: '{answer}'
+    assert "STOP_TOKEN" not in vars(infer)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.padding_side = "left"
+    calls = []
+
+    class Model:  # stands in for decoding: an answer, the eos, then more text
+        device = "cpu"
+
+        def generate(self, **kwargs):
+            calls.append(kwargs)
+            answer = tokenizer("Hello", add_special_tokens=False).input_ids
+            tail = [tokenizer.eos_token_id, *tokenizer("more", add_special_tokens=False).input_ids]
+            return torch.tensor([[*kwargs["input_ids"][0].tolist(), *answer, *tail]])
+
+    assert infer.answer(Model(), tokenizer, [{"question": "x"}], 1) == ["Hello"]
+    assert calls[0]["eos_token_id"] == tokenizer.eos_token_id
+
+
 @pytest.mark.train  # imports the generated train.py (the ML stack)
 def test_a_local_files_split_slice_is_read(project, monkeypatch):
     """Defect: a local file was read as split="train" whatever dataset.split said, while

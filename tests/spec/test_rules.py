@@ -273,18 +273,18 @@ def test_sf005_flash_attention_in_float32(write_spec):
     assert diag.key == "model.attn_implementation"
 
 
-# --- SF006 / SF007 / SF008: tokens ---------------------------------------------------------------
+# --- stop tokens, SF007 / SF008: tokens ---------------------------------------------------------------
 
 
-def test_sf006_completion_without_stop_token_is_a_warning(write_spec):
-    loaded = load_spec(write_spec(prompt={"completion": "{answer}"}))  # still loads
-    diag = only_rule(loaded.warnings, "SF006", severity="warning")
-    assert diag.key == "prompt.completion"
-    assert diag.render().startswith("spec.yaml:")
-    assert ": warning: prompt.completion: " in diag.render()
+def test_completion_without_a_stop_token_loads_without_warnings(write_spec):
+    """SF006 is retired: TRL appends the tokenizer's eos to such a completion and infer.py stops
+    at it (tests/codegen/test_compile.py checks the script)."""
+    loaded = load_spec(write_spec(prompt={"completion": "{answer}"}))
+    assert loaded.warnings == []
+    assert loaded.spec.stop_token() is None
 
 
-def test_sf006_additional_token_counts_as_a_stop_token(write_spec):
+def test_an_additional_token_counts_as_a_stop_token(write_spec):
     path = write_spec(
         tokenizer={"special_tokens": {"eos": None, "additional": ["<response>", "<end>"]}},
         prompt={"completion": "{answer}<end>"},
@@ -443,7 +443,7 @@ def test_sf011_answer_column_resolves_it(write_spec):
     assert diagnose(path) == []
 
 
-# --- SF012 / SF013: batching and sampling ---------------------------------------------------------
+# --- SF012 / SF013 / SF014: batching, layout and sampling ---------------------------------------------------------
 
 
 def test_a_strategy_without_packing_is_refused_where_it_is_written(write_spec):
@@ -467,6 +467,33 @@ def test_sf012_packing_without_flash_attention_is_a_warning(write_spec):
     loaded = load_spec(write_spec(training={"packing": True}))
     diag = only_rule(loaded.warnings, "SF012", severity="warning")
     assert diag.key == "training.packing"
+
+
+def test_sf014_a_token_budget_without_the_tokens_layout_is_a_located_warning(write_spec):
+    text = spec_text(training={"layout": "auto", "token_budget": 4096})
+    loaded = load_spec(write_spec(text))
+    diag = only_rule(loaded.warnings, "SF014", severity="warning")
+    assert diag.message == "token_budget is for layout: tokens; layout auto ignores it"
+    assert (diag.location.line, diag.location.col) == line_col(text, "4096")
+
+
+@pytest.mark.parametrize(
+    "training, why",
+    [
+        ({"packing": True}, "packed rows are not the spec's rows"),
+        ({"padding_free": False}, "padding_free is false"),
+    ],
+)
+def test_sf014_the_tokens_layout_where_the_planner_keeps_the_recipe(write_spec, training, why):
+    loaded = load_spec(write_spec(training={"layout": "tokens", **training}))
+    [diag] = [d for d in loaded.warnings if d.rule == "SF014"]  # packing also warns (SF012)
+    assert diag.key == "training.layout"
+    assert why in diag.message
+
+
+def test_sf014_the_tokens_layout_with_its_budget_is_fine(write_spec):
+    loaded = load_spec(write_spec(training={"layout": "tokens", "token_budget": 4096}))
+    assert not [d for d in loaded.warnings if d.rule == "SF014"]
 
 
 def test_sf012_packing_with_flex_attention_is_fine(write_spec):
@@ -493,11 +520,11 @@ def test_several_rules_are_reported_together(write_spec):
         model={"trust_remote_code": True, "dtype": "bfloat16"},
         dataset={"validation_fraction": 0.1, "validation_split": "test"},
         training={"precision": "fp16"},
-        prompt={"completion": "{answer}"},
+        inference={"temperature": 0.7},
     )
     found = diagnose(path)
-    assert {d.rule for d in found} == {"SF001", "SF002", "SF005", "SF006"}
-    assert {d.severity for d in found if d.rule == "SF006"} == {"warning"}
+    assert {d.rule for d in found} == {"SF001", "SF002", "SF005", "SF013"}
+    assert {d.severity for d in found if d.rule == "SF013"} == {"warning"}
     assert all(d.location.file == "spec.yaml" for d in found)
 
 

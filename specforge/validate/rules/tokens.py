@@ -1,6 +1,8 @@
-"""Rules on special tokens: the completion ends in a stop token (SF006) that is the eos TRL
-trains (SF016); tokens written in templates exist (SF007); new rows initialise from declared
-tokens (SF008)."""
+"""Rules on special tokens: a completion's stop token is the eos TRL trains (SF016); tokens
+written in templates exist (SF007); new rows initialise from declared tokens (SF008).
+
+SF006 is retired: it warned that a completion ending in no declared token never learns to stop,
+but TRL appends the tokenizer's eos to such a completion, and infer.py stops at that eos."""
 
 from __future__ import annotations
 
@@ -23,22 +25,6 @@ def prompt_texts(spec: Spec) -> Iterator[tuple[tuple, str]]:
         yield ("prompt", "completion"), spec.prompt.completion
     if spec.prompt.rejected is not None:
         yield ("prompt", "rejected"), spec.prompt.rejected
-
-
-@rule("SF006")
-def completion_ends_in_a_stop_token(ctx: Context) -> Iterator[Finding]:
-    """Without a stop token at the end of the completion the model never learns to stop."""
-    tokens = ctx.spec.tokenizer.special_tokens
-    stops = [tokens.eos, *tokens.additional]
-    completion = ctx.spec.prompt.completion
-    if ctx.spec.method == "reward":  # a score head learns no answer, so no stop either
-        return
-    if completion is not None and not any(tok and completion.endswith(tok) for tok in stops):
-        yield warning(
-            ("prompt", "completion"),
-            "completion does not end with the eos or a declared special token; the model never learns to stop",
-            'end it with a stop token, e.g. completion: "{output}<response|end>"',
-        )
 
 
 @rule("SF007")

@@ -102,6 +102,31 @@ def batching_layout(ctx: Context) -> Iterator[Finding]:
         )
 
 
+@rule("SF014")
+def layout_settings_that_do_nothing(ctx: Context) -> Iterator[Finding]:
+    """`layout: tokens` plans SFT's padding-free rows and `token_budget` is its knob: elsewhere
+    the planner keeps the recipe's layout (modelinfo/layout.py), and the spec would say more
+    than trains."""
+    spec, t = ctx.spec, ctx.spec.training
+    if t.token_budget is not None and t.layout != "tokens":
+        yield warning(
+            ("training", "token_budget"),
+            f"token_budget is for layout: tokens; layout {t.layout or 'null'} ignores it",
+            "set layout: tokens, or remove token_budget",
+        )
+    if t.layout != "tokens":
+        return
+    if spec.method != "sft":
+        why = f"{spec.method} trains with the recipe's layout (tokens plans SFT's rows)"
+    elif t.packing:
+        why = "packed rows are not the spec's rows: tokens plans padding-free ones"
+    elif t.padding_free is False:
+        why = "tokens cuts padding-free rows: padding_free is false"
+    else:
+        return
+    yield warning(("training", "layout"), f"layout tokens does nothing here: {why}", "remove it")
+
+
 @rule("SF013")
 def greedy_sampling_knobs(ctx: Context) -> Iterator[Finding]:
     """Sampling knobs do nothing under greedy decoding."""

@@ -33,7 +33,6 @@ ATTN_IMPLEMENTATION = "sdpa"  # training's flex_attention
 # prompt: the same template in train.py and infer.py
 PROMPT_TEMPLATE = "### Question\n{question}\n### Answer\n"  # spec: prompt.template
 PROMPT_FIELDS = ["question"]  # spec: prompt.template
-STOP_TOKEN = ""  # spec: prompt.completion; rows end with it; generation stops
 
 # inference
 # spec: inference
@@ -107,7 +106,7 @@ def build_prompt(row):
 @torch.no_grad()
 def answer(model, tokenizer, rows, batch_size):
     """Generate the completion for each row: new tokens only, up to the stop token."""
-    stop_id = tokenizer.convert_tokens_to_ids(STOP_TOKEN)
+    stop_id = tokenizer.eos_token_id  # TRL ended each training completion with it
     answers = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
