@@ -107,10 +107,18 @@ def weight_bytes(spec: Spec) -> float:
     return 4.0
 
 
-# Optimizer state per weight, in units of the weight's own bytes (default 2: torch's AdamW keeps
-# both moments in the parameter's dtype); None: bitsandbytes' 8-bit AdamW, 1 byte a moment;
-# sgd without momentum keeps none; adafactor's factored row and column moments are a rough 0.1.
-OPTIMIZER_STATES = {"adamw_8bit": None, "paged_adamw_8bit": None, "sgd": 0.0, "adafactor": 0.1}
+# Optimizer state bytes per fp32 weight (default 8: torch's AdamW keeps both moments in fp32):
+# 8-bit AdamW (bitsandbytes', torchao's) 1 byte a moment, torchao's 4-bit half of one; sgd
+# without momentum keeps none; adafactor's factored row and column moments are a rough 0.4.
+# GaLore's projected moments are not modelled: counted as AdamW's, an upper bound.
+OPTIMIZER_BYTES = {
+    "adamw_8bit": 2.0,
+    "paged_adamw_8bit": 2.0,
+    "adamw_torch_8bit": 2.0,
+    "adamw_torch_4bit": 1.0,
+    "sgd": 0.0,
+    "adafactor": 0.4,
+}
 
 
 # Full fine-tuning trains fp32 master weights whatever model.dtype is (train.py upcasts what it
@@ -122,8 +130,7 @@ MASTER_BYTES = 4.0
 def full_state_bytes(spec: Spec) -> float:
     """Bytes per weight that full fine-tuning holds beyond the fp32 master weights: their fp32
     gradient and the optimizer's state (training.optim)."""
-    states = OPTIMIZER_STATES.get(spec.training.optim, 2.0)
-    return MASTER_BYTES + (2.0 if states is None else states * MASTER_BYTES)
+    return MASTER_BYTES + OPTIMIZER_BYTES.get(spec.training.optim, 2 * MASTER_BYTES)
 
 
 def reference_copies(spec: Spec) -> int:

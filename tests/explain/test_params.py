@@ -125,6 +125,10 @@ def test_full_fine_tuning_memory_is_weights_grads_adamw_and_a_reference_for_dpo(
         {**data, "training": {**data["training"], "optim": "adamw_8bit"}}, strict=False
     )
     assert cost.full_state_bytes(eight_bit) == 4 + 2  # the gradient, two 1-byte moments
+    four_bit = Spec.model_validate(
+        {**data, "training": {**data["training"], "optim": "adamw_torch_4bit"}}, strict=False
+    )
+    assert cost.full_state_bytes(four_bit) == 4 + 1  # torchao: two half-byte moments
 
 
 def test_a_continued_adapter_is_counted_with_the_parent_s_lora_not_the_spec_s(
