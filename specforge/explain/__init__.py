@@ -212,6 +212,25 @@ def _model_section(spec: Spec, shape: Shape) -> dict:
     }
 
 
+def _token_rows_line(p: dict, *, tied: bool) -> str:
+    """The new tokens' trained rows: in the embedding (a tied head shares it) and an untied
+    head, except in a layer that lora.modules_to_save trains whole."""
+    saved = p.get("modules_to_save", {})
+
+    def whole(name: str) -> bool:
+        return any(name.endswith(entry) for entry in saved)
+
+    inside = ": in the modules trained whole"
+    if tied:
+        where = inside if whole("embed_tokens") or whole("lm_head") else ""
+    else:
+        pairs = (("embed_tokens", "embedding"), ("lm_head", "head"))
+        layers = [label for name, label in pairs if not whole(name)]
+        where = f", {' and '.join(layers)}" if layers else inside
+    rows = len(p["trained_tokens"])
+    return f"    tokens   {p['new_token_rows']:,} ({rows} new token rows{where})"
+
+
 def _parameters_section(params: Params) -> dict:
     return {
         "total": params.total,
@@ -221,6 +240,7 @@ def _parameters_section(params: Params) -> dict:
         "lora": params.lora,
         **({"lora_from": params.lora_from} if params.lora_from else {}),
         "new_token_rows": params.token_rows,
+        **({"modules_to_save": params.saved} if params.saved else {}),
         "new_tokens": params.new_tokens,
         "trained_tokens": params.trained_tokens,
     }
@@ -319,10 +339,11 @@ def render_text(report: dict) -> str:
         lines.append(f"    LoRA     {lora}")
         if p.get("lora_from"):
             lines.append(f"             (the parent adapter's r and targets: {p['lora_from']})")
-        lines.append(
-            f"    tokens   {p['new_token_rows']:,} ({len(p['trained_tokens'])} new token rows"
-            f"{'' if m['tied_embeddings'] else ', embedding and head'})"
-        )
+        lines.append(_token_rows_line(p, tied=m["tied_embeddings"]))
+        if saved := p.get("modules_to_save"):
+            lines.append(
+                f"    whole    {sum(saved.values()):,} (modules_to_save: {', '.join(saved)})"
+            )
     lines += [
         "",
         "step",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from specforge.modelinfo.shape import PROJECTIONS, Shape
 from specforge.spec.models import Spec
@@ -19,10 +19,13 @@ class Params:
     trained_tokens: list[str]
     full: bool = False  # full fine-tuning: the base weights are the trained ones
     lora_from: str | None = None  # the parent adapter whose r and targets were counted
+    saved: dict[str, int] = field(default_factory=dict)  # lora.modules_to_save's trained copies
 
     @property
     def trainable(self) -> int:
-        return self.base if self.full else sum(self.lora.values()) + self.token_rows
+        if self.full:
+            return self.base
+        return sum(self.lora.values()) + self.token_rows + sum(self.saved.values())
 
     @property
     def total(self) -> int:
@@ -67,9 +70,13 @@ def count(spec: Spec, shape: Shape, parent_lora: dict | None = None) -> Params:
             lora[target] = shape.layers * (r * (fan_in + fan_out) + extra)
         else:
             lora[target] = 0  # a module this shape does not have: peft would refuse it
+    saved = saved_modules(spec, shape, vocab)
     # peft's TrainableTokensWrapper: one delta row per trained token for the embedding, and one
-    # for an untied lm_head (a tied head shares the embedding's delta)
-    token_rows = len(trained) * shape.hidden * heads
+    # for an untied lm_head (a tied head shares the embedding's delta); none for a layer that
+    # trains whole (modules_to_save)
+    whole = {name for name in TIED if any(name.endswith(e) for e in saved)}
+    rows = (0 if whole else 1) if shape.tied else len(TIED) - len(whole)
+    token_rows = len(trained) * shape.hidden * rows
     return Params(
         base=base,
         matmul=matmul,
@@ -78,7 +85,44 @@ def count(spec: Spec, shape: Shape, parent_lora: dict | None = None) -> Params:
         new_tokens=added,
         trained_tokens=trained,
         lora_from=lora_from,
+        saved=saved,
     )
+
+
+TIED = ("model.embed_tokens", "lm_head")  # one weight in a tied model
+
+
+def module_sizes(shape: Shape, vocab: int) -> dict[str, int]:
+    """Each weight-holding module of the Llama-style model train.py builds, by its full name
+    (as peft matches names), with its parameter count."""
+    sizes = {"model.embed_tokens": vocab * shape.hidden, "lm_head": vocab * shape.hidden}
+    sizes["model.norm"] = shape.hidden
+    for layer in range(shape.layers):
+        prefix = f"model.layers.{layer}"
+        for name, (fan_in, fan_out) in shape.projection_dims().items():
+            block = "mlp" if name in ("gate_proj", "up_proj", "down_proj") else "self_attn"
+            sizes[f"{prefix}.{block}.{name}"] = fan_in * fan_out
+        sizes[f"{prefix}.input_layernorm"] = shape.hidden
+        sizes[f"{prefix}.post_attention_layernorm"] = shape.hidden
+    return sizes
+
+
+def saved_modules(spec: Spec, shape: Shape, vocab: int) -> dict[str, int]:
+    """The weights each lora.modules_to_save entry trains: peft trains a whole copy of every
+    module whose name ends with the entry (`norm` is every layer's norms too), each module once.
+    A tied head and embedding are one copy (ensure_weight_tying)."""
+    assert spec.lora is not None
+    taken: set[str] = set()
+    saved: dict[str, int] = {}
+    for entry in spec.lora.modules_to_save:
+        saved[entry] = 0
+        for name, size in module_sizes(shape, vocab).items():
+            if not name.endswith(entry) or name in taken:
+                continue
+            tied_twin = shape.tied and name in TIED and taken & set(TIED)
+            taken.add(name)
+            saved[entry] += 0 if tied_twin else size
+    return saved
 
 
 def lora_settings(spec: Spec, config: dict | None) -> tuple[int, list[str] | str, bool, str | None]:

@@ -33,14 +33,20 @@ def peft_counts(shape: Shape, spec: Spec, *, meta: bool) -> tuple[int, int]:
     model.resize_token_embeddings(shape.vocab + len(added), mean_resizing=False)
     pad = spec.tokenizer.special_tokens.pad
     ids = [shape.vocab + i for i, t in enumerate(added) if t != pad]
-    layers = ["embed_tokens"] if shape.tied else ["embed_tokens", "lm_head"]
     lora = spec.lora
+    whole = set(lora.modules_to_save)  # as train.py picks the layers that get token rows
+    if shape.tied:
+        layers = [] if whole & {"embed_tokens", "lm_head"} else ["embed_tokens"]
+    else:
+        layers = [name for name in ("embed_tokens", "lm_head") if name not in whole]
+    extra = {"modules_to_save": lora.modules_to_save, "ensure_weight_tying": True} if whole else {}
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         target_modules=lora.target_modules,
         task_type="CAUSAL_LM",
-        trainable_token_indices={name: ids for name in layers} if ids else None,
+        trainable_token_indices={name: ids for name in layers} if ids and layers else None,
+        **extra,
     )
     trainable, total = get_peft_model(model, config).get_nb_trainable_parameters()
     return trainable, total
@@ -52,6 +58,23 @@ def test_trainable_count_equals_peft_on_a_tiny_model(tied, targets):
     shape = Shape(64, 2, 4, 2, 128, 1000, tied=tied)
     spec = spec_for("tiny", targets=targets)
     params = count(spec, shape)
+    assert (params.trainable, params.total) == peft_counts(shape, spec, meta=False)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize(
+    "whole", [["embed_tokens", "lm_head"], ["lm_head"], ["input_layernorm", "norm"]]
+)
+def test_modules_to_save_count_equals_peft_on_a_tiny_model(tied, whole):
+    """peft trains a whole copy of each (one for a tied pair); a layer trained whole gets no
+    token rows."""
+    shape = Shape(64, 2, 4, 2, 128, 1000, tied=tied)
+    data = spec_for("tiny", targets=["q_proj", "v_proj"]).model_dump()
+    spec = Spec.model_validate(
+        {**data, "lora": {**data["lora"], "modules_to_save": whole}}, strict=False
+    )
+    params = count(spec, shape)
+    assert sum(params.saved.values()) > 0
     assert (params.trainable, params.total) == peft_counts(shape, spec, meta=False)
 
 
