@@ -140,6 +140,24 @@ def test_olora_rslora_and_an_untied_head_trained_whole(project, tiny_untied_mode
     assert any("embed_tokens" in k and "trainable_tokens" in k for k in saved)
 
 
+def test_a_module_named_by_its_path_trains_whole_and_gets_no_token_rows(
+    project, tiny_untied_model_dir, monkeypatch
+):
+    """peft takes every module whose name ends with a modules_to_save entry: train.py picks the
+    layers for the new tokens' rows the same way, so `model.embed_tokens` trains whole and only
+    the head gets token rows (it once got both, which peft refuses)."""
+    from peft.utils.other import ModulesToSaveWrapper, TrainableTokensWrapper
+
+    monkeypatch.chdir(project)
+    train = compile_spec(
+        project, tiny_untied_model_dir, "path", "  modules_to_save: [model.embed_tokens]\n"
+    )
+    trainer = train.train(project / "runs/path/a")
+    model = trainer.model
+    assert isinstance(model.get_input_embeddings(), ModulesToSaveWrapper)
+    assert isinstance(model.get_output_embeddings(), TrainableTokensWrapper)
+
+
 def test_gaussian_start_and_dora_reach_peft_and_train(project, tiny_model_dir, monkeypatch):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

@@ -154,13 +154,15 @@ def train(output_dir, checkpoint=None):
     ids = [i for i in ids if i != tokenizer.pad_token_id]
     names = {id(module): name.split(".")[-1] for name, module in model.named_modules()}
     embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
-    # a layer in modules_to_save trains whole, new rows included (a tied pair: both)
-    whole = set(LORA_CONFIG["modules_to_save"])
+    # a layer in modules_to_save trains whole, new rows included (a tied pair: both); peft
+    # takes each module whose name ends with an entry
+    paths = {id(module): name for name, module in model.named_modules()}
+    entries = tuple(LORA_CONFIG["modules_to_save"])
+    whole = [x for x in (embeddings, head) if paths[id(x)].endswith(entries)]
     if head.weight is embeddings.weight:
-        pair = {names[id(embeddings)], names[id(head)]}
-        layers = [] if whole & pair else [embeddings]
+        layers = [] if whole else [embeddings]
     else:
-        layers = [x for x in (embeddings, head) if names[id(x)] not in whole]
+        layers = [x for x in (embeddings, head) if x not in whole]
     targets = {names[id(layer)]: ids for layer in layers} if ids else None
     config = LoraConfig(**LORA_CONFIG, trainable_token_indices=targets)
     model = get_peft_model(model, config)
